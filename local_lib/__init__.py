@@ -1,0 +1,1 @@
+"""Shared stage code for the TTS reward/preference post-training recipes."""

@@ -1,0 +1,1 @@
+"""Batched numba alignment kernels, each with a plain NumPy reference."""

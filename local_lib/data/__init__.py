@@ -1,0 +1,1 @@
+"""Kaldi data directories, audio I/O, features and corpus preparers."""

@@ -1,0 +1,1 @@
+"""Scoring of synthesised speech with evaluators that are never rewards."""

@@ -1,0 +1,1 @@
+"""Reward models, evaluator models and TTS models."""

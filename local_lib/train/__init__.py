@@ -1,0 +1,1 @@
+"""Trainer utilities: distributed set-up, checkpoints, logging."""
