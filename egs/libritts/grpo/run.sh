@@ -1,0 +1,4 @@
+#!/usr/bin/env bash
+# GRPO with the WER + NLL reward (Llasa-GRPO, METHODS.md §1) on LibriTTS.
+set -euo pipefail
+./tts_rl.sh --method grpo "$@"

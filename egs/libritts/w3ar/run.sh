@@ -1,0 +1,4 @@
+#!/usr/bin/env bash
+# W3AR (METHODS.md §2): word-level rewards from ASR cross-attention on LibriTTS.
+set -euo pipefail
+./tts_rl.sh --method w3ar "$@"
