@@ -1,0 +1,71 @@
+"""Run a recipe in a throw-away copy, so tests never write into the checkout's egs/.
+
+A sandbox mirrors the repository with symlinks (tools, utils, local_lib, egs/TEMPLATE) and copies
+the one recipe directory, so path.sh and the recipe's relative links resolve exactly as they do
+in a real checkout.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import kaldiio
+import numpy as np
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+RECIPES = ("esd/easpo", "esd/hpro", "libritts/grpo", "libritts/w3ar", "seedtts/diffro")
+
+
+@dataclass
+class RecipeRun:
+    returncode: int
+    output: str
+    seconds: float
+
+
+def make_sandbox(root: Path, recipe: str, downloads: Path | None = None) -> Path:
+    """Copy `recipe` under `root`; `downloads` (shared between sandboxes) keeps mini corpora."""
+    for name in ("tools", "utils", "local_lib"):
+        link = root / name
+        if not link.exists():
+            link.symlink_to(REPO_ROOT / name)
+    (root / "egs").mkdir(exist_ok=True)
+    template = root / "egs" / "TEMPLATE"
+    if not template.exists():
+        template.symlink_to(REPO_ROOT / "egs" / "TEMPLATE")
+    recipe_dir = root / "egs" / recipe
+    recipe_dir.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(REPO_ROOT / "egs" / recipe, recipe_dir, symlinks=True)
+    if downloads is not None:
+        downloads.mkdir(parents=True, exist_ok=True)
+        (recipe_dir / "downloads").symlink_to(downloads)
+    return recipe_dir
+
+
+def run_recipe(recipe_dir: Path, *args: str, backend: str = "local", timeout: int = 900) -> RecipeRun:
+    env = dict(os.environ, cmd_backend=backend)
+    start = time.monotonic()
+    proc = subprocess.run(
+        ["./run.sh", *args],
+        cwd=recipe_dir,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=timeout,
+    )
+    return RecipeRun(proc.returncode, proc.stdout, time.monotonic() - start)
+
+
+def read_feats(scp: Path) -> dict[str, np.ndarray]:
+    return {utt: np.asarray(mat) for utt, mat in kaldiio.load_scp(str(scp)).items()}
+
+
+def data_dir_bytes(data_dir: Path) -> dict[str, bytes]:
+    """Every regular file of a data dir, by name, for byte-for-byte comparison."""
+    return {p.name: p.read_bytes() for p in sorted(data_dir.iterdir()) if p.is_file()}

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Set-up (with the local Slurm the shell tests start) and the whole test suite: what CI runs.
+# Extra arguments go to pytest, e.g. test/run_all.sh -m "not slow".
+set -euo pipefail
+repo_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "${repo_root}"
+tools/setup.sh --with-slurm
+rc=0
+tools/venv/bin/python -m pytest "$@" || rc=$?
+if [ "${rc}" -eq 5 ]; then
+  echo "run_all.sh: pytest collected no tests, which counts as a failure" >&2
+  exit 1
+fi
+exit "${rc}"
