@@ -291,7 +291,7 @@ class _Validator:
                 reason = check_wav(entry.value) if entry.value else None
                 if reason:
                     self.problems.append(Problem("wav.scp", entry.line, entry.key, reason))
-        return self.problems
+        return sorted(self.problems, key=lambda p: (p.file, p.line))
 
     @staticmethod
     def _described(name: str, problems: list[Problem]) -> list[Problem]:
@@ -401,5 +401,5 @@ def validate_data_dir(path: Path, check_audio: bool = True) -> list[Problem]:
     """Every problem of a data dir (empty list when it is sound), Kaldi's checks and ours."""
     path = Path(path)
     if not path.is_dir():
-        return [Problem(str(path), 0, "-", "data dir does not exist")]
+        return [Problem(".", 0, "-", "data dir does not exist")]
     return _Validator(path, check_audio).run()
