@@ -1,0 +1,171 @@
+"""GRPO arithmetic: group advantages, the clipped per-token objective and its aggregation.
+
+Kept free of models and data so each formula can be checked against numbers worked out by
+hand; the training loop only feeds it log-probabilities and rewards.
+
+Rewards are laid out group-major: the ``G`` completions of prompt 0 first, then prompt 1...
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+
+LossType = Literal["grpo", "dapo", "dr_grpo"]
+RewardScaling = Literal["group", "batch", "none"]
+ADV_EPS = 1e-4
+
+
+@dataclass(frozen=True)
+class GRPOConfig:
+    """Settings of the loss (METHODS.md §1); ``beta == 0`` means no reference model at all."""
+
+    epsilon: float = 0.2
+    beta: float = 0.0
+    loss_type: LossType = "dapo"
+    scale_rewards: RewardScaling = "group"
+    truncation_penalty: float = 0.0
+    max_completion_length: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.loss_type not in ("grpo", "dapo", "dr_grpo"):
+            raise ValueError(f"loss_type must be grpo, dapo or dr_grpo, got {self.loss_type!r}")
+        if self.scale_rewards not in ("group", "batch", "none"):
+            raise ValueError(f"scale_rewards must be group, batch or none: {self.scale_rewards!r}")
+        if not 0.0 < self.epsilon < 1.0 or self.beta < 0.0:
+            raise ValueError(f"need 0 < epsilon < 1 and beta >= 0, got {self.epsilon}, {self.beta}")
+
+
+@dataclass(frozen=True)
+class Advantages:
+    values: torch.Tensor  # [B]
+    zero_std_groups: int  # groups whose rewards are all equal: no learning signal
+
+
+def group_advantages(
+    rewards: torch.Tensor, group_size: int, scale: RewardScaling = "group"
+) -> Advantages:
+    """``A_i = (r_i - mean_group) / (std + 1e-4)``; std is the unbiased one, as in TRL.
+
+    ``scale="batch"`` divides by the std of the whole batch instead of the group's, and
+    ``"none"`` only centres (Dr. GRPO).
+    """
+    if rewards.dim() != 1 or rewards.numel() % group_size or group_size < 2:
+        raise ValueError(
+            f"rewards must be 1-D with a multiple of group_size >= 2 entries, "
+            f"got shape {tuple(rewards.shape)} and group_size {group_size}"
+        )
+    grouped = rewards.view(-1, group_size)
+    group_std = grouped.std(dim=1, keepdim=True)
+    centred = (grouped - grouped.mean(dim=1, keepdim=True)).reshape(-1)
+    zero_std = int(torch.isclose(group_std, torch.zeros_like(group_std)).sum())
+    if scale == "group":
+        centred = centred / (group_std.expand_as(grouped).reshape(-1) + ADV_EPS)
+    elif scale == "batch":
+        centred = centred / (rewards.std() + ADV_EPS)
+    elif scale != "none":
+        raise ValueError(f"scale must be group, batch or none, got {scale!r}")
+    return Advantages(centred, zero_std)
+
+
+def apply_truncation_penalty(
+    rewards: torch.Tensor, has_eos: torch.Tensor, penalty: float
+) -> torch.Tensor:
+    """Subtract ``penalty`` from completions that hit the length limit without EOS."""
+    return rewards - penalty * (~has_eos.bool()).to(rewards.dtype)
+
+
+def k3_kl(logp: torch.Tensor, ref_logp: torch.Tensor) -> torch.Tensor:
+    """Per-token estimator of KL(pi || ref): ``exp(ref-logp) - (ref-logp) - 1`` (always >= 0)."""
+    diff = ref_logp - logp
+    return torch.exp(diff) - diff - 1.0
+
+
+def per_token_loss(
+    logp: torch.Tensor,
+    advantages: torch.Tensor,
+    epsilon: float,
+    old_logp: torch.Tensor | None = None,
+    ref_logp: torch.Tensor | None = None,
+    beta: float = 0.0,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``-min(rho A, clip(rho, 1-eps, 1+eps) A) + beta k3`` per token, and the clip-active mask.
+
+    ``old_logp=None`` is the single-update on-policy case: rho is 1 in value but keeps the
+    gradient of ``logp``. ``ref_logp`` is only read when ``beta > 0``.
+    """
+    old = logp.detach() if old_logp is None else old_logp
+    ratio = torch.exp(logp - old)
+    adv = advantages.unsqueeze(1)
+    clipped_ratio = torch.clamp(ratio, 1.0 - epsilon, 1.0 + epsilon)
+    loss = -torch.min(ratio * adv, clipped_ratio * adv)
+    clip_active = ((ratio < 1.0 - epsilon) & (adv < 0)) | ((ratio > 1.0 + epsilon) & (adv > 0))
+    if beta > 0.0:
+        if ref_logp is None:
+            raise ValueError("beta > 0 needs reference log-probabilities")
+        loss = loss + beta * k3_kl(logp, ref_logp)
+    return loss, clip_active
+
+
+def aggregate(
+    token_loss: torch.Tensor,
+    mask: torch.Tensor,
+    loss_type: LossType,
+    max_completion_length: int | None = None,
+) -> torch.Tensor:
+    """Reduce ``[B, T]`` token losses over completion tokens the way TRL names them.
+
+    grpo: mean over each sequence's tokens, then over sequences; dapo: sum over all tokens /
+    number of tokens; dr_grpo: sum / (B * max_completion_length), the configured limit
+    (defaults to the padded width ``T``), so the scale is independent of lengths.
+    """
+    mask = mask.to(token_loss.dtype)
+    masked = token_loss * mask
+    if loss_type == "grpo":
+        return (masked.sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)).mean()
+    if loss_type == "dapo":
+        return masked.sum() / mask.sum().clamp(min=1.0)
+    if loss_type == "dr_grpo":
+        length = token_loss.shape[1] if max_completion_length is None else max_completion_length
+        return masked.sum() / (token_loss.shape[0] * length)
+    raise ValueError(f"loss_type must be grpo, dapo or dr_grpo, got {loss_type!r}")
+
+
+def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    mask = mask.to(values.dtype)
+    return (values * mask).sum() / mask.sum().clamp(min=1.0)
+
+
+def token_entropy(logits: torch.Tensor) -> torch.Tensor:
+    """Entropy of each position's next-token distribution, ``[B, T, V] -> [B, T]``."""
+    logprobs = torch.log_softmax(logits.float(), dim=-1)
+    return -(logprobs.exp() * logprobs).sum(dim=-1)
+
+
+def grpo_loss(
+    logp: torch.Tensor,
+    mask: torch.Tensor,
+    advantages: torch.Tensor,
+    cfg: GRPOConfig,
+    old_logp: torch.Tensor | None = None,
+    ref_logp: torch.Tensor | None = None,
+    logits: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """The scalar loss plus the statistics an RL loop logs (clip fraction, KL, entropy)."""
+    if logp.shape != mask.shape or advantages.shape != logp.shape[:1]:
+        raise ValueError(
+            f"shape mismatch: logp {tuple(logp.shape)}, mask {tuple(mask.shape)}, "
+            f"advantages {tuple(advantages.shape)}"
+        )
+    token_loss, clip_active = per_token_loss(
+        logp, advantages, cfg.epsilon, old_logp, ref_logp, cfg.beta
+    )
+    loss = aggregate(token_loss, mask, cfg.loss_type, cfg.max_completion_length)
+    stats = {"clip_fraction": float(masked_mean(clip_active.float(), mask))}
+    if cfg.beta > 0.0:
+        stats["kl"] = float(masked_mean(k3_kl(logp.detach(), ref_logp), mask))
+    if logits is not None:
+        stats["entropy"] = float(masked_mean(token_entropy(logits.detach()), mask))
+    return loss, stats

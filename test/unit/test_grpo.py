@@ -1,0 +1,133 @@
+"""GRPO math against numbers worked out by hand on a two-sequence batch."""
+
+import math
+
+import pytest
+import torch
+
+from local_lib.rl.grpo import (
+    GRPOConfig,
+    aggregate,
+    apply_truncation_penalty,
+    group_advantages,
+    grpo_loss,
+    k3_kl,
+    per_token_loss,
+    token_entropy,
+)
+
+REWARDS = torch.tensor([1.0, 2.0, 3.0, 5.0, 5.0, 5.0])  # two groups of G = 3
+
+
+def test_group_advantages_group_scaling() -> None:
+    # group 0: mean 2, unbiased std sqrt((1 + 0 + 1) / 2) = 1; group 1: all equal -> A = 0
+    adv = group_advantages(REWARDS, group_size=3)
+    want = torch.tensor([-1 / 1.0001, 0.0, 1 / 1.0001, 0.0, 0.0, 0.0])
+    torch.testing.assert_close(adv.values, want)
+    assert adv.zero_std_groups == 1
+
+
+def test_group_advantages_batch_and_no_scaling() -> None:
+    # batch mean 3.5; squared deviations 6.25+2.25+0.25+3*2.25 = 15.5; unbiased var 15.5/5 = 3.1
+    batch = group_advantages(REWARDS, group_size=3, scale="batch")
+    std = math.sqrt(3.1)
+    want = torch.tensor([-1 / (std + 1e-4), 0.0, 1 / (std + 1e-4), 0.0, 0.0, 0.0])
+    torch.testing.assert_close(batch.values, want)
+    none = group_advantages(REWARDS, group_size=3, scale="none")
+    torch.testing.assert_close(none.values, torch.tensor([-1.0, 0.0, 1.0, 0.0, 0.0, 0.0]))
+
+
+def test_group_advantages_rejects_bad_shapes() -> None:
+    with pytest.raises(ValueError, match="group_size"):
+        group_advantages(torch.ones(5), group_size=2)
+
+
+# Clip-active batch: mask [[1,1,1],[1,1,0]], A = [+1, -1], eps = 0.2.
+# seq 0: rho = [1, 1.5, 0.5]; rho*A = [1, 1.5, 0.5]; clip(rho)*A = [1, 1.2, 0.8]
+#        min = [1, 1.2, 0.5] -> loss [-1, -1.2, -0.5]  (token 1 clipped: rho > 1.2, A > 0)
+# seq 1: rho = [0.5, 1.5, 3 (padding)]; rho*A = [-0.5, -1.5]; clip(rho)*A = [-0.8, -1.2]
+#        min = [-0.8, -1.5] -> loss [0.8, 1.5]        (token 0 clipped: rho < 0.8, A < 0)
+MASK = torch.tensor([[1, 1, 1], [1, 1, 0]])
+ADV = torch.tensor([1.0, -1.0])
+RATIO = torch.tensor([[1.0, 1.5, 0.5], [0.5, 1.5, 3.0]])
+LOGP = torch.full((2, 3), -2.0)
+OLD = LOGP - torch.log(RATIO)
+
+
+def test_per_token_loss_with_clipping() -> None:
+    loss, clip = per_token_loss(LOGP, ADV, 0.2, old_logp=OLD)
+    torch.testing.assert_close(loss[0], torch.tensor([-1.0, -1.2, -0.5]))
+    torch.testing.assert_close(loss[1, :2], torch.tensor([0.8, 1.5]))
+    assert clip.tolist() == [[False, True, False], [True, False, False]]
+
+
+@pytest.mark.parametrize(
+    "loss_type, max_len, want",
+    [
+        ("grpo", None, ((-1 - 1.2 - 0.5) / 3 + (0.8 + 1.5) / 2) / 2),  # (-0.9 + 1.15) / 2
+        ("dapo", None, (-2.7 + 2.3) / 5),  # token sum / 5 tokens
+        ("dr_grpo", None, (-2.7 + 2.3) / (2 * 3)),  # / (B * padded width)
+        ("dr_grpo", 4, (-2.7 + 2.3) / (2 * 4)),  # / (B * max_completion_length)
+    ],
+)
+def test_aggregation_modes(loss_type: str, max_len: int | None, want: float) -> None:
+    cfg = GRPOConfig(loss_type=loss_type, max_completion_length=max_len)
+    loss, stats = grpo_loss(LOGP, MASK, ADV, cfg, old_logp=OLD)
+    assert loss.item() == pytest.approx(want, abs=1e-6)
+    assert stats["clip_fraction"] == pytest.approx(2 / 5)
+    assert "kl" not in stats
+
+
+def test_clip_inactive_on_policy_gradient() -> None:
+    # old_logp=None: rho = 1 everywhere, loss per token = -A; A = [2, -1]
+    # grpo: (-2 + 1) / 2 = -0.5; dapo: (3 * -2 + 2 * 1) / 5 = -0.8, d/dlogp = -A / 5
+    logp = torch.zeros(2, 3, requires_grad=True)
+    adv = torch.tensor([2.0, -1.0])
+    grpo, stats = grpo_loss(logp, MASK, adv, GRPOConfig(loss_type="grpo"))
+    assert grpo.item() == pytest.approx(-0.5)
+    assert stats["clip_fraction"] == 0.0
+    dapo, _ = grpo_loss(logp, MASK, adv, GRPOConfig(loss_type="dapo"))
+    assert dapo.item() == pytest.approx(-0.8)
+    dapo.backward()
+    torch.testing.assert_close(
+        logp.grad, torch.tensor([[-0.4, -0.4, -0.4], [0.2, 0.2, 0.0]])
+    )
+
+
+def test_beta_positive_adds_k3() -> None:
+    # ref - logp = [[ln2, 0, 0], [-ln2, 0, *]]: k3(ln2) = 2 - ln2 - 1 = 0.306853,
+    # k3(-ln2) = 0.5 + ln2 - 1 = 0.193147; sum over real tokens = 0.5
+    # dapo with A = [2, -1], beta = 0.1: (-4 + 0.1 * 0.5) / 5 = -0.79; KL mean = 0.5 / 5 = 0.1
+    logp = torch.zeros(2, 3)
+    ref = torch.tensor([[math.log(2), 0.0, 0.0], [-math.log(2), 0.0, 5.0]])
+    torch.testing.assert_close(
+        k3_kl(logp, ref)[:, 0], torch.tensor([1 - math.log(2), math.log(2) - 0.5])
+    )
+    cfg = GRPOConfig(loss_type="dapo", beta=0.1)
+    loss, stats = grpo_loss(logp, MASK, torch.tensor([2.0, -1.0]), cfg, ref_logp=ref)
+    assert loss.item() == pytest.approx(-0.79, abs=1e-6)
+    assert stats["kl"] == pytest.approx(0.1, abs=1e-6)
+
+
+def test_beta_zero_needs_no_reference_and_beta_positive_does() -> None:
+    logp = torch.zeros(2, 3)
+    loss, _ = grpo_loss(logp, MASK, ADV, GRPOConfig(beta=0.0), ref_logp=None)
+    assert torch.isfinite(loss)
+    with pytest.raises(ValueError, match="reference"):
+        grpo_loss(logp, MASK, ADV, GRPOConfig(beta=0.1), ref_logp=None)
+
+
+def test_truncation_penalty_and_entropy() -> None:
+    out = apply_truncation_penalty(torch.tensor([1.0, 1.0]), torch.tensor([True, False]), 0.5)
+    torch.testing.assert_close(out, torch.tensor([1.0, 0.5]))
+    uniform = torch.zeros(2, 3, 4)
+    torch.testing.assert_close(token_entropy(uniform), torch.full((2, 3), math.log(4)))
+    _, stats = grpo_loss(torch.zeros(2, 3), MASK, ADV, GRPOConfig(), logits=uniform)
+    assert stats["entropy"] == pytest.approx(math.log(4))
+
+
+def test_config_and_aggregate_validation() -> None:
+    with pytest.raises(ValueError, match="loss_type"):
+        GRPOConfig(loss_type="sum")
+    with pytest.raises(ValueError, match="loss_type"):
+        aggregate(torch.zeros(1, 1), torch.ones(1, 1), "mean")
