@@ -1,0 +1,1 @@
+"""Corpus preparers: real corpus layouts -> Kaldi data dirs (see each module's docstring)."""
