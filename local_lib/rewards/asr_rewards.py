@@ -1,0 +1,64 @@
+"""Rewards from the reward ASR (Llasa-GRPO): intelligibility as WER and as reference NLL.
+
+The scorer is any object with ``transcribe(wavs) -> list[str]`` and
+``nll(wavs, texts) -> Tensor[B]`` (mean token cross-entropy of ``texts`` teacher-forced on
+the audio); ``local_lib.models.asr_reward`` provides the real one, tests a fake.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Protocol
+
+import jiwer
+import numpy as np
+import torch
+
+from local_lib.data.text_tokenizer import normalize_text
+from local_lib.rewards.registry import RewardReferences, RolloutBatch, register_reward
+
+_WORD = re.compile(r"[\w']+")
+
+
+class AsrScorer(Protocol):
+    def transcribe(self, wavs: Sequence[np.ndarray | torch.Tensor]) -> list[str]: ...
+
+    def nll(self, wavs: Sequence[np.ndarray | torch.Tensor], texts: list[str]) -> torch.Tensor: ...
+
+
+def _words(text: str) -> str:
+    return " ".join(_WORD.findall(normalize_text(text)))
+
+
+def utterance_wer(utt_ids: list[str], refs: list[str], hyps: list[str]) -> torch.Tensor:
+    """Per-utterance WER after lower-casing and dropping punctuation."""
+    if len(hyps) != len(refs):
+        raise ValueError(f"scorer returned {len(hyps)} transcripts for {len(refs)} utterances")
+    out = []
+    for utt, ref, hyp in zip(utt_ids, refs, hyps, strict=True):
+        ref_words = _words(ref)
+        if not ref_words:
+            raise ValueError(f"utterance {utt!r}: reference text has no words")
+        out.append(jiwer.wer(ref_words, _words(hyp)) if _words(hyp) else 1.0)
+    return torch.tensor(out, dtype=torch.float32)
+
+
+@register_reward("asr_wer")
+def asr_wer_reward(
+    batch: RolloutBatch, refs: RewardReferences, *, scorer: AsrScorer, scale: float = 3.0
+) -> torch.Tensor:
+    """``1 - tanh(scale * WER)``: 1 for a perfect transcript, towards 0 as errors grow."""
+    wer = utterance_wer(batch.utt_ids, refs.texts, scorer.transcribe(batch.wavs))
+    return 1.0 - torch.tanh(scale * wer)
+
+
+@register_reward("asr_nll")
+def asr_nll_reward(
+    batch: RolloutBatch, refs: RewardReferences, *, scorer: AsrScorer, scale: float = 3.0
+) -> torch.Tensor:
+    """``exp(-NLL / scale)``: a smooth intelligibility score even when the WER is 0."""
+    nll = torch.as_tensor(scorer.nll(batch.wavs, refs.texts), dtype=torch.float32).detach()
+    if nll.shape != (len(batch.utt_ids),):
+        raise ValueError(f"scorer.nll returned shape {tuple(nll.shape)}, want ({len(batch.utt_ids)},)")
+    return torch.exp(-nll / scale)
