@@ -1,0 +1,302 @@
+"""Codec-token language model: a Hugging Face Llama over ``[text ; <speech start> speech <end>]``.
+
+One code path serves the small model trained here (character text ids, speech ids offset past
+them) and a Llasa-style checkpoint directory (a Llama plus a tokenizer whose speech tokens are
+``<|s_N|>``), so a recipe can point at Llasa-1B without code changes.
+
+Zero-shot prompting as in Llasa/CosyVoice: prompt text and target text come first, then the
+prompt's speech tokens after ``<speech start>``, and the model continues with target speech.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+from local_lib.data.text_tokenizer import CharTokenizer
+
+LOG = logging.getLogger(__name__)
+LAYOUT_FILE = "codec_lm_layout.json"
+TOKENS_FILE = "tokens.txt"
+LLASA_SPEECH_START = "<|SPEECH_GENERATION_START|>"
+LLASA_SPEECH_END = "<|SPEECH_GENERATION_END|>"
+LLASA_TEXT_START = "<|TEXT_UNDERSTANDING_START|>"
+LLASA_TEXT_END = "<|TEXT_UNDERSTANDING_END|>"
+_MODEL_KEYS = {
+    "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
+    "num_key_value_heads", "max_position_embeddings", "tie_word_embeddings", "rms_norm_eps",
+    "head_dim",
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class TokenLayout:
+    """Where text, markers and speech live in the LM's vocabulary."""
+
+    encode_text: Callable[[str], list[int]]
+    speech_start_id: int
+    speech_end_id: int
+    speech_offset: int  # LM id of speech token 0; speech tokens are contiguous
+    num_speech_tokens: int
+    pad_id: int
+    vocab_size: int
+
+    @classmethod
+    def for_char_tokenizer(cls, tokenizer: CharTokenizer, num_speech_tokens: int) -> TokenLayout:
+        """Text ids as they are, then <speech start>, <speech end>, then the speech ids."""
+        n_text = tokenizer.vocab_size
+        return cls(
+            encode_text=tokenizer.encode,
+            speech_start_id=n_text,
+            speech_end_id=n_text + 1,
+            speech_offset=n_text + 2,
+            num_speech_tokens=num_speech_tokens,
+            pad_id=tokenizer.pad_id,
+            vocab_size=n_text + 2 + num_speech_tokens,
+        )
+
+    @classmethod
+    def for_hf_tokenizer(
+        cls, tokenizer: Any, speech_start: str = LLASA_SPEECH_START, speech_end: str = LLASA_SPEECH_END
+    ) -> TokenLayout:
+        """Llasa layout: speech token N is ``<|s_N|>``; text is wrapped in the text markers
+        when the tokenizer has them."""
+        vocab = tokenizer.get_vocab()
+        for marker in (speech_start, speech_end, "<|s_0|>"):
+            if marker not in vocab:
+                raise ValueError(f"tokenizer has no {marker!r} token; not a Llasa-style checkpoint")
+        offset = vocab["<|s_0|>"]
+        count = 0
+        while vocab.get(f"<|s_{count}|>") == offset + count:
+            count += 1
+        wrap = LLASA_TEXT_START in vocab and LLASA_TEXT_END in vocab
+
+        def encode_text(text: str) -> list[int]:
+            ids = tokenizer.encode(text, add_special_tokens=False)
+            return [vocab[LLASA_TEXT_START], *ids, vocab[LLASA_TEXT_END]] if wrap else ids
+
+        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else vocab[speech_end]
+        return cls(encode_text, vocab[speech_start], vocab[speech_end], offset, count, pad, len(tokenizer))
+
+    def speech_ids(self, tokens: Sequence[int] | torch.Tensor) -> list[int]:
+        out = [int(t) for t in tokens]
+        if out and not 0 <= min(out) <= max(out) < self.num_speech_tokens:
+            raise ValueError(f"speech token outside [0, {self.num_speech_tokens}): {min(out)}..{max(out)}")
+        return [t + self.speech_offset for t in out]
+
+    def allowed_after_start(self, device: torch.device | str) -> torch.Tensor:
+        """Additive logit mask: after <speech start> only speech tokens and <speech end>."""
+        mask = torch.full((self.vocab_size,), float("-inf"), device=device)
+        mask[self.speech_offset : self.speech_offset + self.num_speech_tokens] = 0.0
+        mask[self.speech_end_id] = 0.0
+        return mask
+
+
+@dataclass(frozen=True)
+class Rollout:
+    """Sampled completions, right-padded; ``mask`` covers speech tokens and the end marker."""
+
+    completion_ids: torch.Tensor  # [B, T] LM ids
+    mask: torch.Tensor  # [B, T] bool
+    logprobs: torch.Tensor  # [B, T] under the sampling distribution before top-k/top-p
+    has_eos: torch.Tensor  # [B] bool
+    speech_tokens: list[torch.Tensor]  # codec token indices, end marker removed
+
+
+class CodecLM:
+    """A causal LM plus its token layout; everything the SFT, RL and synthesis stages call."""
+
+    def __init__(self, model: LlamaForCausalLM, layout: TokenLayout, char_tokenizer: CharTokenizer | None = None) -> None:
+        if model.config.vocab_size < layout.vocab_size:
+            raise ValueError(f"model vocab {model.config.vocab_size} < layout vocab {layout.vocab_size}")
+        self.model, self.layout, self.char_tokenizer = model, layout, char_tokenizer
+
+    @classmethod
+    def from_config(cls, model_cfg: Mapping[str, Any], tokenizer: CharTokenizer, num_speech_tokens: int) -> CodecLM:
+        """A fresh small Llama sized by the YAML ``model`` section (unknown keys are an error)."""
+        unknown = sorted(set(model_cfg) - _MODEL_KEYS)
+        if unknown:
+            raise ValueError(f"codec_lm model: unknown key(s) {unknown}; known: {sorted(_MODEL_KEYS)}")
+        layout = TokenLayout.for_char_tokenizer(tokenizer, num_speech_tokens)
+        config = LlamaConfig(
+            vocab_size=layout.vocab_size,
+            pad_token_id=layout.pad_id,
+            bos_token_id=None,
+            eos_token_id=layout.speech_end_id,
+            attention_dropout=0.0,
+            **model_cfg,
+        )
+        return cls(LlamaForCausalLM(config), layout, tokenizer)
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path) -> CodecLM:
+        """Load our own saved model (``tokens.txt`` beside it) or a Llasa-style HF directory."""
+        path = Path(path)
+        model = LlamaForCausalLM.from_pretrained(path)
+        if (path / TOKENS_FILE).exists():
+            tokenizer = CharTokenizer.load(path / TOKENS_FILE)
+            meta = json.loads((path / LAYOUT_FILE).read_text(encoding="utf-8"))
+            layout = TokenLayout.for_char_tokenizer(tokenizer, int(meta["num_speech_tokens"]))
+            return cls(model, layout, tokenizer)
+        layout = TokenLayout.for_hf_tokenizer(AutoTokenizer.from_pretrained(path))
+        LOG.info("%s: Llasa-style checkpoint, %d speech tokens", path, layout.num_speech_tokens)
+        return cls(model, layout)
+
+    def save_pretrained(self, path: str | Path) -> None:
+        """Written to a temporary sibling and renamed, so a half-written model is never loaded."""
+        if self.char_tokenizer is None:
+            raise ValueError("saving is for models built here; a Llasa checkpoint is already on disk")
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}."))
+        try:
+            self.model.save_pretrained(tmp)
+            self.char_tokenizer.save(tmp / TOKENS_FILE)
+            meta = {"num_speech_tokens": self.layout.num_speech_tokens}
+            (tmp / LAYOUT_FILE).write_text(json.dumps(meta) + "\n", encoding="utf-8")
+            if path.exists():
+                shutil.rmtree(path)
+            os.replace(tmp, path)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+
+    def prompt_ids(
+        self, text: str, prompt_text: str | None = None, prompt_speech: Sequence[int] | None = None
+    ) -> list[int]:
+        """``text(prompt_text + text) <speech start> prompt_speech`` — what generation continues."""
+        full_text = f"{prompt_text} {text}" if prompt_text else text
+        speech = self.layout.speech_ids(prompt_speech) if prompt_speech is not None else []
+        return [*self.layout.encode_text(full_text), self.layout.speech_start_id, *speech]
+
+    def training_batch(
+        self, prompts: Sequence[Sequence[int]], targets: Sequence[Sequence[int]]
+    ) -> dict[str, torch.Tensor]:
+        """Right-padded ``prompt + target speech + <end>`` with labels only on the target part."""
+        rows, labels = [], []
+        for prompt, target in zip(prompts, targets, strict=True):
+            completion = [*self.layout.speech_ids(target), self.layout.speech_end_id]
+            rows.append([*prompt, *completion])
+            labels.append([-100] * len(prompt) + completion)
+        width = max(len(r) for r in rows)
+        pad = self.layout.pad_id
+        return {
+            "input_ids": torch.tensor([r + [pad] * (width - len(r)) for r in rows]),
+            "attention_mask": torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows]),
+            "labels": torch.tensor([lab + [-100] * (width - len(lab)) for lab in labels]),
+        }
+
+    def sft_loss(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        device = self.model.device
+        return self.model(**{k: v.to(device) for k, v in batch.items()}).loss
+
+    def _left_pad(self, prompts: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        width = max(len(p) for p in prompts)
+        ids = torch.tensor([[self.layout.pad_id] * (width - len(p)) + list(p) for p in prompts])
+        attn = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts])
+        device = self.model.device
+        return ids.to(device), attn.to(device)
+
+    def _next_logprobs(self, logits: torch.Tensor, temperature: float) -> torch.Tensor:
+        """The policy's distribution over the next speech token: restricted, temperature-scaled."""
+        restricted = logits.float() / temperature + self.layout.allowed_after_start(logits.device)
+        return torch.log_softmax(restricted, dim=-1)
+
+    @torch.no_grad()
+    def sample(
+        self,
+        prompts: Sequence[Sequence[int]],
+        max_new_tokens: int,
+        temperature: float = 1.0,
+        top_k: int = 0,
+        top_p: float = 1.0,
+        generator: torch.Generator | None = None,
+    ) -> Rollout:
+        """KV-cache ancestral sampling of speech tokens until <speech end> or the length limit."""
+        if temperature <= 0 or not 0 < top_p <= 1 or top_k < 0 or max_new_tokens < 1:
+            raise ValueError("need temperature > 0, 0 < top_p <= 1, top_k >= 0, max_new_tokens >= 1")
+        ids, attn = self._left_pad(prompts)
+        batch = ids.shape[0]
+        positions = (attn.cumsum(-1) - 1).clamp(min=0)
+        out = self.model(input_ids=ids, attention_mask=attn, position_ids=positions, use_cache=True)
+        past, logits = out.past_key_values, out.logits[:, -1]
+        next_pos = positions[:, -1:] + 1
+        done = torch.zeros(batch, dtype=torch.bool, device=ids.device)
+        tokens, logps, masks = [], [], []
+        for _ in range(max_new_tokens):
+            logp = self._next_logprobs(logits, temperature)
+            choice = _sample(_filter_top_k_top_p(logp, top_k, top_p), generator)
+            tokens.append(torch.where(done, self.layout.pad_id, choice))
+            logps.append(torch.where(done, 0.0, logp.gather(1, choice[:, None])[:, 0]))
+            masks.append(~done)
+            done = done | (choice == self.layout.speech_end_id)
+            if bool(done.all()):
+                break
+            attn = torch.cat([attn, torch.ones_like(attn[:, :1])], dim=1)
+            out = self.model(
+                input_ids=tokens[-1][:, None], attention_mask=attn, position_ids=next_pos,
+                past_key_values=past, use_cache=True,
+            )  # fmt: skip
+            past, logits, next_pos = out.past_key_values, out.logits[:, -1], next_pos + 1
+        completion = torch.stack(tokens, dim=1)
+        mask = torch.stack(masks, dim=1)
+        speech = [
+            row[m & (row != self.layout.speech_end_id)] - self.layout.speech_offset
+            for row, m in zip(completion, mask, strict=True)
+        ]
+        return Rollout(completion, mask, torch.stack(logps, dim=1), done, [s.cpu() for s in speech])
+
+    def completion_logprobs(
+        self,
+        prompts: Sequence[Sequence[int]],
+        completion_ids: torch.Tensor,
+        mask: torch.Tensor,
+        temperature: float = 1.0,
+        return_logits: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Teacher-forced per-token log-probs of given completions (policy, old or reference),
+        under the same restricted, temperature-scaled distribution that ``sample`` reports."""
+        ids, attn = self._left_pad(prompts)
+        device = ids.device
+        completion_ids, mask = completion_ids.to(device), mask.to(device)
+        full_attn = torch.cat([attn, mask.long()], dim=1)
+        positions = (full_attn.cumsum(-1) - 1).clamp(min=0)
+        logits = self.model(
+            input_ids=torch.cat([ids, completion_ids], dim=1),
+            attention_mask=full_attn,
+            position_ids=positions,
+        ).logits[:, ids.shape[1] - 1 : -1]
+        logp_all = self._next_logprobs(logits, temperature)
+        logp = logp_all.gather(2, completion_ids[..., None])[..., 0].masked_fill(~mask.bool(), 0.0)
+        if not return_logits:
+            return logp, None
+        # entropy needs finite logits: disallowed ids get a large negative value instead of -inf
+        return logp, logp_all.clamp(min=-1e4)
+
+
+def _filter_top_k_top_p(logp: torch.Tensor, top_k: int, top_p: float) -> torch.Tensor:
+    """Log-probs with everything outside the top-k / nucleus set to -inf (top token always kept)."""
+    if top_k > 0:
+        kth = torch.topk(logp, min(top_k, logp.shape[-1]), dim=-1).values[:, -1:]
+        logp = logp.masked_fill(logp < kth, float("-inf"))
+    if top_p < 1.0:
+        sorted_logp, order = torch.sort(logp, dim=-1, descending=True)
+        mass_before = sorted_logp.exp().cumsum(-1) - sorted_logp.exp()
+        drop_sorted = mass_before >= top_p
+        drop = torch.zeros_like(drop_sorted).scatter(1, order, drop_sorted)
+        logp = logp.masked_fill(drop, float("-inf"))
+    return logp
+
+
+def _sample(logp: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    return torch.multinomial(torch.softmax(logp, dim=-1), 1, generator=generator)[:, 0]
