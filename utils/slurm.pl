@@ -18,7 +18,7 @@ use lib $RealBin;
 use Cwd qw(getcwd);
 use File::Basename qw(dirname basename);
 use File::Path qw(make_path);
-use Time::HiRes qw(sleep);
+use Time::HiRes qw(sleep time);
 use Launcher;
 
 my $prog = 'slurm.pl';
@@ -115,13 +115,14 @@ sub submit {
     return $job_id;
 }
 
-# Poll squeue until the array has left the queue; the interval grows so long jobs cost little.
+# Poll squeue until the array has left the queue, about ten times per elapsed time (0.25 s to
+# 10 s apart), so short jobs return promptly and long ones cost the controller little.
 sub wait_for {
     my ($job_id) = @_;
-    my ($interval, $errors) = (0.25, 0);
+    my ($started, $errors) = (time(), 0);
     while (1) {
-        sleep($interval);
-        $interval = $interval * 1.5 > 10 ? 10 : $interval * 1.5;
+        my $interval = (time() - $started) / 10;
+        sleep($interval < 0.25 ? 0.25 : $interval > 10 ? 10 : $interval);
         my $reply = qx(squeue -h -j $job_id -o %T 2>&1);
         if ($? == 0) {
             return if $reply !~ m/\S/;
@@ -177,10 +178,10 @@ wait_for($job_id);
 
 # Logs on a network file system may show up a little after the job has left the queue.
 my %code;
-for my $attempt (1 .. 20) {
+for my $attempt (1 .. 12) {
     $code{$_} //= logged_exit_code($log_of{$_}) for @ids;
     last unless grep { !defined $code{$_} } @ids;
-    sleep(0.5);
+    sleep(0.25);
 }
 my @failed;
 for my $id (@ids) {

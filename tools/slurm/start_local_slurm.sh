@@ -40,8 +40,13 @@ munged --socket="$state/munge/munge.socket" --key-file="$state/munge/munge.key" 
   --pid-file="$state/munge/munged.pid" --log-file="$state/log/munged.log" \
   --seed-file="$state/munge/munged.seed" --force
 
+# A port nobody listens on (the connect fails), picked at random so clusters do not collide.
 free_port() {
-  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+  local port
+  while true; do
+    port=$((20000 + RANDOM % 40000))
+    if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then echo "$port"; return; fi
+  done
 }
 ctld_port=$(free_port)
 slurmd_port=$(free_port)

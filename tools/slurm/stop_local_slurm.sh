@@ -14,25 +14,26 @@ export PATH="$PATH:/usr/sbin:/sbin"
 
 pid_alive() { [ -n "$1" ] && kill -0 "$1" 2>/dev/null; }
 
-stop_pidfile() {
-  local pidfile=$1 pid
-  [ -s "$pidfile" ] || return 0
-  pid=$(cat "$pidfile")
-  if pid_alive "$pid"; then
-    kill -TERM "$pid" 2>/dev/null
-    for _ in $(seq 1 50); do pid_alive "$pid" || break; sleep 0.1; done
-    pid_alive "$pid" && kill -KILL "$pid" 2>/dev/null
-  fi
-  rm -f "$pidfile"
-}
-
 if [ -f "$state/slurm.conf" ] && [ -s "$state/run/slurmctld.pid" ] \
   && pid_alive "$(cat "$state/run/slurmctld.pid")"; then
   jobs=$(SLURM_CONF="$state/slurm.conf" squeue -h -o '%A' 2>/dev/null | sort -u)
   # shellcheck disable=SC2086
   [ -n "$jobs" ] && SLURM_CONF="$state/slurm.conf" scancel $jobs 2>/dev/null
 fi
-stop_pidfile "$state/run/slurmd.pid"
-stop_pidfile "$state/run/slurmctld.pid"
-stop_pidfile "$state/munge/munged.pid"
+
+# Each daemon takes a second or two to exit, so signal all of them and then wait.
+pids=()
+for pidfile in "$state/run/slurmd.pid" "$state/run/slurmctld.pid" "$state/munge/munged.pid"; do
+  [ -s "$pidfile" ] || continue
+  pid=$(cat "$pidfile")
+  pid_alive "$pid" && kill -TERM "$pid" 2>/dev/null && pids+=("$pid")
+  rm -f "$pidfile"
+done
+for _ in $(seq 1 100); do
+  alive=()
+  for pid in "${pids[@]}"; do pid_alive "$pid" && alive+=("$pid"); done
+  [ ${#alive[@]} -eq 0 ] && exit 0
+  sleep 0.1
+done
+kill -KILL "${alive[@]}" 2>/dev/null
 exit 0
