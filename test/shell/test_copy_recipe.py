@@ -1,0 +1,59 @@
+"""utils/copy_recipe.sh on a fake recipe inside a fake repository."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from shell_tools import UTILS, run_tool
+
+
+@pytest.fixture
+def fake_repo(tmp_path: Path) -> Path:
+    """repo/utils (holding copy_recipe.sh) and a recipe egs/esd/easpo with run outputs."""
+    repo = tmp_path / "repo"
+    (repo / "utils").mkdir(parents=True)
+    shutil.copy2(UTILS / "copy_recipe.sh", repo / "utils" / "copy_recipe.sh")
+    recipe = repo / "egs/esd/easpo"
+    for sub in ("conf", "local", "data/train", "dump", "exp/tts_base"):
+        (recipe / sub).mkdir(parents=True)
+    for name in ("run.sh", "cmd.sh", "path.sh", "db.sh", "conf/tts_mini.yaml", "local/data.sh",
+                 "data/train/wav.scp", "exp/tts_base/model.pth"):
+        (recipe / name).write_text(f"{name}\n")
+    (recipe / "utils").symlink_to("../../../utils")
+    return repo
+
+
+def test_copy_makes_a_runnable_recipe_skeleton(fake_repo):
+    result = run_tool(["utils/copy_recipe.sh", "egs/esd/easpo", "egs/mycorpus/new/easpo"],
+                      cwd=fake_repo)
+    assert result.returncode == 0, result.stderr
+    dst = fake_repo / "egs/mycorpus/new/easpo"
+    for name in ("run.sh", "cmd.sh", "path.sh", "db.sh", "conf/tts_mini.yaml", "local/data.sh"):
+        assert (dst / name).read_text() == f"{name}\n"
+    for output in ("data", "dump", "exp"):
+        assert not (dst / output).exists()
+    # One level deeper than the source, so the link needs one more "..".
+    assert os.readlink(dst / "utils") == "../../../../utils"
+    assert (dst / "utils" / "copy_recipe.sh").is_file()
+    for hint in ("local/data.sh", "db.sh", "conf/"):
+        assert hint in result.stdout
+
+
+def test_existing_destination_is_refused_untouched(fake_repo):
+    dst = fake_repo / "egs/other/easpo"
+    dst.mkdir(parents=True)
+    (dst / "keep.txt").write_text("mine\n")
+    result = run_tool(["utils/copy_recipe.sh", "egs/esd/easpo", "egs/other/easpo"], cwd=fake_repo)
+    assert result.returncode == 1
+    assert "already exists" in result.stderr
+    assert sorted(p.name for p in dst.iterdir()) == ["keep.txt"]
+
+
+def test_source_without_run_sh_is_refused(fake_repo):
+    result = run_tool(["utils/copy_recipe.sh", "egs/esd", "egs/x/y"], cwd=fake_repo)
+    assert result.returncode == 1
+    assert "has no run.sh" in result.stderr
+    assert not (fake_repo / "egs/x").exists()
