@@ -11,7 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from slurm_cluster import SlurmCluster, SlurmStartError, start_cluster, stop_cluster, unavailable_reason
+from slurm_cluster import (
+    SlurmCluster,
+    SlurmStartError,
+    start_cluster,
+    stop_cluster,
+    unavailable_reason,
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 

@@ -66,7 +66,9 @@ def start_cluster(state_dir: Path, timeout_s: float = 120.0) -> SlurmCluster:
                               f"{err.output}") from None
     if proc.returncode != 0:
         stop_cluster(SlurmCluster(state_dir))
-        raise SlurmStartError(f"start_local_slurm.sh failed (exit {proc.returncode}):\n{proc.stdout}")
+        raise SlurmStartError(
+            f"start_local_slurm.sh failed (exit {proc.returncode}):\n{proc.stdout}"
+        )
     return SlurmCluster(state_dir)
 
 

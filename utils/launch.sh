@@ -33,7 +33,9 @@ die() { echo "$0: $*" >&2; exit 1; }
 [[ "$nproc" =~ ^[1-9][0-9]*$ ]] || die "--nproc must be a positive integer, got '$nproc'"
 [[ "$nnodes" =~ ^[1-9][0-9]*$ ]] || die "--nnodes must be a positive integer, got '$nnodes'"
 case "$use_srun" in
-  auto) if [ -n "${SLURM_JOB_ID:-}" ] && [ "$nnodes" -gt 1 ]; then use_srun=true; else use_srun=false; fi ;;
+  auto)
+    use_srun=false
+    [ -n "${SLURM_JOB_ID:-}" ] && [ "$nnodes" -gt 1 ] && use_srun=true ;;
   true|false) ;;
   *) die "--use-srun takes auto, true or false, got '$use_srun'" ;;
 esac
@@ -48,7 +50,8 @@ fi
 
 [ -n "${SLURM_JOB_ID:-}" ] || die "--use-srun true outside a Slurm job (SLURM_JOB_ID unset)"
 head_node=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)
-[ -n "$head_node" ] || die "cannot read the first host of SLURM_JOB_NODELIST='${SLURM_JOB_NODELIST:-}'"
+[ -n "$head_node" ] \
+  || die "cannot read the first host of SLURM_JOB_NODELIST='${SLURM_JOB_NODELIST:-}'"
 port=${port:-$((29400 + SLURM_JOB_ID % 1000))}
 step_opts=(--nodes "$nnodes" --ntasks "$nnodes" --ntasks-per-node 1 --kill-on-bad-exit=1)
 # Since Slurm 22.05 srun no longer inherits the job's --cpus-per-task; pass it on explicitly.

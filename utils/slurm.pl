@@ -52,7 +52,11 @@ sub read_config {
             @command = split(' ', $rest);
         } elsif ($kind eq 'option' && $rest =~ m/^(\w+)=(\S+)\s*(.*)$/) {
             my ($name, $value, $flags) = ($1, $2, $3);
-            if ($value eq '*') { $wildcard{$name} = $flags; } else { $exact{"$name=$value"} = $flags; }
+            if ($value eq '*') {
+                $wildcard{$name} = $flags;
+            } else {
+                $exact{"$name=$value"} = $flags;
+            }
         } elsif ($kind eq 'default' && $rest =~ m/^(\w+)=(\S+)$/) {
             $defaults{$1} = $2;
         } else {
@@ -94,11 +98,11 @@ sub write_job_script {
     print $fh $Launcher::TASK_RUNNER;
     print $fh "case \"\$SLURM_ARRAY_TASK_ID\" in\n";
     for my $id (Launcher::task_ids($job)) {
-        print $fh "  $id) run_task ", Launcher::shell_quote(Launcher::for_task($job, $job->{log}, $id)),
-            ' ', Launcher::shell_quote(Launcher::for_task($job, $job->{cmd}, $id)), ' ',
-            Launcher::threads($job), " ;;\n";
+        my $log = Launcher::shell_quote(Launcher::for_task($job, $job->{log}, $id));
+        my $cmd = Launcher::shell_quote(Launcher::for_task($job, $job->{cmd}, $id));
+        print $fh "  $id) run_task $log $cmd ", Launcher::threads($job), " ;;\n";
     }
-    print $fh "  *) echo \"slurm.pl: no task \$SLURM_ARRAY_TASK_ID in this script\" >&2; exit 1 ;;\n";
+    print $fh "  *) echo \"slurm.pl: no task \$SLURM_ARRAY_TASK_ID here\" >&2; exit 1 ;;\n";
     print $fh "esac\n";
     close($fh) or fail("cannot write '$path.tmp': $!");
     rename("$path.tmp", $path) or fail("cannot rename '$path.tmp': $!");

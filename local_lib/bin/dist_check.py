@@ -58,7 +58,9 @@ def write_json_atomic(path: Path, data: dict[str, object]) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, help="JSON file written by rank 0")
-    parser.add_argument("--backend", choices=["gloo", "nccl"], help="default: nccl on GPU, else gloo")
+    parser.add_argument(
+        "--backend", choices=["gloo", "nccl"], help="default: nccl on GPU, else gloo"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
 

@@ -11,7 +11,10 @@ UTILS = REPO_ROOT / "utils"
 
 
 def run_tool(
-    args: Sequence[str | Path], cwd: Path, env: Mapping[str, str] | None = None, timeout: float = 120
+    args: Sequence[str | Path],
+    cwd: Path,
+    env: Mapping[str, str] | None = None,
+    timeout: float = 120,
 ) -> subprocess.CompletedProcess[str]:
     """Run a command, capturing stdout and stderr as text; never raises on a non-zero exit."""
     return subprocess.run(

@@ -58,7 +58,8 @@ def test_failed_tasks_give_exit_1_and_name_their_logs(launcher, tmp_path):
     assert f"{launcher.name}: 2 / 4 failed, log is in exp/log/t.*.log" in result.stderr
     assert "exp/log/t.3.log" in result.stderr and "exp/log/t.4.log" in result.stderr
     assert "exp/log/t.1.log" not in result.stderr
-    assert (tmp_path / "exp/log/t.4.log").read_text().splitlines()[-1].startswith("# Ended (code 1)")
+    last_line = (tmp_path / "exp/log/t.4.log").read_text().splitlines()[-1]
+    assert last_line.startswith("# Ended (code 1)")
 
 
 def test_a_failing_stage_inside_a_pipe_fails_the_task(launcher, tmp_path):
