@@ -23,7 +23,10 @@ done
 [ $# -eq 2 ] || { echo "${usage}" >&2; exit 1; }
 [ -f "$1/wav.scp" ] || { echo "$0: $1/wav.scp not found" >&2; exit 1; }
 [ -z "${config}" ] || [ -f "${config}" ] || { echo "$0: config ${config} not found" >&2; exit 1; }
-[[ "${nj}" =~ ^[1-9][0-9]*$ ]] || { echo "$0: --nj must be a positive integer, got ${nj}" >&2; exit 1; }
+if ! [[ "${nj}" =~ ^[1-9][0-9]*$ ]]; then
+  echo "$0: --nj must be a positive integer, got ${nj}" >&2
+  exit 1
+fi
 
 # Absolute paths: a scheduler may start jobs elsewhere, and feats.scp must point anywhere.
 data=$(readlink -f "$1")
@@ -51,7 +54,10 @@ fi
 scps=() frames=()
 for job in $(seq 1 "${nj}"); do
   for part in "${dir}/feats.${job}.scp" "${dir}/utt2num_frames.${job}"; do
-    [ -f "${part}" ] || { echo "$0: ${part} missing; see ${dir}/log/dump_feats.${job}.log" >&2; exit 1; }
+    if [ ! -f "${part}" ]; then
+      echo "$0: ${part} missing; see ${dir}/log/dump_feats.${job}.log" >&2
+      exit 1
+    fi
   done
   scps+=("${dir}/feats.${job}.scp")
   frames+=("${dir}/utt2num_frames.${job}")

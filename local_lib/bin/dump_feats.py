@@ -41,7 +41,11 @@ def shard_bounds(num_lines: int, nj: int, job: int) -> tuple[int, int]:
     return start, start + base + (1 if job <= extra else 0)
 
 
-def shard_utterances(data: DataDir, nj: int, job: int) -> list[tuple[str, str, float, float | None]]:
+# (utterance id, wav path, start in seconds, end in seconds or None for the whole file)
+Item = tuple[str, str, float, float | None]
+
+
+def shard_utterances(data: DataDir, nj: int, job: int) -> list[Item]:
     """``(utt, wav_path, start_sample, end_sample)`` for the recordings of this shard.
 
     With a segments file the shard is still cut on wav.scp, and every segment of a shard's
@@ -63,7 +67,7 @@ def shard_utterances(data: DataDir, nj: int, job: int) -> list[tuple[str, str, f
 
 
 def compute_features(
-    items: list[tuple[str, str, float, float | None]], cfg: LogMelConfig
+    items: list[Item], cfg: LogMelConfig
 ) -> Iterator[tuple[str, np.ndarray]]:
     """Log-mel per utterance; a recording cut into segments is read once."""
     cached_path, cached_wav = None, None

@@ -94,7 +94,10 @@ def fix_data_dir(data_dir: Path) -> FixReport:
     for name in names:
         if (data_dir / name).is_file():
             shutil.copy2(data_dir / name, backup / name)
-    output = {name: {u: v for u, v in mapping.items() if u in kept} for name, mapping in files.items()}
+    output = {
+        name: {utt: value for utt, value in mapping.items() if utt in kept}
+        for name, mapping in files.items()
+    }
     if "segments" in output:
         recordings = {parse_segment(v).recording for v in output["segments"].values()}
         output["wav.scp"] = {

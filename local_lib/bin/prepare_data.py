@@ -60,7 +60,9 @@ def run(args: argparse.Namespace) -> dict[str, int]:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s: %(message)s"
+    )
     try:
         counts = run(args)
     except (CorpusError, DataDirError) as err:

@@ -90,7 +90,7 @@ def log_mel_torch(wav: torch.Tensor, cfg: LogMelConfig) -> torch.Tensor:
 
 
 def log_mel(wav: np.ndarray, cfg: LogMelConfig) -> np.ndarray:
-    """NumPy front of log_mel_torch for 1-D float waveforms; returns float32 ``[frames, n_mels]``."""
+    """NumPy front of log_mel_torch: 1-D float waveform -> float32 ``[frames, n_mels]``."""
     samples = np.asarray(wav, dtype=np.float32)
     if samples.ndim != 1:
         raise ValueError(f"expected a 1-D waveform, got shape {samples.shape}")

@@ -76,7 +76,8 @@ def test_segments_are_cut_from_their_recording(tmp_path):
     wav = write_tone(tmp_path / "rec.wav", seconds=1.0, seed=3)
     data = tmp_path / "data"
     write_kv(data / "wav.scp", {"spk-rec": str(wav)})
-    write_kv(data / "segments", {"spk-rec-a": "spk-rec 0.00 0.40", "spk-rec-b": "spk-rec 0.50 1.00"})
+    write_kv(data / "segments",
+             {"spk-rec-a": "spk-rec 0.00 0.40", "spk-rec-b": "spk-rec 0.50 1.00"})
     write_kv(data / "text", {"spk-rec-a": "a", "spk-rec-b": "b"})
     write_kv(data / "utt2spk", {"spk-rec-a": "spk", "spk-rec-b": "spk"})
     write_kv(data / "spk2utt", {"spk": "spk-rec-a spk-rec-b"})

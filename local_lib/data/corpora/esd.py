@@ -72,7 +72,8 @@ def read_transcripts(txt: Path, speaker: str) -> dict[str, Transcript]:
         if not utt.startswith(f"{speaker}_"):
             raise CorpusError(f"{where}: {utt}: utterance id does not start with '{speaker}_'")
         if utt in transcripts:
-            raise CorpusError(f"{where}: {utt}: duplicate utterance (first at {transcripts[utt].source})")
+            first = transcripts[utt].source
+            raise CorpusError(f"{where}: {utt}: duplicate utterance (first at {first})")
         transcripts[utt] = Transcript(text, emotion, where)
     return transcripts
 

@@ -39,7 +39,9 @@ def subset_files(root: Path, subset: str) -> dict[str, dict[str, str]]:
     for wav in sorted(subset_dir.glob("*/*/*.wav")):
         speaker, chapter, utt = wav.parent.parent.name, wav.parent.name, wav.stem
         if not utt.startswith(f"{speaker}_{chapter}_"):
-            raise CorpusError(f"{wav}: name does not start with '<speaker>_<chapter>_' of its folders")
+            raise CorpusError(
+                f"{wav}: name does not start with '<speaker>_<chapter>_' of its folders"
+            )
         text = read_normalized_text(wav)
         if text is None:
             skipped.append(utt)
