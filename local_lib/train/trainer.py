@@ -1,0 +1,145 @@
+"""The training loop every stage shares: seeding, accumulation, clipping, checkpoints, logs.
+
+Methods differ only in ``loss_fn`` (supervised CE, GRPO, ...) and ``next_batch``. For a resumed
+run to repeat the uninterrupted one bit for bit, ``next_batch`` must draw its randomness from
+the global RNGs (restored from the checkpoint) or derive it from the micro-step index it gets.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.tensorboard import SummaryWriter
+
+from local_lib.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from local_lib.train.distributed import DistInfo, init_distributed
+
+LOG = logging.getLogger(__name__)
+LossFn = Callable[[nn.Module, Any], "torch.Tensor | tuple[torch.Tensor, Mapping[str, float]]"]
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+@dataclass(frozen=True)
+class TrainerConfig:
+    out_dir: Path
+    num_steps: int
+    grad_accum: int = 1
+    grad_clip: float | None = 1.0  # max global grad norm; None = no clipping
+    save_every: int = 100
+    log_every: int = 10
+    keep_checkpoints: int = 2
+
+
+class Trainer:
+    """Owns the optimisation loop; ``out_dir`` gets ``checkpoints/``, ``tensorboard/``, ``train.log``."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        cfg: TrainerConfig,
+        scheduler: Any | None = None,
+        dist_info: DistInfo | None = None,
+    ) -> None:
+        if cfg.grad_accum < 1 or cfg.num_steps < 1 or cfg.save_every < 1 or cfg.log_every < 1:
+            raise ValueError(f"grad_accum, num_steps, save_every and log_every must be >= 1: {cfg}")
+        self.cfg, self.optimizer, self.scheduler = cfg, optimizer, scheduler
+        self.dist = dist_info or init_distributed()
+        self.raw_model = model
+        self.model: nn.Module = model
+        if self.dist.is_distributed:
+            device_ids = [self.dist.device.index] if self.dist.device.type == "cuda" else None
+            self.model = nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
+        self.ckpt_dir = Path(cfg.out_dir) / "checkpoints"
+        self.step = 0
+
+    def resume(self) -> int:
+        """Load the newest checkpoint if any; returns the number of completed steps."""
+        found = latest_checkpoint(self.ckpt_dir)
+        if found is not None:
+            self.step, _ = load_checkpoint(found, self.raw_model, self.optimizer, self.scheduler)
+        return self.step
+
+    def fit(self, loss_fn: LossFn, next_batch: Callable[[int], Any]) -> int:
+        """Train from the last checkpoint (or scratch) to ``num_steps``; returns the final step."""
+        self.resume()
+        out_dir = Path(self.cfg.out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        with _main_process_logs(out_dir, self.dist.is_main, self.step) as writer:
+            start, t0 = self.step, time.monotonic()
+            while self.step < self.cfg.num_steps:
+                stats = self._one_step(loss_fn, next_batch)
+                self.step += 1
+                if writer is not None and (self.step % self.cfg.log_every == 0 or self.step == self.cfg.num_steps):
+                    for key, value in stats.items():
+                        writer.add_scalar(key, value, self.step)
+                    rate = (self.step - start) / max(time.monotonic() - t0, 1e-9)
+                    LOG.info(
+                        "step %d/%d %s | %.2f steps/s, eta %.0fs", self.step, self.cfg.num_steps,
+                        " ".join(f"{k} {v:.4g}" for k, v in stats.items()), rate,
+                        (self.cfg.num_steps - self.step) / rate,
+                    )  # fmt: skip
+                if self.dist.is_main and (self.step % self.cfg.save_every == 0 or self.step == self.cfg.num_steps):
+                    save_checkpoint(self.ckpt_dir, self.step, self.model, self.optimizer,
+                                    self.scheduler, keep=self.cfg.keep_checkpoints)  # fmt: skip
+        return self.step
+
+    def _one_step(self, loss_fn: LossFn, next_batch: Callable[[int], Any]) -> dict[str, float]:
+        self.model.train()
+        self.optimizer.zero_grad(set_to_none=True)
+        totals: dict[str, float] = {}
+        for micro in range(self.cfg.grad_accum):
+            last = micro == self.cfg.grad_accum - 1
+            sync = contextlib.nullcontext() if last or not self.dist.is_distributed else self.model.no_sync()
+            with sync:
+                result = loss_fn(self.model, next_batch(self.step * self.cfg.grad_accum + micro))
+                loss, extra = result if isinstance(result, tuple) else (result, {})
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(f"non-finite loss {loss.item()} at step {self.step + 1}")
+                (loss / self.cfg.grad_accum).backward()
+            for key, value in {"loss": loss.item(), **extra}.items():
+                totals[key] = totals.get(key, 0.0) + float(value) / self.cfg.grad_accum
+        if self.cfg.grad_clip is not None:
+            norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
+            totals["grad_norm"] = float(norm)
+        self.optimizer.step()
+        if self.scheduler is not None:
+            self.scheduler.step()
+        totals["lr"] = float(self.optimizer.param_groups[0]["lr"])
+        return totals
+
+
+@contextlib.contextmanager
+def _main_process_logs(out_dir: Path, is_main: bool, start_step: int):
+    """On rank 0: ``train.log`` (appended across resumes) and a tensorboard writer."""
+    if not is_main:
+        yield None
+        return
+    handler = logging.FileHandler(out_dir / "train.log", encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    if root.level > logging.INFO or root.level == logging.NOTSET:
+        root.setLevel(logging.INFO)
+    writer = SummaryWriter(str(out_dir / "tensorboard"), purge_step=start_step + 1)
+    try:
+        yield writer
+    finally:
+        writer.close()
+        root.removeHandler(handler)
+        handler.close()
