@@ -1,0 +1,85 @@
+"""Model settings read from YAML: a flat mapping per model, unknown keys rejected."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+T = TypeVar("T")
+
+
+def load_dataclass_yaml(cls: type[T], path: str | Path) -> T:
+    """Build ``cls`` from a flat YAML mapping; a typo in a key must fail, not fall back to a default."""
+    path = Path(path)
+    with open(path, encoding="utf-8") as fd:
+        data: Any = yaml.safe_load(fd) or {}
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a mapping of settings, got {type(data).__name__}")
+    known = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ValueError(
+            f"{path}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
+        )
+    data = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
+    try:
+        return cls(**data)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{path}: {err}") from err
+
+
+@dataclass(frozen=True)
+class GradTTSConfig:
+    """Architecture and diffusion settings; vocabulary, speaker and emotion counts come from data."""
+
+    n_mels: int = 80
+    cond_dim: int = 64
+    # text encoder
+    enc_channels: int = 192
+    enc_filter_channels: int = 768
+    enc_heads: int = 2
+    enc_layers: int = 6
+    enc_kernel_size: int = 3
+    enc_dropout: float = 0.1
+    prenet_layers: int = 3
+    prenet_kernel_size: int = 5
+    # duration predictor
+    dp_filter_channels: int = 256
+    dp_kernel_size: int = 3
+    # U-Net score model
+    dec_dim: int = 64
+    dec_dim_mults: tuple[int, ...] = (1, 2, 4)
+    dec_groups: int = 8
+    dec_attention: bool = True
+    # diffusion
+    beta_min: float = 0.05
+    beta_max: float = 20.0
+    segment_frames: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.enc_channels % self.enc_heads:
+            raise ValueError(
+                f"enc_channels {self.enc_channels} not divisible by enc_heads {self.enc_heads}"
+            )
+        if not self.dec_dim_mults or min(self.dec_dim_mults) <= 0:
+            raise ValueError(f"dec_dim_mults must be positive, got {self.dec_dim_mults}")
+        factor = 2 ** (len(self.dec_dim_mults) - 1)
+        if self.n_mels % factor:
+            raise ValueError(
+                f"n_mels {self.n_mels} must be divisible by {factor} for "
+                f"{len(self.dec_dim_mults)} U-Net levels"
+            )
+        if self.dec_dim % self.dec_groups:
+            raise ValueError(f"dec_dim {self.dec_dim} not divisible by dec_groups {self.dec_groups}")
+        if not 0 <= self.beta_min < self.beta_max:
+            raise ValueError(f"need 0 <= beta_min < beta_max, got {self.beta_min}, {self.beta_max}")
+        if self.segment_frames is not None and self.segment_frames % factor:
+            raise ValueError(f"segment_frames {self.segment_frames} must be a multiple of {factor}")
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> GradTTSConfig:
+        return load_dataclass_yaml(cls, path)
