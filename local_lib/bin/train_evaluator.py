@@ -1,0 +1,127 @@
+"""Stage 3: train an evaluator (CTC ASR, emotion classifier or speaker encoder) on log-mel.
+
+    python -m local_lib.bin.train_evaluator --config conf/eval_asr_mini.yaml \\
+        --train-dir data/train --valid-dir data/dev --out-dir exp/eval_asr
+
+Writes ``<out-dir>/model.pt`` after every epoch (training resumes from it) and ``train.log``.
+Config keys: ``kind`` (asr | emotion | speaker), ``model`` (EvaluatorNetConfig),
+``train`` (TrainConfig), ``features`` (LogMelConfig overrides), ``spec_augment``, ``max_utts``.
+"""
+
+import argparse
+import dataclasses
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from local_lib.data.features import LogMelConfig, log_mel_torch
+from local_lib.eval.error_rate import char_errors, word_errors
+from local_lib.eval.verification import verification_trials
+from local_lib.models.asr_units import AsrUnits
+from local_lib.models.config_yaml import load_yaml_mapping, setup_logging
+from local_lib.models.evaluator_nets import EvaluatorNetConfig
+from local_lib.models.evaluators import build_evaluator, pad_frames
+from local_lib.models.fit import TrainConfig, fit
+from local_lib.models.training_data import Utterances, load_utterances
+
+log = logging.getLogger("train_evaluator")
+CONFIG_KEYS = {"kind", "model", "train", "features", "spec_augment", "max_utts"}
+
+
+def spec_augment(mel: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Two frequency and two time masks per utterance (zeros after normalisation ≈ mean)."""
+    mel = mel.clone()
+    n_frames, n_bins = mel.shape[1], mel.shape[2]
+    for b in range(mel.shape[0]):
+        for size, axis_len, axis in ((10, n_bins, 2), (20, n_frames, 1)):
+            for _ in range(2):
+                width = int(torch.randint(0, size + 1, (1,), generator=generator))
+                start = int(torch.randint(0, max(1, axis_len - width), (1,), generator=generator))
+                if axis == 2:
+                    mel[b, :, start : start + width] = mel[b].mean()
+                else:
+                    mel[b, start : start + width, :] = mel[b].mean()
+    return mel
+
+
+def labels_of(kind: str, data: Utterances) -> list[str]:
+    if kind == "speaker":
+        return data.speakers
+    if data.emotions is None:
+        raise ValueError("emotion evaluator needs utt2emo in the training data dir")
+    return data.emotions
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", type=Path, required=True)
+    p.add_argument("--train-dir", type=Path, required=True)
+    p.add_argument("--valid-dir", type=Path, required=True)
+    p.add_argument("--out-dir", type=Path, required=True)
+    p.add_argument("--max-utts", type=int, default=None, help="override the config's max_utts")
+    p.add_argument("--seed", type=int, default=None, help="override train.seed")
+    args = p.parse_args(argv)
+    setup_logging(args.out_dir / "train.log")
+    conf = load_yaml_mapping(args.config, CONFIG_KEYS)
+    net_cfg = EvaluatorNetConfig.from_dict({"kind": conf.get("kind"), **conf.get("model", {})})
+    train_cfg = TrainConfig.from_dict(conf.get("train", {}))
+    if args.seed is not None:
+        train_cfg = dataclasses.replace(train_cfg, seed=args.seed)
+    mel_cfg = LogMelConfig(**conf.get("features", {}))
+    max_utts = args.max_utts if args.max_utts is not None else conf.get("max_utts")
+    train = load_utterances(args.train_dir, mel_cfg.sample_rate, max_utts)
+    valid = load_utterances(args.valid_dir, mel_cfg.sample_rate, max_utts)
+    mels = [log_mel_torch(torch.from_numpy(w), mel_cfg) for w in train.wavs]
+    state = {"kind": "evaluator", "net_config": dataclasses.asdict(net_cfg), "mel_config": dataclasses.asdict(mel_cfg)}
+    if net_cfg.kind == "asr":
+        units = AsrUnits.from_texts(train.texts)
+        state["tokens"] = units.tokens
+        targets = [torch.tensor(units.encode(t), dtype=torch.long) for t in train.texts]
+    else:
+        labels = sorted(set(labels_of(net_cfg.kind, train)))
+        state["labels"] = labels
+        targets = [torch.tensor(labels.index(x)) for x in labels_of(net_cfg.kind, train)]
+    evaluator = build_evaluator(state)
+    net = evaluator.net
+    gen = torch.Generator().manual_seed(train_cfg.seed)
+    ctc = torch.nn.CTCLoss(blank=AsrUnits.blank_id, zero_infinity=True)
+
+    def batch_loss(idx: list[int]) -> torch.Tensor:
+        mel, lens = pad_frames([mels[i] for i in idx])
+        if conf.get("spec_augment", True):
+            mel = spec_augment(mel, gen)
+        if net_cfg.kind == "asr":
+            log_probs, out_lens = net(mel, lens)
+            ys = [targets[i] for i in idx]
+            return ctc(log_probs.transpose(0, 1), torch.cat(ys), out_lens, torch.tensor([len(y) for y in ys]))
+        logits, _ = net(mel, lens)
+        return torch.nn.functional.cross_entropy(logits, torch.stack([targets[i] for i in idx]))
+
+    def validate() -> dict[str, float]:
+        batches = [valid.wavs[i : i + 32] for i in range(0, len(valid.wavs), 32)]
+        if net_cfg.kind == "asr":
+            hyps = [h for b in batches for h in evaluator.transcribe(b)]
+            w = [word_errors(r, h) for r, h in zip(valid.texts, hyps)]
+            c = [char_errors(r, h) for r, h in zip(valid.texts, hyps)]
+            return {"valid_wer": sum(e.errors for e in w) / max(1, sum(e.ref_len for e in w)),
+                    "valid_cer": sum(e.errors for e in c) / max(1, sum(e.ref_len for e in c))}
+        gold = labels_of(net_cfg.kind, valid)
+        preds = [x for b in batches for x in evaluator.classify(b)]
+        known = [k for k, g in enumerate(gold) if g in evaluator.labels]
+        out = {"valid_acc": float(np.mean([preds[k] == gold[k] for k in known])) if known else float("nan")}
+        if net_cfg.kind == "speaker" and len(set(gold)) > 1:
+            emb = np.concatenate([evaluator.embed(b) for b in batches])
+            out["valid_eer"] = verification_trials(emb, gold).eer
+        return out
+
+    log.info("training %s evaluator on %d utterances (%d parameters)", net_cfg.kind, len(mels),
+             sum(p.numel() for p in net.parameters()))
+    fit(net, batch_loss, [m.shape[0] for m in mels], train_cfg, args.out_dir / "model.pt",
+        lambda: {**state, "model": net.state_dict()}, validate)
+    log.info("wrote %s", args.out_dir / "model.pt")
+
+
+if __name__ == "__main__":
+    main()

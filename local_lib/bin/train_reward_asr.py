@@ -1,0 +1,76 @@
+"""Stage 3: train the reward ASR, an ESPnet2 attention encoder–decoder over characters.
+
+    python -m local_lib.bin.train_reward_asr --config conf/reward_asr_mini.yaml \\
+        --train-dir data/train --valid-dir data/dev --out-dir exp/reward_asr
+
+Writes ``<out-dir>/model.pt`` after every epoch (training resumes from it) and ``train.log``;
+load it with ``EspnetRewardASR.from_checkpoint``. Config keys: ``model`` (EspnetASRConfig),
+``train`` (TrainConfig), ``max_utts``.
+"""
+
+import argparse
+import dataclasses
+import logging
+from pathlib import Path
+
+import torch
+
+from local_lib.eval.error_rate import word_errors
+from local_lib.models.asr_units import AsrUnits
+from local_lib.models.config_yaml import load_yaml_mapping, setup_logging
+from local_lib.models.espnet_asr import EspnetASRConfig, EspnetRewardASR, build_espnet_asr, pad_waveforms
+from local_lib.models.fit import TrainConfig, fit
+from local_lib.models.training_data import load_utterances
+
+log = logging.getLogger("train_reward_asr")
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", type=Path, required=True)
+    p.add_argument("--train-dir", type=Path, required=True)
+    p.add_argument("--valid-dir", type=Path, required=True)
+    p.add_argument("--out-dir", type=Path, required=True)
+    p.add_argument("--max-utts", type=int, default=None, help="override the config's max_utts")
+    p.add_argument("--seed", type=int, default=None, help="override train.seed")
+    args = p.parse_args(argv)
+    setup_logging(args.out_dir / "train.log")
+    conf = load_yaml_mapping(args.config, {"model", "train", "max_utts"})
+    cfg = EspnetASRConfig.from_dict(conf.get("model", {}))
+    train_cfg = TrainConfig.from_dict(conf.get("train", {}))
+    if args.seed is not None:
+        train_cfg = dataclasses.replace(train_cfg, seed=args.seed)
+    max_utts = args.max_utts if args.max_utts is not None else conf.get("max_utts")
+    train = load_utterances(args.train_dir, cfg.sample_rate, max_utts)
+    valid = load_utterances(args.valid_dir, cfg.sample_rate, max_utts)
+    units = AsrUnits.from_texts(train.texts)
+    torch.manual_seed(train_cfg.seed)
+    asr = EspnetRewardASR(build_espnet_asr(units, cfg), units, cfg)
+    targets = [units.encode(t) for t in train.texts]
+
+    def batch_loss(idx: list[int]) -> torch.Tensor:
+        speech, lens = pad_waveforms([train.wavs[i] for i in idx])
+        ys = [targets[i] for i in idx]
+        text = torch.full((len(ys), max(len(y) for y in ys)), -1, dtype=torch.long)
+        for b, y in enumerate(ys):
+            text[b, : len(y)] = torch.tensor(y, dtype=torch.long)
+        loss, _, _ = asr.model(speech, lens, text, torch.tensor([len(y) for y in ys]))
+        return loss
+
+    def validate() -> dict[str, float]:
+        batches = range(0, len(valid.wavs), 32)
+        nll = torch.cat([asr.nll(valid.wavs[i : i + 32], valid.texts[i : i + 32]) for i in batches])
+        hyps = [h for i in batches for h in asr.transcribe(valid.wavs[i : i + 32])]
+        errs = [word_errors(r, h) for r, h in zip(valid.texts, hyps)]
+        return {"valid_nll": float(nll.mean()),
+                "valid_wer": sum(e.errors for e in errs) / max(1, sum(e.ref_len for e in errs))}
+
+    log.info("training reward ASR on %d utterances (%d parameters)", len(train.wavs),
+             sum(p.numel() for p in asr.model.parameters()))
+    fit(asr.model, batch_loss, [len(w) for w in train.wavs], train_cfg, args.out_dir / "model.pt",
+        asr.checkpoint, validate)
+    log.info("wrote %s", args.out_dir / "model.pt")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,52 @@
+"""Score items for a Kaldi test data dir and a directory (or scp) of audio under test."""
+
+from pathlib import Path
+
+
+def _optional_kv(path: Path) -> dict[str, str]:
+    from local_lib.data.kaldi_dir import read_kv
+
+    return read_kv(path) if path.is_file() else {}
+
+
+def data_dir_items(data_dir: Path, wav_dir: Path | None = None, wav_scp: Path | None = None,
+                   reference: str = "auto") -> list:
+    """One item per utterance of ``data_dir/text``.
+
+    The audio under test is ``<wav_dir>/<utt>.wav`` or the entry in ``wav_scp``. The reference
+    audio for SIM/prosody is the prompt (``utt2prompt_wav``) or the natural recording
+    (``wav.scp``): ``reference`` is ``prompt``, ``data``, ``none`` or ``auto`` (prompt when the
+    data dir has prompts, else data).
+    """
+    from local_lib.data.kaldi_dir import read_kv
+    from local_lib.eval.scoring import ScoreItem
+
+    data_dir = Path(data_dir)
+    if (wav_dir is None) == (wav_scp is None):
+        raise ValueError("give exactly one of wav_dir and wav_scp")
+    text = read_kv(data_dir / "text")
+    utt2spk = _optional_kv(data_dir / "utt2spk")
+    utt2emo = _optional_kv(data_dir / "utt2emo")
+    prompts = _optional_kv(data_dir / "utt2prompt_wav")
+    natural = _optional_kv(data_dir / "wav.scp")
+    if reference == "auto":
+        reference = "prompt" if prompts else "data"
+    ref_map = {"prompt": prompts, "data": natural, "none": {}}.get(reference)
+    if ref_map is None:
+        raise ValueError(f"reference must be auto, prompt, data or none, got {reference!r}")
+    under_test = read_kv(Path(wav_scp)) if wav_scp is not None else {}
+    items = []
+    for utt, sentence in text.items():
+        if wav_scp is not None:
+            if utt not in under_test:
+                raise ValueError(f"{wav_scp}: {utt}: no audio for this utterance of {data_dir}/text")
+            wav = Path(under_test[utt])
+        else:
+            wav = Path(wav_dir) / f"{utt}.wav"
+            if not wav.is_file():
+                raise FileNotFoundError(f"{wav_dir}: {utt}: {wav} not found")
+        if reference != "none" and utt not in ref_map:
+            raise ValueError(f"{data_dir}: {utt}: no {reference} reference audio")
+        ref = Path(ref_map[utt]) if reference != "none" else None
+        items.append(ScoreItem(utt, sentence, wav, ref, utt2spk.get(utt), utt2emo.get(utt)))
+    return items

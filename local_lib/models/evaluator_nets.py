@@ -1,0 +1,101 @@
+"""Small log-mel evaluator networks that train in CPU minutes.
+
+Both take the project's log-mel features (``LogMelConfig``) normalised per utterance and per
+mel bin, so a level change (e.g. from a vocoder) does not move the scores.
+"""
+
+from dataclasses import dataclass, fields
+
+import torch
+from torch import nn
+
+
+@dataclass(frozen=True)
+class EvaluatorNetConfig:
+    """Network sizes; ``kind`` picks the network: ``asr`` (CTC) or ``emotion``/``speaker``."""
+
+    kind: str
+    n_mels: int = 80
+    channels: int = 192
+    rnn_hidden: int = 192
+    rnn_layers: int = 2
+    embed_dim: int = 128
+    dropout: float = 0.1
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("asr", "emotion", "speaker"):
+            raise ValueError(f"evaluator kind must be asr, emotion or speaker, got {self.kind!r}")
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "EvaluatorNetConfig":
+        unknown = sorted(set(values) - {f.name for f in fields(cls)})
+        if unknown:
+            raise ValueError(f"unknown evaluator model keys: {unknown}")
+        return cls(**values)
+
+
+def frame_mask(lens: torch.Tensor, max_len: int) -> torch.Tensor:
+    """``[B, T]`` True on valid frames."""
+    return torch.arange(max_len, device=lens.device)[None, :] < lens[:, None]
+
+
+def normalise(mel: torch.Tensor, lens: torch.Tensor) -> torch.Tensor:
+    """Per-utterance, per-bin mean/variance normalisation over valid frames; ``[B, T, F]``."""
+    mask = frame_mask(lens, mel.shape[1]).unsqueeze(-1).float()
+    count = mask.sum(dim=1, keepdim=True).clamp(min=1)
+    mean = (mel * mask).sum(dim=1, keepdim=True) / count
+    var = (((mel - mean) * mask) ** 2).sum(dim=1, keepdim=True) / count
+    return (mel - mean) / torch.sqrt(var + 1e-5) * mask
+
+
+class CtcASRNet(nn.Module):
+    """Conv front end (time stride 2) + bidirectional GRU + CTC output layer."""
+
+    def __init__(self, cfg: EvaluatorNetConfig, vocab_size: int):
+        super().__init__()
+        c = cfg.channels
+        self.front = nn.Sequential(
+            nn.Conv1d(cfg.n_mels, c, 5, padding=2), nn.GELU(),
+            nn.Conv1d(c, c, 5, stride=2, padding=2), nn.GELU(), nn.Dropout(cfg.dropout),
+        )
+        self.rnn = nn.GRU(c, cfg.rnn_hidden, num_layers=cfg.rnn_layers, batch_first=True,
+                          bidirectional=True, dropout=cfg.dropout if cfg.rnn_layers > 1 else 0.0)
+        self.out = nn.Linear(2 * cfg.rnn_hidden, vocab_size)
+
+    def forward(self, mel: torch.Tensor, lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Log-probabilities ``[B, T', V]`` and output lengths ``[B]``."""
+        x = self.front(normalise(mel, lens).transpose(1, 2)).transpose(1, 2)
+        out_lens = (lens - 1) // 2 + 1
+        packed = nn.utils.rnn.pack_padded_sequence(x, out_lens.cpu(), batch_first=True, enforce_sorted=False)
+        y, _ = self.rnn(packed)
+        y, _ = nn.utils.rnn.pad_packed_sequence(y, batch_first=True, total_length=x.shape[1])
+        return torch.log_softmax(self.out(y), dim=-1), out_lens
+
+
+class UtteranceClassifierNet(nn.Module):
+    """Dilated conv stack + masked mean/std pooling -> embedding -> class logits."""
+
+    def __init__(self, cfg: EvaluatorNetConfig, n_classes: int):
+        super().__init__()
+        c = cfg.channels
+        layers: list[nn.Module] = []
+        for i, dilation in enumerate((1, 2, 3)):
+            layers += [nn.Conv1d(cfg.n_mels if i == 0 else c, c, 5, padding=2 * dilation, dilation=dilation),
+                       nn.BatchNorm1d(c), nn.ReLU()]
+        self.convs = nn.Sequential(*layers)
+        self.embed = nn.Linear(2 * c, cfg.embed_dim)
+        self.head = nn.Sequential(nn.ReLU(), nn.Dropout(cfg.dropout), nn.Linear(cfg.embed_dim, n_classes))
+
+    def embedding(self, mel: torch.Tensor, lens: torch.Tensor) -> torch.Tensor:
+        """Utterance embedding ``[B, E]`` (before the classifier's nonlinearity)."""
+        x = self.convs(normalise(mel, lens).transpose(1, 2))
+        mask = frame_mask(lens, x.shape[-1]).unsqueeze(1).float()
+        count = mask.sum(dim=-1).clamp(min=1)
+        mean = (x * mask).sum(dim=-1) / count
+        std = torch.sqrt((((x - mean.unsqueeze(-1)) * mask) ** 2).sum(dim=-1) / count + 1e-5)
+        return self.embed(torch.cat([mean, std], dim=-1))
+
+    def forward(self, mel: torch.Tensor, lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Class logits ``[B, C]`` and embeddings ``[B, E]``."""
+        emb = self.embedding(mel, lens)
+        return self.head(emb), emb

@@ -1,0 +1,108 @@
+"""Evaluator models behind the scoring tool's interfaces, and loading them from a path.
+
+``load_evaluator`` accepts our CTC ASR / classifier checkpoints, an ESPnet reward-ASR
+checkpoint (so the reward model's own WER can be reported beside the evaluator's), or a local
+Whisper directory.
+"""
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from local_lib.data.features import LogMelConfig, log_mel_torch
+from local_lib.models.asr_units import AsrUnits
+from local_lib.models.evaluator_nets import CtcASRNet, EvaluatorNetConfig, UtteranceClassifierNet
+
+
+def mel_batch(wavs: Sequence[np.ndarray], cfg: LogMelConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """Padded log-mel batch ``[B, T, F]`` (padding is zeros) and frame counts."""
+    mels = [log_mel_torch(torch.as_tensor(np.asarray(w, dtype=np.float32)), cfg) for w in wavs]
+    return pad_frames(mels)
+
+
+def pad_frames(mels: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    lens = torch.tensor([m.shape[0] for m in mels], dtype=torch.long)
+    batch = torch.zeros(len(mels), int(lens.max()), mels[0].shape[1])
+    for b, m in enumerate(mels):
+        batch[b, : m.shape[0]] = m
+    return batch, lens
+
+
+def ctc_greedy(log_probs: torch.Tensor, lens: torch.Tensor, blank: int) -> list[list[int]]:
+    """Best-path CTC decoding: argmax, merge repeats, drop blanks."""
+    best = log_probs.argmax(dim=-1)
+    out = []
+    for row, n in zip(best.tolist(), lens.tolist()):
+        ids, prev = [], None
+        for t in row[:n]:
+            if t != prev and t != blank:
+                ids.append(t)
+            prev = t
+        out.append(ids)
+    return out
+
+
+class CtcEvaluatorASR:
+    def __init__(self, net: CtcASRNet, units: AsrUnits, mel_cfg: LogMelConfig):
+        self.net, self.units, self.mel_cfg = net.eval(), units, mel_cfg
+
+    @torch.no_grad()
+    def transcribe(self, wavs: Sequence[np.ndarray]) -> list[str]:
+        log_probs, lens = self.net(*mel_batch(wavs, self.mel_cfg))
+        return [self.units.decode(ids) for ids in ctc_greedy(log_probs, lens, self.units.blank_id)]
+
+
+class ClassifierEvaluator:
+    """Emotion or speaker model: ``classify`` gives labels, ``embed`` the similarity space."""
+
+    def __init__(self, net: UtteranceClassifierNet, labels: Sequence[str], mel_cfg: LogMelConfig):
+        self.net, self.labels, self.mel_cfg = net.eval(), list(labels), mel_cfg
+
+    @torch.no_grad()
+    def embed(self, wavs: Sequence[np.ndarray]) -> np.ndarray:
+        return self.net.embedding(*mel_batch(wavs, self.mel_cfg)).numpy()
+
+    @torch.no_grad()
+    def classify(self, wavs: Sequence[np.ndarray]) -> list[str]:
+        logits, _ = self.net(*mel_batch(wavs, self.mel_cfg))
+        return [self.labels[i] for i in logits.argmax(dim=-1).tolist()]
+
+
+def build_evaluator(state: dict) -> CtcEvaluatorASR | ClassifierEvaluator:
+    """An evaluator from a checkpoint dict (``kind``, ``net_config``, ``mel_config``, ``model``
+    and ``tokens`` or ``labels``), its network weights loaded when present."""
+    cfg = EvaluatorNetConfig.from_dict(state["net_config"])
+    mel_cfg = LogMelConfig(**state["mel_config"])
+    if cfg.kind == "asr":
+        units = AsrUnits(state["tokens"])
+        net = CtcASRNet(cfg, units.size)
+        wrapper = CtcEvaluatorASR(net, units, mel_cfg)
+    else:
+        net = UtteranceClassifierNet(cfg, len(state["labels"]))
+        wrapper = ClassifierEvaluator(net, state["labels"], mel_cfg)
+    if "model" in state:
+        net.load_state_dict(state["model"])
+    net.eval()
+    return wrapper
+
+
+def load_evaluator(path: Path):
+    """Evaluator from a checkpoint file or a local Whisper directory; errors name the path."""
+    path = Path(path)
+    if path.is_dir():
+        from local_lib.models.whisper_asr import WhisperRewardASR
+
+        return WhisperRewardASR(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: evaluator checkpoint not found")
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    kind = state.get("kind") if isinstance(state, dict) else None
+    if kind == "espnet_reward_asr":
+        from local_lib.models.espnet_asr import EspnetRewardASR
+
+        return EspnetRewardASR.from_checkpoint(path)
+    if kind != "evaluator":
+        raise ValueError(f"{path}: not an evaluator checkpoint (kind={kind!r})")
+    return build_evaluator(state)

@@ -1,0 +1,120 @@
+"""The small training loop shared by the reward ASR and the evaluators.
+
+Length-bucketed batches, AdamW with linear warm-up then cosine decay, gradient clipping, a
+checkpoint after every epoch written atomically (weights + optimizer + scheduler + RNG), and
+resume from that checkpoint when the output already exists.
+"""
+
+import logging
+import math
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import torch
+
+from local_lib.data.kaldi_dir import atomic_path
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 20
+    batch_size: int = 16
+    lr: float = 2e-3
+    weight_decay: float = 1e-2
+    warmup_fraction: float = 0.05
+    grad_clip: float = 5.0
+    seed: int = 0
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "TrainConfig":
+        unknown = sorted(set(values) - {f.name for f in fields(cls)})
+        if unknown:
+            raise ValueError(f"unknown training keys: {unknown}")
+        return cls(**values)
+
+
+def length_batches(lengths: Sequence[int], batch_size: int, rng: random.Random) -> list[list[int]]:
+    """Indices grouped by similar length (little padding), batch order shuffled."""
+    order = sorted(range(len(lengths)), key=lambda i: (lengths[i], rng.random()))
+    batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    rng.shuffle(batches)
+    return batches
+
+
+def save_atomic(state: dict, path: Path) -> None:
+    """torch.save through a temp file + rename, so a resume never loads half a checkpoint."""
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+        tmp.chmod(0o644)
+
+
+def _schedule(cfg: TrainConfig, total_steps: int) -> Callable[[int], float]:
+    warmup = max(1, int(cfg.warmup_fraction * total_steps))
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = (step - warmup) / max(1, total_steps - warmup)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+    return factor
+
+
+def fit(
+    model: torch.nn.Module,
+    batch_loss: Callable[[list[int]], torch.Tensor],
+    lengths: Sequence[int],
+    cfg: TrainConfig,
+    ckpt_path: Path,
+    checkpoint_content: Callable[[], dict],
+    validate: Callable[[], dict[str, float]] | None = None,
+) -> list[dict]:
+    """Train ``model`` on the utterances indexed by ``lengths``; returns per-epoch metrics.
+
+    ``batch_loss(indices)`` gives the loss of one batch; ``checkpoint_content()`` the
+    model-specific part of the checkpoint (weights, config, units or labels).
+    """
+    torch.manual_seed(cfg.seed)
+    n_batches = math.ceil(len(lengths) / cfg.batch_size)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, _schedule(cfg, cfg.epochs * n_batches))
+    start, history = 0, []
+    if ckpt_path.is_file():
+        state = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+        train_state = state.get("train_state", {})
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(train_state["optimizer"])
+        sched.load_state_dict(train_state["scheduler"])
+        start, history = train_state["epoch"], train_state["history"]
+        torch.set_rng_state(train_state["torch_rng"])
+        log.info("resuming %s after epoch %d", ckpt_path, start)
+    for epoch in range(start, cfg.epochs):
+        model.train()
+        rng = random.Random(cfg.seed * 100003 + epoch)
+        total, count = 0.0, 0
+        for step, batch in enumerate(length_batches(lengths, cfg.batch_size, rng)):
+            loss = batch_loss(batch)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"non-finite loss at epoch {epoch + 1}, batch {step}")
+            opt.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            opt.step()
+            sched.step()
+            total, count = total + float(loss) * len(batch), count + len(batch)
+        model.eval()
+        metrics = {"epoch": epoch + 1, "train_loss": total / count}
+        if validate is not None:
+            with torch.no_grad():
+                metrics.update(validate())
+        history.append(metrics)
+        log.info("epoch %d/%d %s", epoch + 1, cfg.epochs,
+                 " ".join(f"{k}={v:.4f}" for k, v in metrics.items() if k != "epoch"))
+        train_state = {"epoch": epoch + 1, "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                       "history": history, "torch_rng": torch.get_rng_state(), "config": asdict(cfg)}
+        save_atomic({**checkpoint_content(), "train_state": train_state}, ckpt_path)
+    return history
