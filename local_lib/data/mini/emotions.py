@@ -17,10 +17,10 @@ EMOTIONS: tuple[str, ...] = ("Neutral", "Angry", "Happy", "Sad", "Surprise")
 
 EMOTION_PROSODY: dict[str, Prosody] = {
     "Neutral": Prosody(pitch=0, range=0, rate=100, volume=0),
-    "Angry": Prosody(pitch=10, range=40, rate=125, volume=60),
+    "Angry": Prosody(pitch=10, range=40, rate=125, volume=80),
     "Happy": Prosody(pitch=35, range=90, rate=112, volume=20),
     "Sad": Prosody(pitch=-25, range=-70, rate=72, volume=-45),
-    "Surprise": Prosody(pitch=70, range=160, rate=95, volume=25),
+    "Surprise": Prosody(pitch=70, range=160, rate=95, volume=5),
 }
 
 # Half-widths of the uniform jitter, in the same percent units as Prosody.

@@ -42,7 +42,7 @@ class Voice:
     name: str
     pitch: int = 50
     speed: int = 165
-    amplitude: int = 70
+    amplitude: int = 60
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ MAX_WORDS = 12
 _SLOT = re.compile(r"\{(\w+)\}")
 _WORD = re.compile(r"[a-z']+")
 _A_BEFORE_VOWEL = re.compile(r"\ba ([aeiou])")
+MAX_MISSES = 20000  # draws without a new acceptable sentence before giving up
 
 
 class SentenceError(ValueError):
@@ -71,12 +72,9 @@ def split_sentences(
     """
     rng = random.Random(f"mini-sentences:{salt}:{seed}")
     seen: set[str] = set()
-    budget = 200 * (n_train + sum(held_out.values())) + 1000
 
     def draw(accept: Callable[[str], bool]) -> str:
-        nonlocal budget
-        while budget > 0:
-            budget -= 1
+        for _ in range(MAX_MISSES):
             sentence = make_sentence(rng)
             if sentence in seen or not MIN_WORDS <= len(words(sentence)) <= MAX_WORDS:
                 continue
@@ -84,8 +82,8 @@ def split_sentences(
                 seen.add(sentence)
                 return sentence
         raise SentenceError(
-            f"grammar exhausted: could not draw {n_train} training and {dict(held_out)} "
-            f"held-out distinct sentences (seed {seed})"
+            f"grammar exhausted: no new sentence in {MAX_MISSES} draws after {len(seen)} "
+            f"(wanted {n_train} training and {dict(held_out)} held-out, seed {seed})"
         )
 
     splits = {"train": [draw(lambda s: True) for _ in range(n_train)]}
