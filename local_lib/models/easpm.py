@@ -72,8 +72,10 @@ class EASPM(nn.Module):
         self.final_norm = AdaLayerNorm(cfg.dim, cfg.dim)
         self.audio_proj = nn.Linear(cfg.dim, cfg.embed_dim)
         self.prompt = nn.Sequential(
-            nn.Embedding(n_emotions, cfg.embed_dim), nn.Linear(cfg.embed_dim, cfg.embed_dim),
-            nn.GELU(), nn.Linear(cfg.embed_dim, cfg.embed_dim),
+            nn.Embedding(n_emotions, cfg.embed_dim),
+            nn.Linear(cfg.embed_dim, cfg.embed_dim),
+            nn.GELU(),
+            nn.Linear(cfg.embed_dim, cfg.embed_dim),
         )
         self.logit_scale = nn.Parameter(torch.tensor(math.log(1.0 / cfg.init_temperature)))
 
@@ -93,7 +95,9 @@ class EASPM(nn.Module):
     def embed_prompts(self, emotion: Tensor) -> Tensor:
         """Emotion ids ``[N]`` -> unit vectors ``[N, embed_dim]``."""
         if int(emotion.min()) < 0 or int(emotion.max()) >= self.n_emotions:
-            raise ValueError(f"emotion ids must lie in [0, {self.n_emotions}), got {emotion.tolist()}")
+            raise ValueError(
+                f"emotion ids must lie in [0, {self.n_emotions}), got {emotion.tolist()}"
+            )
         return F.normalize(self.prompt(emotion), dim=-1)
 
     def scale(self) -> Tensor:
@@ -113,7 +117,8 @@ class EASPM(nn.Module):
 
 def contrastive_loss(model: EASPM, mel: Tensor, t: Tensor, mask: Tensor, emotion: Tensor) -> Tensor:
     """Symmetric CLEP loss: audio -> its emotion among all prompts, and each prompt present in the
-    batch -> its audios (a uniform target over the items sharing that label, since labels repeat)."""
+    batch -> its audios (a uniform target over the items sharing that label, since labels repeat).
+    """
     logits = model.logits(mel, t, mask)  # [B, E]
     audio_to_prompt = F.cross_entropy(logits, emotion)
     present = torch.unique(emotion)
@@ -140,15 +145,15 @@ def make_noisy_pairs(
     ``x0``'s shape and ``t`` ``[B]``.
     """
     if x0.dim() != 4 or x0.shape[0] != 2 or mu.shape != x0.shape or mask.shape != x0.shape[:3]:
-        raise ValueError(f"need x0, mu [2, B, frames, n_mels] and mask [2, B, frames]; got "
-                         f"{tuple(x0.shape)}, {tuple(mu.shape)}, {tuple(mask.shape)}")
+        raise ValueError(
+            f"need x0, mu [2, B, frames, n_mels] and mask [2, B, frames]; got "
+            f"{tuple(x0.shape)}, {tuple(mu.shape)}, {tuple(mask.shape)}"
+        )
     batch = x0.shape[1]
     if t is None:
         t = torch.rand(batch, generator=generator).to(x0.device)
     eps = torch.randn(x0.shape[1:], generator=generator, dtype=x0.dtype, device=x0.device)
-    noisy = [
-        schedule.sample_marginal(x0[i], mu[i], t, mask[i], noise=eps)[0] for i in range(2)
-    ]
+    noisy = [schedule.sample_marginal(x0[i], mu[i], t, mask[i], noise=eps)[0] for i in range(2)]
     return torch.stack(noisy), t
 
 

@@ -79,7 +79,9 @@ class EASPOConfig:
         if self.loss not in LOSS_FORMS:
             raise ValueError(f"loss must be one of {LOSS_FORMS}, got {self.loss!r}")
         if self.continuation not in CONTINUATIONS:
-            raise ValueError(f"continuation must be one of {CONTINUATIONS}, got {self.continuation!r}")
+            raise ValueError(
+                f"continuation must be one of {CONTINUATIONS}, got {self.continuation!r}"
+            )
         if self.beta <= 0 or self.temperature <= 0 or self.length_scale <= 0:
             raise ValueError("beta, temperature and length_scale must be positive")
         n_eligible = len(eligible_steps(self))
@@ -99,7 +101,8 @@ def eligible_steps(cfg: EASPOConfig) -> list[int]:
     """Step indices that may branch: past the first ``ceil(κN)`` and with state time in range."""
     first = math.ceil(cfg.kappa * cfg.n_steps - 1e-9)
     return [
-        i for i in range(first, cfg.n_steps)
+        i
+        for i in range(first, cfg.n_steps)
         if cfg.t_min - 1e-9 <= 1.0 - i / cfg.n_steps <= cfg.t_max + 1e-9
     ]
 
@@ -112,7 +115,11 @@ def preference_steps(cfg: EASPOConfig, generator: torch.Generator | None = None)
 
 
 def draw_candidates(
-    mean: Tensor, beta_t: float, h: float, k: int, mask: Tensor,
+    mean: Tensor,
+    beta_t: float,
+    h: float,
+    k: int,
+    mask: Tensor,
     generator: torch.Generator | None = None,
 ) -> Tensor:
     """``k`` draws from ``N(mean, hβ_t I)`` -> ``[k, B, frames, n_mels]`` (zero on padding)."""
@@ -152,7 +159,7 @@ def preference_loss(
     score_win: Tensor | None = None,
     score_lose: Tensor | None = None,
 ) -> Tensor:
-    """Per-item loss ``[B]``: SPO's ``−log σ(β(r_w − r_l))`` or the squared error to the score gap."""
+    """Per-item loss ``[B]``: SPO's ``−log σ(β(r_w − r_l))`` or squared error to the score gap."""
     margin = beta * (r_win - r_lose)
     if form == "spo":
         return -F.logsigmoid(margin)
@@ -164,7 +171,7 @@ def preference_loss(
 
 
 def freeze_for_easpo(model: GradTTS) -> list[nn.Parameter]:
-    """Freeze encoder and duration predictor (dropout off), train the decoder; returns its params."""
+    """Freeze encoder and duration predictor (dropout off), train the decoder; return its params."""
     model.encoder.requires_grad_(False)
     model.encoder.eval()
     model.decoder.requires_grad_(True)
@@ -224,8 +231,9 @@ def easpo_rollout(
             ref_score = reference.score(x, mu, mask, t_batch, speaker, emotion)
             mean_ref = transition_mean(x, mu, ref_score, beta_t, h)
             candidates = draw_candidates(mean_policy.detach(), beta_t, h, cfg.k, mask, generator)
-            t_next = torch.full((cfg.k * batch,), 1.0 - (step + 1) * h, dtype=x.dtype,
-                                device=x.device)
+            t_next = torch.full(
+                (cfg.k * batch,), 1.0 - (step + 1) * h, dtype=x.dtype, device=x.device
+            )
             scores = scorer(
                 candidates.flatten(0, 1), t_next, mask.repeat(cfg.k, 1), emotion.repeat(cfg.k)
             ).view(cfg.k, batch)

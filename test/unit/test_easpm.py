@@ -26,7 +26,7 @@ def separable_batch(g: torch.Generator) -> tuple[torch.Tensor, ...]:
     emotion = torch.arange(4).repeat(3)
     mel = 0.3 * torch.randn(12, 10, 8, generator=g)
     for i, e in enumerate(emotion.tolist()):
-        mel[i, :, 2 * e: 2 * e + 2] += 2.0
+        mel[i, :, 2 * e : 2 * e + 2] += 2.0
     mask = torch.arange(10)[None, :] < torch.randint(5, 11, (12,), generator=g)[:, None]
     return mel, mask, emotion
 
@@ -57,11 +57,15 @@ def test_score_is_scaled_cosine_and_time_matters() -> None:
     score = model.score(mel, t, mask, emotion)
     cos = (model.embed_audio(mel, t, mask) * model.embed_prompts(emotion)).sum(-1)
     assert torch.allclose(score, cos / 0.07, atol=1e-4)
-    assert torch.allclose(model.logits(mel, t, mask).gather(1, emotion[:, None])[:, 0], score, atol=1e-5)
+    assert torch.allclose(
+        model.logits(mel, t, mask).gather(1, emotion[:, None])[:, 0], score, atol=1e-5
+    )
     # adaLN is zero-initialised: give it weights so the timestep embedding reaches the output
     for p in model.parameters():
         p.data += 0.1 * torch.randn_like(p)
-    assert not torch.allclose(model.score(mel, t, mask, emotion), model.score(mel, 1 - t, mask, emotion))
+    assert not torch.allclose(
+        model.score(mel, t, mask, emotion), model.score(mel, 1 - t, mask, emotion)
+    )
 
 
 def test_noisy_pairs_share_noise_and_time() -> None:

@@ -26,12 +26,23 @@ from local_lib.rl.easpo import (
 
 CONF = Path(__file__).resolve().parents[2] / "egs" / "TEMPLATE" / "conf"
 TINY = GradTTSConfig(
-    n_mels=8, cond_dim=8, enc_channels=16, enc_filter_channels=16, enc_layers=1, prenet_layers=1,
-    dp_filter_channels=8, dec_dim=8, dec_dim_mults=(1, 2), dec_groups=4, dec_attention=False,
+    n_mels=8,
+    cond_dim=8,
+    enc_channels=16,
+    enc_filter_channels=16,
+    enc_layers=1,
+    prenet_layers=1,
+    dp_filter_channels=8,
+    dec_dim=8,
+    dec_dim_mults=(1, 2),
+    dec_groups=4,
+    dec_attention=False,
 )
 
 
-def fake_scorer(mel: torch.Tensor, t: torch.Tensor, mask: torch.Tensor, emo: torch.Tensor) -> torch.Tensor:
+def fake_scorer(
+    mel: torch.Tensor, t: torch.Tensor, mask: torch.Tensor, emo: torch.Tensor
+) -> torch.Tensor:
     """Prefers states whose valid frames average close to 0.3."""
     fmask = mask[..., None].float()
     mean = (mel * fmask).sum((1, 2)) / (fmask.sum((1, 2)) * mel.shape[-1])
@@ -45,7 +56,9 @@ def test_eligible_steps_follow_kappa_and_t_range() -> None:
     assert eligible_steps(EASPOConfig(n_steps=8, kappa=0.25, t_min=0.3, t_max=0.75)) == [2, 3, 4, 5]
     cfg = EASPOConfig(n_steps=8, steps_per_chain=3)
     steps = preference_steps(cfg, torch.Generator().manual_seed(0))
-    assert len(set(steps)) == 3 and steps == sorted(steps) and set(steps) <= set(eligible_steps(cfg))
+    assert (
+        len(set(steps)) == 3 and steps == sorted(steps) and set(steps) <= set(eligible_steps(cfg))
+    )
 
 
 def test_config_validation_and_yaml(tmp_path: Path) -> None:
@@ -66,7 +79,9 @@ def test_candidates_are_drawn_from_the_transition() -> None:
     mean = torch.full((2, 50, 8), 0.7)
     mask = torch.ones(2, 50, dtype=torch.bool)
     mask[1, 30:] = False
-    cand = draw_candidates(mean, beta_t=4.0, h=0.05, k=64, mask=mask, generator=torch.Generator().manual_seed(0))
+    cand = draw_candidates(
+        mean, beta_t=4.0, h=0.05, k=64, mask=mask, generator=torch.Generator().manual_seed(0)
+    )
     assert cand.shape == (64, 2, 50, 8)
     valid = cand[:, 0]
     assert float(valid.mean()) == pytest.approx(0.7, abs=0.02)
@@ -113,7 +128,9 @@ def test_easpo_loss_by_hand() -> None:
     r_w2, r_l2 = torch.tensor([2.0, -1.0]), torch.tensor([1.0, 1.0])
     spo = preference_loss(r_w2, r_l2, 0.5, "spo")
     assert spo.tolist() == pytest.approx([0.4740770, 1.3132617])  # log(1+e^-0.5), log(1+e^1)
-    mse = preference_loss(r_w2, r_l2, 0.5, "mse", torch.tensor([3.0, 0.5]), torch.tensor([1.0, 0.0]))
+    mse = preference_loss(
+        r_w2, r_l2, 0.5, "mse", torch.tensor([3.0, 0.5]), torch.tensor([1.0, 0.0])
+    )
     assert mse.tolist() == pytest.approx([2.25, 2.25])  # (0.5 − 2)², (−1 − 0.5)²
     with pytest.raises(ValueError, match="needs the winner"):
         preference_loss(r_w2, r_l2, 0.5, "mse")
@@ -146,8 +163,9 @@ def test_rollout_trains_only_the_decoder(form: str) -> None:
     freeze_for_easpo(policy)
     reference = frozen_reference(policy)
     cfg = EASPOConfig(n_steps=6, k=3, steps_per_chain=2, beta=1.0, loss=form)
-    out = easpo_rollout(policy, reference, fake_scorer, **batch, cfg=cfg,
-                        generator=torch.Generator().manual_seed(0))
+    out = easpo_rollout(
+        policy, reference, fake_scorer, **batch, cfg=cfg, generator=torch.Generator().manual_seed(0)
+    )
     # policy == reference at the start: every ratio is 0, so the SPO loss is exactly log 2
     assert out.stats["ratio_margin"] == pytest.approx(0.0, abs=1e-5)
     if form == "spo":
@@ -168,8 +186,14 @@ def test_rollout_is_reproducible_and_continuation_matters() -> None:
             p.add_(0.05 * torch.randn_like(p))
     cfg = EASPOConfig(n_steps=6, k=3, steps_per_chain=2, kappa=0.0, t_max=1.0)
     runs = [
-        easpo_rollout(policy, reference, fake_scorer, **batch, cfg=c,
-                      generator=torch.Generator().manual_seed(5)).stats
+        easpo_rollout(
+            policy,
+            reference,
+            fake_scorer,
+            **batch,
+            cfg=c,
+            generator=torch.Generator().manual_seed(5),
+        ).stats
         for c in (cfg, cfg, dataclasses.replace(cfg, continuation="winner"))
     ]
     assert runs[0] == runs[1]

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from local_lib.models.gradtts import GradTTS, GradTTSConfig
+from local_lib.models.gradtts import EncoderOutput, GradTTS, GradTTSConfig
 from local_lib.models.gradtts.alignment import (
     expand_by_path,
     mel_log_likelihood,
@@ -17,9 +17,19 @@ from local_lib.models.gradtts.alignment import (
 
 CONF = Path(__file__).resolve().parents[2] / "egs" / "TEMPLATE" / "conf"
 TINY = GradTTSConfig(
-    n_mels=16, cond_dim=8, enc_channels=16, enc_filter_channels=32, enc_heads=2, enc_layers=1,
-    prenet_layers=1, dp_filter_channels=16, dec_dim=8, dec_dim_mults=(1, 2), dec_groups=4,
-    dec_attention=False, segment_frames=None,
+    n_mels=16,
+    cond_dim=8,
+    enc_channels=16,
+    enc_filter_channels=32,
+    enc_heads=2,
+    enc_layers=1,
+    prenet_layers=1,
+    dp_filter_channels=16,
+    dec_dim=8,
+    dec_dim_mults=(1, 2),
+    dec_groups=4,
+    dec_attention=False,
+    segment_frames=None,
 )
 
 
@@ -33,8 +43,12 @@ def toy_batch() -> dict[str, torch.Tensor]:
     mel = torch.randn(3, 21, 16, generator=g) - 4.0
     mel = mel * (torch.arange(21)[None, :, None] < mel_lengths[:, None, None])
     return {
-        "text": text, "text_lengths": text_lengths, "mel": mel, "mel_lengths": mel_lengths,
-        "speaker": torch.tensor([0, 1, 0]), "emotion": torch.tensor([2, 0, 1]),
+        "text": text,
+        "text_lengths": text_lengths,
+        "mel": mel,
+        "mel_lengths": mel_lengths,
+        "speaker": torch.tensor([0, 1, 0]),
+        "emotion": torch.tensor([2, 0, 1]),
     }
 
 
@@ -61,7 +75,9 @@ def test_losses_finite_and_decrease() -> None:
     for step in range(10):
         losses = model.compute_losses(**batch, generator=torch.Generator().manual_seed(step % 3))
         assert all(torch.isfinite(v) for v in losses.values())
-        assert torch.allclose(losses["loss"], losses["prior"] + losses["duration"] + losses["diffusion"])
+        assert torch.allclose(
+            losses["loss"], losses["prior"] + losses["duration"] + losses["diffusion"]
+        )
         opt.zero_grad()
         losses["loss"].backward()
         opt.step()
@@ -78,13 +94,17 @@ def test_duration_loss_does_not_reach_encoder() -> None:
     batch.pop("speaker")
     batch.pop("emotion")
     model.compute_losses(**batch)["duration"].backward()
-    assert model.encoder.embedding.weight.grad is None or not model.encoder.embedding.weight.grad.any()
+    assert (
+        model.encoder.embedding.weight.grad is None or not model.encoder.embedding.weight.grad.any()
+    )
     assert model.encoder.duration.proj.weight.grad.abs().sum() > 0
 
 
 def test_segments_crop_diffusion_loss() -> None:
     torch.manual_seed(0)
-    model = GradTTS(dataclasses.replace(TINY, segment_frames=8), vocab_size=12, n_speakers=2, n_emotions=3)
+    model = GradTTS(
+        dataclasses.replace(TINY, segment_frames=8), vocab_size=12, n_speakers=2, n_emotions=3
+    )
     losses = model.compute_losses(**toy_batch())
     assert torch.isfinite(losses["diffusion"])
 
@@ -96,7 +116,12 @@ def test_synthesis_shapes(ode: bool) -> None:
     model = GradTTS(cfg, vocab_size=12, n_speakers=2, n_emotions=3).eval()
     b = toy_batch()
     mel, lengths = model.synthesise(
-        b["text"], b["text_lengths"], b["speaker"], b["emotion"], n_steps=3, ode=ode,
+        b["text"],
+        b["text_lengths"],
+        b["speaker"],
+        b["emotion"],
+        n_steps=3,
+        ode=ode,
         generator=torch.Generator().manual_seed(0),
     )
     assert mel.shape == (3, int(lengths.max()), 16)
@@ -106,7 +131,12 @@ def test_synthesis_shapes(ode: bool) -> None:
         assert not mel[i, n:].any()
     # the same seed gives the same SDE sample; the ODE is deterministic given the prior draw
     again, _ = model.synthesise(
-        b["text"], b["text_lengths"], b["speaker"], b["emotion"], n_steps=3, ode=ode,
+        b["text"],
+        b["text_lengths"],
+        b["speaker"],
+        b["emotion"],
+        n_steps=3,
+        ode=ode,
         generator=torch.Generator().manual_seed(0),
     )
     assert torch.equal(mel, again)
@@ -134,3 +164,17 @@ def test_config_rejects_unknown_key(tmp_path: Path) -> None:
     path.write_text("enc_layer: 3\n")
     with pytest.raises(ValueError, match=r"bad.yaml: unknown key\(s\) enc_layer"):
         GradTTSConfig.from_yaml(path)
+
+
+def test_aligned_prior_recovers_known_durations() -> None:
+    """Mels made by repeating distinct token means must be aligned back to those durations."""
+    model = GradTTS(TINY, vocab_size=12)
+    mu = torch.tensor([[[0.0] * 16, [3.0] * 16, [-3.0] * 16, [6.0] * 16]])
+    durations = torch.tensor([[2, 3, 1, 4]])
+    mel = expand_by_path(mu, path_from_durations(durations, 12))
+    enc = EncoderOutput(
+        mu=mu, log_durations=torch.zeros(1, 4), mask=torch.ones(1, 4, dtype=torch.bool)
+    )
+    mu_y, found = model.aligned_prior(enc, mel, torch.tensor([10]))
+    assert found.tolist() == durations.tolist()
+    assert torch.equal(mu_y[:, :10], mel[:, :10])

@@ -27,16 +27,24 @@ def test_beta_and_gamma_closed_forms() -> None:
     assert float(SCHEDULE.gamma(1.0)) == pytest.approx(10.025)
     # Γ is the integral of β: compare with a fine trapezoid rule
     ts = torch.linspace(0, 0.6, 6001, dtype=torch.float64)
-    assert float(torch.trapezoid(SCHEDULE.beta(ts), ts)) == pytest.approx(float(SCHEDULE.gamma(0.6)))
+    assert float(torch.trapezoid(SCHEDULE.beta(ts), ts)) == pytest.approx(
+        float(SCHEDULE.gamma(0.6))
+    )
 
 
 def test_transition_mean_formula() -> None:
-    x, mu, s = torch.tensor([[[1.0, -2.0]]]), torch.tensor([[[0.5, 0.5]]]), torch.tensor([[[0.2, 1.0]]])
+    x, mu, s = (
+        torch.tensor([[[1.0, -2.0]]]),
+        torch.tensor([[[0.5, 0.5]]]),
+        torch.tensor([[[0.2, 1.0]]]),
+    )
     h, beta = 0.1, 4.0
     # x + hβ(½(x − μ) + s): 1 + 0.4(0.25 + 0.2) = 1.18 ; −2 + 0.4(−1.25 + 1) = −2.1
     assert torch.allclose(transition_mean(x, mu, s, beta, h), torch.tensor([[[1.18, -2.1]]]))
     # ODE halves the score: 1 + 0.4(0.25 + 0.1) = 1.14 ; −2 + 0.4(−1.25 + 0.5) = −2.3
-    assert torch.allclose(transition_mean(x, mu, s, beta, h, ode=True), torch.tensor([[[1.14, -2.3]]]))
+    assert torch.allclose(
+        transition_mean(x, mu, s, beta, h, ode=True), torch.tensor([[[1.14, -2.3]]])
+    )
 
 
 def _random_case(seed: int) -> tuple[torch.Tensor, ...]:
@@ -68,12 +76,14 @@ def test_log_ratio_matches_difference_of_normals() -> None:
     lp_pol = transition_logprob(x_next, m_pol, beta, h, mask)
     lp_ref = transition_logprob(x_next, m_ref, beta, h, mask)
     std = torch.sqrt(h * beta)[:, None, None]
-    direct = (Normal(m_pol, std).log_prob(x_next) - Normal(m_ref, std).log_prob(x_next))
+    direct = Normal(m_pol, std).log_prob(x_next) - Normal(m_ref, std).log_prob(x_next)
     direct = (direct * mask[..., None]).flatten(1).sum(1)
     got = log_ratio(x_next, m_pol, m_ref, beta, h, mask)
     assert torch.allclose(got, direct)
     assert torch.allclose(got, lp_pol - lp_ref)
-    assert torch.allclose(log_ratio(x_next, m_pol, m_pol, beta, h, mask), torch.zeros(3, dtype=torch.float64))
+    assert torch.allclose(
+        log_ratio(x_next, m_pol, m_pol, beta, h, mask), torch.zeros(3, dtype=torch.float64)
+    )
 
 
 def test_forward_marginal_matches_euler_maruyama() -> None:
@@ -86,16 +96,21 @@ def test_forward_marginal_matches_euler_maruyama() -> None:
     dt = t_end / n_sim
     for i in range(n_sim):
         beta = float(SCHEDULE.beta((i + 0.5) * dt))
-        x = x + 0.5 * (mu - x) * beta * dt + math.sqrt(beta * dt) * torch.randn(
-            x.shape, generator=g, dtype=torch.float64
+        x = (
+            x
+            + 0.5 * (mu - x) * beta * dt
+            + math.sqrt(beta * dt) * torch.randn(x.shape, generator=g, dtype=torch.float64)
         )
     mean, std = SCHEDULE.marginal(x0, mu, t_end)
     assert torch.allclose(x.mean(0), mean, atol=0.04)
     assert torch.allclose(x.var(0), std**2 * torch.ones(3, dtype=torch.float64), rtol=0.06)
     # and the sampler of the marginal draws with the same moments
     xt, _ = SCHEDULE.sample_marginal(
-        x0.expand(1, n_paths, 3), mu.expand(1, n_paths, 3), t_end,
-        torch.ones(1, n_paths, dtype=torch.bool), generator=g,
+        x0.expand(1, n_paths, 3),
+        mu.expand(1, n_paths, 3),
+        t_end,
+        torch.ones(1, n_paths, dtype=torch.bool),
+        generator=g,
     )
     assert torch.allclose(xt[0].mean(0), mean, atol=0.04)
 

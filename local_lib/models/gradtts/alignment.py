@@ -1,7 +1,7 @@
-"""Text-to-frame alignment for Grad-TTS: likelihood matrix, MAS path, duration paths.
+"""Text-to-frame alignment for Grad-TTS: the MAS likelihood matrix and duration paths.
 
-The search itself is ``local_lib.align.mas.monotonic_alignment_search`` (numba); this module only
-builds its input in torch and turns paths back into frame-level tensors.
+The search itself is ``local_lib.align.torch_api.monotonic_alignment_search_torch`` (numba);
+this module builds its input and turns paths back into frame-level tensors.
 """
 
 from __future__ import annotations
@@ -10,8 +10,6 @@ import math
 
 import torch
 from torch import Tensor
-
-from local_lib.align.mas import monotonic_alignment_search
 
 
 def mel_log_likelihood(mu: Tensor, mel: Tensor) -> Tensor:
@@ -25,16 +23,6 @@ def mel_log_likelihood(mu: Tensor, mel: Tensor) -> Tensor:
     mu_sq = -0.5 * (mu**2).sum(-1)[:, :, None]
     cross = torch.bmm(mu, mel.transpose(1, 2))
     return y_sq + cross + mu_sq - 0.5 * n_mels * math.log(2 * math.pi)
-
-
-def hard_alignment(log_likelihood: Tensor, text_lengths: Tensor, mel_lengths: Tensor) -> Tensor:
-    """Monotonic hard path ``[B, T_text, T_frames]`` (float 0/1, zero on padding)."""
-    result = monotonic_alignment_search(
-        log_likelihood.detach().cpu().numpy(),
-        text_lengths.detach().cpu().numpy(),
-        mel_lengths.detach().cpu().numpy(),
-    )
-    return torch.from_numpy(result.path).to(log_likelihood.device, log_likelihood.dtype)
 
 
 def path_from_durations(durations: Tensor, max_frames: int) -> Tensor:

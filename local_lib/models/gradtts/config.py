@@ -13,7 +13,7 @@ T = TypeVar("T")
 
 
 def load_dataclass_yaml(cls: type[T], path: str | Path) -> T:
-    """Build ``cls`` from a flat YAML mapping; a typo in a key must fail, not fall back to a default."""
+    """Build ``cls`` from a flat YAML mapping; a typo in a key must fail, not pass as a default."""
     path = Path(path)
     with open(path, encoding="utf-8") as fd:
         data: Any = yaml.safe_load(fd) or {}
@@ -34,7 +34,7 @@ def load_dataclass_yaml(cls: type[T], path: str | Path) -> T:
 
 @dataclass(frozen=True)
 class GradTTSConfig:
-    """Architecture and diffusion settings; vocabulary, speaker and emotion counts come from data."""
+    """Architecture and diffusion settings; vocabulary, speaker, emotion counts come from data."""
 
     n_mels: int = 80
     cond_dim: int = 64
@@ -74,7 +74,9 @@ class GradTTSConfig:
                 f"{len(self.dec_dim_mults)} U-Net levels"
             )
         if self.dec_dim % self.dec_groups:
-            raise ValueError(f"dec_dim {self.dec_dim} not divisible by dec_groups {self.dec_groups}")
+            raise ValueError(
+                f"dec_dim {self.dec_dim} not divisible by dec_groups {self.dec_groups}"
+            )
         if not 0 <= self.beta_min < self.beta_max:
             raise ValueError(f"need 0 <= beta_min < beta_max, got {self.beta_min}, {self.beta_max}")
         if self.segment_frames is not None and self.segment_frames % factor:

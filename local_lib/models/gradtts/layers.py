@@ -15,7 +15,7 @@ def sequence_mask(lengths: Tensor, max_len: int | None = None) -> Tensor:
 
 
 class SinusoidalEmbedding(nn.Module):
-    """Sinusoidal embedding of a continuous time ``t ∈ [0, 1]`` (scaled so it resolves small steps)."""
+    """Sinusoidal embedding of a continuous time ``t ∈ [0, 1]`` (scaled: resolves small steps)."""
 
     def __init__(self, dim: int, scale: float = 1000.0) -> None:
         super().__init__()
@@ -27,7 +27,9 @@ class SinusoidalEmbedding(nn.Module):
     def forward(self, t: Tensor) -> Tensor:
         half = self.dim // 2
         freqs = torch.exp(
-            -math.log(10000.0) * torch.arange(half, device=t.device, dtype=torch.float32) / (half - 1)
+            -math.log(10000.0)
+            * torch.arange(half, device=t.device, dtype=torch.float32)
+            / (half - 1)
         )
         args = self.scale * t.float()[:, None] * freqs[None, :]
         return torch.cat([args.sin(), args.cos()], dim=-1)

@@ -12,9 +12,9 @@ import math
 import torch
 from torch import Tensor, nn
 
+from local_lib.align.torch_api import monotonic_alignment_search_torch
 from local_lib.models.gradtts.alignment import (
     expand_by_path,
-    hard_alignment,
     mel_log_likelihood,
     path_from_durations,
 )
@@ -36,7 +36,7 @@ def _random_segments(
     max_start = (lengths - frames).clamp(min=0)
     start = (torch.rand(lengths.shape, generator=generator) * (max_start + 1).float()).long()
     start = torch.minimum(start.to(lengths.device), max_start)
-    idx = (start[:, None] + torch.arange(frames, device=lengths.device)[None, :])
+    idx = start[:, None] + torch.arange(frames, device=lengths.device)[None, :]
     idx = idx.clamp(max=tensors[0].shape[1] - 1)
     out = [x.gather(1, idx[..., None].expand(-1, -1, x.shape[-1])) for x in tensors]
     return out, (lengths - start).clamp(max=frames)
@@ -64,7 +64,9 @@ class GradTTS(nn.Module):
         self.decoder = ScoreUNet(cfg, n_speakers, n_emotions)
         self.schedule = NoiseSchedule(cfg.beta_min, cfg.beta_max)
 
-    def _ids(self, ids: Tensor | None, batch: int, limit: int, name: str, device: torch.device) -> Tensor:
+    def _ids(
+        self, ids: Tensor | None, batch: int, limit: int, name: str, device: torch.device
+    ) -> Tensor:
         if ids is None:
             return torch.zeros(batch, dtype=torch.long, device=device)
         if ids.shape != (batch,) or int(ids.min()) < 0 or int(ids.max()) >= limit:
@@ -80,12 +82,18 @@ class GradTTS(nn.Module):
     ) -> EncoderOutput:
         """Per-token μ ``[B, T_text, n_mels]`` and log-durations ``[B, T_text]``."""
         if text.dim() != 2 or text_lengths.shape != (text.shape[0],):
-            raise ValueError(f"text must be [B, T] with [B] lengths, got {tuple(text.shape)}, "
-                             f"{tuple(text_lengths.shape)}")
+            raise ValueError(
+                f"text must be [B, T] with [B] lengths, got {tuple(text.shape)}, "
+                f"{tuple(text_lengths.shape)}"
+            )
         if int(text_lengths.min()) < 1 or int(text_lengths.max()) > text.shape[1]:
-            raise ValueError(f"text lengths must lie in [1, {text.shape[1]}], got {text_lengths.tolist()}")
+            raise ValueError(
+                f"text lengths must lie in [1, {text.shape[1]}], got {text_lengths.tolist()}"
+            )
         if int(text.max()) >= self.vocab_size or int(text.min()) < 0:
-            raise ValueError(f"text ids must lie in [0, {self.vocab_size}), got max {int(text.max())}")
+            raise ValueError(
+                f"text ids must lie in [0, {self.vocab_size}), got max {int(text.max())}"
+            )
         b, dev = text.shape[0], text.device
         spk = self._ids(speaker, b, self.n_speakers, "speaker", dev)
         emo = self._ids(emotion, b, self.n_emotions, "emotion", dev)
@@ -113,8 +121,8 @@ class GradTTS(nn.Module):
         text_lengths = enc.mask.sum(1)
         with torch.no_grad():
             ll = mel_log_likelihood(enc.mu, mel)
-            path = hard_alignment(ll, text_lengths, mel_lengths)
-        return expand_by_path(enc.mu, path), path.sum(-1)
+            path, durations = monotonic_alignment_search_torch(ll, text_lengths, mel_lengths)
+        return expand_by_path(enc.mu, path), durations
 
     def compute_losses(
         self,
@@ -129,11 +137,15 @@ class GradTTS(nn.Module):
         """Prior, duration and diffusion losses and their sum under ``loss``."""
         n_mels = self.cfg.n_mels
         if mel.dim() != 3 or mel.shape[-1] != n_mels or mel.shape[0] != text.shape[0]:
-            raise ValueError(f"mel must be [{text.shape[0]}, frames, {n_mels}], got {tuple(mel.shape)}")
+            raise ValueError(
+                f"mel must be [{text.shape[0]}, frames, {n_mels}], got {tuple(mel.shape)}"
+            )
         short = (mel_lengths < text_lengths).nonzero().flatten().tolist()
         if short:
-            raise ValueError(f"batch items {short} have fewer mel frames than text tokens; "
-                             "MAS needs at least one frame per token")
+            raise ValueError(
+                f"batch items {short} have fewer mel frames than text tokens; "
+                "MAS needs at least one frame per token"
+            )
         enc = self.encode(text, text_lengths, speaker, emotion)
         mu_y, durations = self.aligned_prior(enc, mel, mel_lengths)
         mel_mask = sequence_mask(mel_lengths, mel.shape[1])

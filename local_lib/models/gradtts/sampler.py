@@ -1,4 +1,4 @@
-"""Reverse-time sampling for Grad-TTS: N Euler steps of the reverse SDE or the probability-flow ODE."""
+"""Reverse-time sampling for Grad-TTS: N Euler steps of the reverse SDE or probability-flow ODE."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ def reverse_step(
     ode: bool = False,
     generator: torch.Generator | None = None,
 ) -> Tensor:
-    """One step t -> t − h; the SDE step draws from ``N(m_θ, hβ_t I)``, the ODE step returns its mean."""
+    """One step t -> t − h: SDE draws from ``N(m_θ, hβ_t I)``, ODE takes its mean."""
     h = 1.0 / n_steps
     t = step_time(step, n_steps)
     beta_t = float(schedule.beta(t))

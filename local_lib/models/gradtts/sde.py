@@ -6,7 +6,8 @@ Forward SDE (Popov et al., 2021): ``dX = ½(μ − X)β_t dt + √β_t dW`` with
 
 Reverse step, t -> t − h. The reverse-time SDE is ``dX = [½(μ − X)β_t − β_t s(X, t)]dt + √β_t dW̄``
 run with ``dt < 0``; one Euler–Maruyama step of size ``h`` backwards therefore *subtracts* the
-drift: ``x_{t−h} = x_t − h[½(μ − x_t) − s]β_t + √(hβ_t) ε = x_t + hβ_t[½(x_t − μ) + s] + √(hβ_t) ε``.
+drift:
+``x_{t−h} = x_t − h[½(μ − x_t) − s]β_t + √(hβ_t) ε = x_t + hβ_t[½(x_t − μ) + s] + √(hβ_t) ε``.
 So the transition is ``N(m_θ(x_t), hβ_t I)`` with ``m_θ(x_t) = x_t + hβ_t[½(x_t − μ) + s_θ]``.
 The probability-flow ODE halves the score term and has no noise.
 

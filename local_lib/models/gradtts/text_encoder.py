@@ -39,7 +39,7 @@ class ConvPrenet(nn.Module):
     def forward(self, x: Tensor, mask: Tensor) -> Tensor:
         fmask = mask.unsqueeze(-1).to(x.dtype)
         h = x
-        for conv, norm in zip(self.convs, self.norms):
+        for conv, norm in zip(self.convs, self.norms, strict=True):
             h = conv((h * fmask).transpose(1, 2)).transpose(1, 2)
             h = self.dropout(torch.relu(norm(h)))
         return (x + self.proj(h)) * fmask
@@ -48,7 +48,9 @@ class ConvPrenet(nn.Module):
 class DurationPredictor(nn.Module):
     """Two conv layers -> log-duration per token."""
 
-    def __init__(self, channels: int, filter_channels: int, kernel_size: int, dropout: float) -> None:
+    def __init__(
+        self, channels: int, filter_channels: int, kernel_size: int, dropout: float
+    ) -> None:
         super().__init__()
         pad = kernel_size // 2
         self.conv1 = nn.Conv1d(channels, filter_channels, kernel_size, padding=pad)
@@ -84,8 +86,9 @@ class TextEncoder(nn.Module):
         self.cond_proj = nn.Linear(cfg.cond_dim, ch)
         self.prenet = ConvPrenet(ch, cfg.prenet_layers, cfg.prenet_kernel_size, cfg.enc_dropout)
         self.layers = nn.ModuleList(
-            TransformerBlock(ch, cfg.enc_heads, cfg.enc_filter_channels, cfg.enc_kernel_size,
-                             cfg.enc_dropout)
+            TransformerBlock(
+                ch, cfg.enc_heads, cfg.enc_filter_channels, cfg.enc_kernel_size, cfg.enc_dropout
+            )
             for _ in range(cfg.enc_layers)
         )
         self.final_norm = nn.LayerNorm(ch)
@@ -94,7 +97,9 @@ class TextEncoder(nn.Module):
             ch, cfg.dp_filter_channels, cfg.dp_kernel_size, cfg.enc_dropout
         )
 
-    def forward(self, text: Tensor, lengths: Tensor, speaker: Tensor, emotion: Tensor) -> EncoderOutput:
+    def forward(
+        self, text: Tensor, lengths: Tensor, speaker: Tensor, emotion: Tensor
+    ) -> EncoderOutput:
         mask = sequence_mask(lengths, text.shape[1])
         fmask = mask.unsqueeze(-1).float()
         x = self.embedding(text) * math.sqrt(self.channels)

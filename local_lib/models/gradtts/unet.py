@@ -61,7 +61,9 @@ class LinearAttention(nn.Module):
 class Level(nn.Module):
     """Two ResBlocks and optional attention at one resolution."""
 
-    def __init__(self, dim_in: int, dim_out: int, cond_dim: int, groups: int, attention: bool) -> None:
+    def __init__(
+        self, dim_in: int, dim_out: int, cond_dim: int, groups: int, attention: bool
+    ) -> None:
         super().__init__()
         self.res1 = ResBlock(dim_in, dim_out, cond_dim, groups)
         self.res2 = ResBlock(dim_out, dim_out, cond_dim, groups)
@@ -73,7 +75,7 @@ class Level(nn.Module):
 
 
 class ScoreUNet(nn.Module):
-    """Predicts the score of ``x_t`` given μ, t, speaker and emotion; all mels ``[B, frames, n_mels]``."""
+    """Score of ``x_t`` given μ, t, speaker and emotion; all mels ``[B, frames, n_mels]``."""
 
     def __init__(self, cfg: GradTTSConfig, n_speakers: int, n_emotions: int) -> None:
         super().__init__()
@@ -102,7 +104,9 @@ class ScoreUNet(nn.Module):
             self.ups.append(Level(prev + d, d, dim, groups, attn))
             prev = d
         self.out = nn.Sequential(
-            nn.Conv2d(prev, dim, 3, padding=1), nn.GroupNorm(groups, dim), nn.Mish(),
+            nn.Conv2d(prev, dim, 3, padding=1),
+            nn.GroupNorm(groups, dim),
+            nn.Mish(),
             nn.Conv2d(dim, 1, 1),
         )
 
@@ -124,7 +128,7 @@ class ScoreUNet(nn.Module):
                 h = self.samplers_down[i](h * masks[-1])
                 masks.append(masks[-1][..., ::2])
         h = self.mid(h, masks[-1], cond)
-        for sampler, level in zip(self.samplers_up, self.ups):
+        for sampler, level in zip(self.samplers_up, self.ups, strict=True):
             h = sampler(h * masks.pop())
             h = level(torch.cat([h, skips.pop()], dim=1), masks[-1], cond)
         out = self.out(h * m) * m
