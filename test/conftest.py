@@ -34,6 +34,25 @@ def venv_python(repo_root: Path) -> Path:
     return candidate if candidate.exists() else Path(sys.executable)
 
 
+STATE_PREFIX = "local-slurm-"
+OWNER_FILE = "pytest.pid"
+
+
+def _stop_abandoned_clusters() -> None:
+    """Stop clusters left running by pytest sessions that died before their teardown."""
+    for state_dir in Path(tempfile.gettempdir()).glob(f"{STATE_PREFIX}*"):
+        try:
+            owner = int((state_dir / OWNER_FILE).read_text())
+            os.kill(owner, 0)
+            continue                      # its session is still running
+        except ProcessLookupError:
+            pass
+        except (OSError, ValueError):
+            continue                      # not ours to judge
+        stop_cluster(SlurmCluster(state_dir))
+        shutil.rmtree(state_dir, ignore_errors=True)
+
+
 def _must_run_slurm() -> bool:
     """On CI as root a missing or broken Slurm is a failure, never a silent skip."""
     return os.environ.get("CI", "").lower() == "true" and os.geteuid() == 0
@@ -47,8 +66,10 @@ def slurm_cluster() -> Iterator[SlurmCluster]:
         if _must_run_slurm():
             pytest.fail(f"CI=true but the local Slurm cannot run: {reason}")
         pytest.skip(reason)
+    _stop_abandoned_clusters()
     # A short path: munge's socket lives inside and Unix socket paths are limited to 108 bytes.
-    state_dir = Path(tempfile.mkdtemp(prefix="local-slurm-"))
+    state_dir = Path(tempfile.mkdtemp(prefix=STATE_PREFIX))
+    (state_dir / OWNER_FILE).write_text(f"{os.getpid()}\n")
     try:
         cluster = start_cluster(state_dir)
     except SlurmStartError as err:

@@ -37,7 +37,8 @@ sub usage {
     return <<"USAGE";
 Usage: $prog [options] [JOB=1:N] <log-file> <command...>
   Runs <command> (under bash) once, or once per value of JOB (any variable name works), with
-  JOB replaced by the task number in the log name and the command. Each log starts with the
+  JOB replaced by the task number wherever it is a whole word in the log name and the command
+  (exp/log/x.JOB.log, split4/JOB; not inside \$SLURM_JOB_ID). Each log starts with the
   command and start time and ends with '# Accounting: ...' and '# Ended (code N) ...'.
   Exits 1 if any task failed, naming the failed logs. A single command argument is run as a
   whole bash command line ('a | b > c'); with several arguments, each one with spaces is
@@ -113,7 +114,7 @@ sub parse_command_line {
     _die_usage($prog, "log file '$log' looks like an option; options go before JOB=")
         if $log =~ m/^-/;
     _die_usage($prog, "log file '$log' does not contain $jobvar; every task would write it")
-        if defined $jobvar && $start != $end && index($log, $jobvar) < 0;
+        if defined $jobvar && $start != $end && $log !~ m/\b\Q$jobvar\E\b/;
 
     return {
         options => \%options,
@@ -127,11 +128,12 @@ sub parse_command_line {
     };
 }
 
-# The text for task $id: the job variable replaced everywhere it occurs (Kaldi semantics).
+# The text for task $id: the job variable replaced where it stands as a whole word
+# (foo.JOB.log, split4/JOB, --seed=JOB), so names like $SLURM_JOB_ID are left alone.
 sub for_task {
     my ($job, $text, $id) = @_;
     return $text unless defined $job->{jobvar};
-    (my $out = $text) =~ s/\Q$job->{jobvar}\E/$id/g;
+    (my $out = $text) =~ s/\b\Q$job->{jobvar}\E\b/$id/g;
     return $out;
 }
 

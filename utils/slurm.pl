@@ -163,7 +163,7 @@ unlink(values %log_of);
 
 my $name = basename($job->{log});
 $name =~ s/\.log$//;
-$name =~ s/\.?\Q$job->{jobvar}\E//g if defined $job->{jobvar};
+$name =~ s/\.?\b\Q$job->{jobvar}\E\b//g if defined $job->{jobvar};
 my $qdir = dirname($log_of{ $ids[0] }) . '/q';
 make_path($qdir) unless -d $qdir;
 my $cwd = getcwd();

@@ -36,6 +36,14 @@ def test_job_array_substitutes_job_in_log_and_command(launcher, tmp_path):
         assert lines[-1].startswith("# Ended (code 0) at ")
 
 
+def test_job_is_replaced_only_as_a_whole_word(launcher, tmp_path):
+    result = run_tool([launcher, "N=2:3", "log/w.N.log", "echo", "a/N", "x.N.y", "--s=N",
+                       "NJ", "$SLURM_N_X"], cwd=tmp_path, env=dict(os.environ, SLURM_N_X="kept"))
+    assert result.returncode == 0, result.stderr
+    assert not (tmp_path / "log/w.1.log").exists()
+    assert "a/3 x.3.y --s=3 NJ kept\n" in (tmp_path / "log/w.3.log").read_text()
+
+
 def test_single_argument_is_a_whole_command_line_and_output_is_logged(launcher, tmp_path):
     result = run_tool([launcher, "--num-threads", "2", "log/x.log",
                        "printf 'a b\\nc\\n' | wc -l; echo err >&2"], cwd=tmp_path)
@@ -102,6 +110,16 @@ def test_slurm_pl_maps_options_through_the_config(slurm_cluster, tmp_path):
     assert "mem=64 cpus=2" in (tmp_path / "r.log").read_text()
     script = (tmp_path / "q/r.sh").read_text()
     assert "run_task 'r.log'" in script and f"cd '{tmp_path}'" in script
+
+
+@pytest.mark.slurm
+def test_slurm_pl_gpu_jobs_get_the_test_clusters_fake_gpus(slurm_cluster, tmp_path):
+    # The local cluster declares two fake GPUs so recipes' `--gpu 1` jobs can run on CPU.
+    result = run_tool([UTILS / "slurm.pl", "--gpu", "1", "JOB=1:2", "g.JOB.log",
+                       "echo gpu=$CUDA_VISIBLE_DEVICES"], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    for job in (1, 2):
+        assert re.search(r"^gpu=[01]$", (tmp_path / f"g.{job}.log").read_text(), re.M)
 
 
 @pytest.mark.slurm
