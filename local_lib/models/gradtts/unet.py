@@ -38,12 +38,16 @@ class ResBlock(nn.Module):
 
 
 class LinearAttention(nn.Module):
-    """Linear-complexity attention over all (mel bin, frame) positions, rezero-gated residual."""
+    """Linear-complexity attention over all (mel bin, frame) positions, rezero-gated residual.
 
-    def __init__(self, dim: int, heads: int = 4, dim_head: int = 32) -> None:
+    Head size is Grad-TTS's 32, capped at half the channels so small U-Nets do not spend most of
+    their time in a projection wider than the features.
+    """
+
+    def __init__(self, dim: int, heads: int = 4) -> None:
         super().__init__()
         self.heads = heads
-        hidden = heads * dim_head
+        hidden = heads * min(32, max(dim // 2, 1))
         self.to_qkv = nn.Conv2d(dim, 3 * hidden, 1, bias=False)
         self.to_out = nn.Conv2d(hidden, dim, 1)
         self.gate = nn.Parameter(torch.zeros(1))
