@@ -5,7 +5,8 @@
 
 Writes ``<out-dir>/model.pt`` after every epoch (training resumes from it) and ``train.log``.
 Config keys: ``kind`` (asr | emotion | speaker), ``model`` (EvaluatorNetConfig),
-``train`` (TrainConfig), ``features`` (LogMelConfig overrides), ``spec_augment``, ``max_utts``.
+``train`` (TrainConfig), ``features`` (LogMelConfig overrides), ``spec_augment``, ``max_utts``,
+``crop_frames`` (classifiers: train on random crops of at most this many frames, for speed).
 """
 
 import argparse
@@ -27,7 +28,7 @@ from local_lib.models.fit import TrainConfig, fit
 from local_lib.models.training_data import Utterances, load_utterances
 
 log = logging.getLogger("train_evaluator")
-CONFIG_KEYS = {"kind", "model", "train", "features", "spec_augment", "max_utts"}
+CONFIG_KEYS = {"kind", "model", "train", "features", "spec_augment", "max_utts", "crop_frames"}
 
 
 def spec_augment(mel: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -46,6 +47,14 @@ def spec_augment(mel: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     return mel
 
 
+def random_crop(mel: torch.Tensor, max_frames: int | None, generator: torch.Generator) -> torch.Tensor:
+    """A random window of at most ``max_frames`` frames (the whole utterance when shorter)."""
+    if max_frames is None or mel.shape[0] <= max_frames:
+        return mel
+    start = int(torch.randint(0, mel.shape[0] - max_frames + 1, (1,), generator=generator))
+    return mel[start : start + max_frames]
+
+
 def labels_of(kind: str, data: Utterances) -> list[str]:
     if kind == "speaker":
         return data.speakers
@@ -62,7 +71,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--out-dir", type=Path, required=True)
     p.add_argument("--max-utts", type=int, default=None, help="override the config's max_utts")
     p.add_argument("--seed", type=int, default=None, help="override train.seed")
+    p.add_argument("--num-threads", type=int, default=1,
+                   help="torch CPU threads (1 default: several OpenMP threads on a busy or shared CPU "
+                        "run many times slower than one)")
     args = p.parse_args(argv)
+    torch.set_num_threads(args.num_threads)
     setup_logging(args.out_dir / "train.log")
     conf = load_yaml_mapping(args.config, CONFIG_KEYS)
     net_cfg = EvaluatorNetConfig.from_dict({"kind": conf.get("kind"), **conf.get("model", {})})
@@ -89,7 +102,8 @@ def main(argv: list[str] | None = None) -> None:
     ctc = torch.nn.CTCLoss(blank=AsrUnits.blank_id, zero_infinity=True)
 
     def batch_loss(idx: list[int]) -> torch.Tensor:
-        mel, lens = pad_frames([mels[i] for i in idx])
+        crop = None if net_cfg.kind == "asr" else conf.get("crop_frames")
+        mel, lens = pad_frames([random_crop(mels[i], crop, gen) for i in idx])
         if conf.get("spec_augment", True):
             mel = spec_augment(mel, gen)
         if net_cfg.kind == "asr":

@@ -33,7 +33,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--out-dir", type=Path, required=True)
     p.add_argument("--max-utts", type=int, default=None, help="override the config's max_utts")
     p.add_argument("--seed", type=int, default=None, help="override train.seed")
+    p.add_argument("--num-threads", type=int, default=1,
+                   help="torch CPU threads (1 default: several OpenMP threads on a busy or shared CPU "
+                        "run many times slower than one)")
     args = p.parse_args(argv)
+    torch.set_num_threads(args.num_threads)
     setup_logging(args.out_dir / "train.log")
     conf = load_yaml_mapping(args.config, {"model", "train", "max_utts"})
     cfg = EspnetASRConfig.from_dict(conf.get("model", {}))

@@ -105,7 +105,7 @@ def fit(
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
             opt.step()
             sched.step()
-            total, count = total + float(loss) * len(batch), count + len(batch)
+            total, count = total + loss.item() * len(batch), count + len(batch)
         model.eval()
         metrics = {"epoch": epoch + 1, "train_loss": total / count}
         if validate is not None:
