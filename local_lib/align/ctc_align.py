@@ -135,7 +135,9 @@ def ctc_forced_align(
         raise ValueError(f"blank id {blank} is outside the vocabulary [0, {vocab})")
     labels = np.asarray(labels)
     if labels.ndim != 2 or labels.shape[0] != batch or not np.issubdtype(labels.dtype, np.integer):
-        raise ValueError(f"labels: expected integer [B={batch}, L], got {labels.dtype} {labels.shape}")
+        raise ValueError(
+            f"labels: expected integer [B={batch}, L], got {labels.dtype} {labels.shape}"
+        )
     n_frames = lengths_array("frame_lengths", frame_lengths, batch, max_frames)
     n_labels = lengths_array("label_lengths", label_lengths, batch, labels.shape[1])
     _check_labels(labels, n_labels, n_frames, vocab, blank)

@@ -30,6 +30,9 @@ from local_lib.align.torch_api import attention_metrics_torch, monotonic_alignme
 
 log = logging.getLogger("benchmark_align")
 
+OURS_MAS = "ours: monotonic_alignment_search (numba)"
+ESPNET_MAS = "espnet2 maximum_path_numba (+ input copy)"
+
 
 @dataclass(frozen=True)
 class Inputs:
@@ -46,20 +49,22 @@ class Inputs:
 
 @dataclass(frozen=True)
 class Candidate:
-    """One implementation: ``run`` returns its result (a bool path [B, T_text, T_frames] for MAS)."""
+    """One implementation; ``run`` returns its result (for MAS a path [B, T_text, T_frames])."""
 
     task: str
     name: str
-    level: str  # "numpy" or "torch": ratios compare against ours at the same level
+    level: str  # "numpy" or "torch" in/out: ratios divide by the baseline of the same level
     run: Callable[[], object]
-    slow: bool = False  # timed in fewer rounds
+    slow: bool = False  # one timed call per block
+    baseline: bool = False  # ours, the row the others of its task and level are compared with
 
 
 @dataclass(frozen=True)
 class Row:
     task: str
     name: str
-    level: str  # "numpy" or "torch": ratios compare against ours at the same level
+    level: str
+    baseline: bool
     median_ms: float
     min_ms: float
     same_path: str
@@ -173,19 +178,15 @@ def mas_candidates(x: Inputs) -> list[Candidate]:
         return maximum_path_cython(ll_t, mask_t).numpy()
 
     espnet_kind = "Cython" if espnet_has_cython else "numba fallback, Cython not built"
+    glow = "monotonic_alignment_search"
     return [
-        Candidate("MAS", "ours: monotonic_alignment_search (numba)", "numpy", ours),
-        Candidate("MAS", "ours: monotonic_alignment_search_torch", "torch", ours_torch),
+        Candidate("MAS", OURS_MAS, "numpy", ours, baseline=True),
+        Candidate("MAS", "ours: torch wrapper", "torch", ours_torch, baseline=True),
         Candidate("MAS", "ours: NumPy reference", "numpy", reference, slow=True),
-        Candidate("MAS", "espnet2 maximum_path_numba (+ input copy)", "numpy", espnet_core),
+        Candidate("MAS", ESPNET_MAS, "numpy", espnet_core),
         Candidate("MAS", f"espnet2 maximum_path (torch; {espnet_kind})", "torch", espnet_torch),
-        Candidate(
-            "MAS", "monotonic_alignment_search maximum_path_c (Cython + input copy)", "numpy",
-            glow_core,
-        ),
-        Candidate(
-            "MAS", "monotonic_alignment_search maximum_path_cython (torch)", "torch", glow_torch
-        ),
+        Candidate("MAS", f"{glow} maximum_path_c (Cython + input copy)", "numpy", glow_core),
+        Candidate("MAS", f"{glow} maximum_path_cython (torch)", "torch", glow_torch),
     ]
 
 
@@ -195,15 +196,13 @@ def metric_candidates(x: Inputs) -> list[Candidate]:
     targs = tuple(torch.from_numpy(a) for a in args[:5]) + (config,)
     task = "W3AR metrics"
     return [
-        Candidate(task, "ours: attention_metrics (numba)", "numpy", lambda: attention_metrics(*args)),
-        Candidate(
-            task, "ours: attention_metrics_torch", "torch", lambda: attention_metrics_torch(*targs)
-        ),
-        Candidate(
-            task, "ours: NumPy reference", "numpy", lambda: attention_metrics_reference(*args),
-            slow=True,
-        ),
-    ]
+        Candidate(task, "ours: attention_metrics (numba)", "numpy",
+                  lambda: attention_metrics(*args), baseline=True),
+        Candidate(task, "ours: torch wrapper", "torch", lambda: attention_metrics_torch(*targs),
+                  baseline=True),
+        Candidate(task, "ours: NumPy reference", "numpy",
+                  lambda: attention_metrics_reference(*args), slow=True),
+    ]  # fmt: skip
 
 
 def run(args: argparse.Namespace) -> list[Row]:
@@ -220,13 +219,14 @@ def run(args: argparse.Namespace) -> list[Row]:
                 first_path = path if first_path is None else first_path
                 same = "yes" if np.array_equal(path, first_path) else "NO"
             ms = times[c.name]
-            rows.append(Row(c.task, c.name, c.level, statistics.median(ms), min(ms), same))
+            rows.append(
+                Row(c.task, c.name, c.level, c.baseline, statistics.median(ms), min(ms), same)
+            )
     return rows
 
 
 def format_table(rows: list[Row]) -> str:
-    ours = {(r.task, r.level): r.median_ms for r in rows if r.name.startswith("ours: ") and
-            "reference" not in r.name}  # fmt: skip
+    ours = {(r.task, r.level): r.median_ms for r in rows if r.baseline}
     header = "| task | implementation | median ms | min ms | x slower than ours | same path |"
     lines = [header, "|---|---|---:|---:|---:|---|"]
     for r in rows:
@@ -272,8 +272,8 @@ def main(argv: list[str] | None = None) -> int:
         "Cython kernel is single-threaded as shipped; the numba kernels (ours, ESPnet's) use "
         "the numba threads above."
     )
-    ours = next(r for r in rows if r.name.startswith("ours: monotonic_alignment_search (numba)"))
-    espnet = next(r for r in rows if r.name.startswith("espnet2 maximum_path_numba"))
+    ours = next(r for r in rows if r.name == OURS_MAS)
+    espnet = next(r for r in rows if r.name == ESPNET_MAS)
     differ = any(r.same_path == "NO" for r in rows)
     if differ:
         log.error("MAS paths differ between implementations (see the table)")

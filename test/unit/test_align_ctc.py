@@ -17,7 +17,8 @@ def _posteriors(rng, n_frames, vocab, rounded=False):
 
 
 def _assert_same(log_probs, labels, blank=0):
-    result = ctc_forced_align(log_probs[None], [len(log_probs)], labels[None], [len(labels)], blank)
+    lengths = ([len(log_probs)], [len(labels)])
+    result = ctc_forced_align(log_probs[None], lengths[0], labels[None], lengths[1], blank)
     start, end, frame_token, score = ctc_forced_align_reference(log_probs, labels, blank)
     np.testing.assert_array_equal(result.token_start[0], start)
     np.testing.assert_array_equal(result.token_end[0], end)
@@ -39,7 +40,7 @@ def test_repeats_need_a_blank_between_them():
     log_probs = np.log(np.full((3, 3), 1 / 3))
     result = _assert_same(log_probs, np.array([1, 1]))
     assert result.frame_token[0].tolist() == [0, -1, 1]
-    with pytest.raises(ValueError, match="2 tokens with 1 immediate repeats, which need at least 3"):
+    with pytest.raises(ValueError, match="2 tokens with 1 immediate repeats, which need at least"):
         ctc_forced_align(log_probs[None, :2], [2], np.array([[1, 1]]), [2])
 
 

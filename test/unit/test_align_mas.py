@@ -1,4 +1,4 @@
-"""MAS kernel against its NumPy reference, ESPnet's and glow-tts's implementations, and invariants."""
+"""MAS kernel against its NumPy reference, ESPnet's and glow-tts's implementations, invariants."""
 
 from __future__ import annotations
 
