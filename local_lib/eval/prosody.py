@@ -1,7 +1,8 @@
 """F0 and energy contours and their distance after DTW alignment.
 
 Two renditions of one sentence differ in timing, so contours are compared after aligning the
-log-mel frames with DTW (Euclidean frame cost). F0 comes from a normalised autocorrelation
+log-mel frames with the project's DTW kernel (``local_lib.align.dtw``, Euclidean
+frame cost). F0 comes from a normalised autocorrelation
 peak picker (vectorised, deterministic); a frame is voiced when its peak exceeds
 ``voicing_threshold`` and its level is within 40 dB of the loudest frame.
 """
@@ -9,6 +10,8 @@ peak picker (vectorised, deterministic); a frame is voiced when its peak exceeds
 from dataclasses import dataclass
 
 import numpy as np
+
+from local_lib.align.dtw import dtw
 
 
 @dataclass(frozen=True)
@@ -59,26 +62,6 @@ def f0_contour(wav: np.ndarray, cfg: ProsodyConfig = ProsodyConfig()) -> np.ndar
     return np.where(voiced, cfg.sample_rate / lag, 0.0)
 
 
-def dtw_path(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Plain NumPy DTW (steps (1,1), (1,0), (0,1)); returns index pairs of the best path."""
-    cost = np.sqrt(((x[:, None, :] - y[None, :, :]) ** 2).sum(-1))
-    n, m = cost.shape
-    acc = np.full((n + 1, m + 1), np.inf)
-    acc[0, 0] = 0.0
-    for i in range(1, n + 1):
-        diag_or_up = cost[i - 1] + np.minimum(acc[i - 1, :-1], acc[i - 1, 1:])
-        row = acc[i]
-        for j in range(1, m + 1):
-            row[j] = min(diag_or_up[j - 1], cost[i - 1, j - 1] + row[j - 1])
-    i, j, path = n, m, []
-    while i > 0 and j > 0:
-        path.append((i - 1, j - 1))
-        step = np.argmin([acc[i - 1, j - 1], acc[i - 1, j], acc[i, j - 1]])
-        i, j = (i - 1, j - 1) if step == 0 else (i - 1, j) if step == 1 else (i, j - 1)
-    pairs = np.array(path[::-1])
-    return pairs[:, 0], pairs[:, 1]
-
-
 @dataclass(frozen=True)
 class ProsodyDistance:
     f0_rmse_hz: float
@@ -97,7 +80,8 @@ def prosody_distance(
     hyp_en, ref_en = energy_db(hyp_wav, cfg), energy_db(ref_wav, cfg)
     n_hyp = min(len(hyp_f0), len(hyp_mel))
     n_ref = min(len(ref_f0), len(ref_mel))
-    hi, ri = dtw_path(hyp_mel[:n_hyp], ref_mel[:n_ref])
+    _, path = dtw(hyp_mel[:n_hyp].astype(np.float64), ref_mel[:n_ref].astype(np.float64))
+    hi, ri = path[:, 0], path[:, 1]
     both = (hyp_f0[hi] > 0) & (ref_f0[ri] > 0)
     f0 = float(np.sqrt(np.mean((hyp_f0[hi][both] - ref_f0[ri][both]) ** 2))) if both.any() else float("nan")
     energy = float(np.sqrt(np.mean((hyp_en[hi] - ref_en[ri]) ** 2)))

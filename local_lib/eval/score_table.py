@@ -154,6 +154,8 @@ def render_results(
             iv = compare(mine, other_rows, metric, seed)
             if iv is not None:
                 out.append(f"| {metric.name} " + _fmt(iv))
-    out += ["", "Intervals: percentile bootstrap over utterances, 1000 resamples, seed "
-            f"{seed}; WER/CER are corpus-level (errors / reference units).", ""]
+    out += ["", f"Intervals: percentile bootstrap over utterances, 1000 resamples, seed {seed}. A metric "
+            "with reference units (WER/CER) is corpus-level, errors / reference units; the others "
+            "are means over the utterances where they are defined. Text normalisation: "
+            "local_lib/eval/text_norm.py.", ""]
     return "\n".join(out)

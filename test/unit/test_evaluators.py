@@ -122,3 +122,15 @@ def test_score_cli_natural_and_resynth_with_paired_comparison(trained, data_dir,
     text = (tmp_path / "rs" / "RESULTS.md").read_text()
     assert "Paired difference: this system − natural" in text
     assert float(next(iter(read_scores(tmp_path / "rs" / "scores.tsv").values()))["spk_sim"]) < 1.0
+
+
+def test_score_cli_seedtts_mode(trained, data_dir, tmp_path):
+    wav_dir = data_dir.parent / "wav"
+    lst = tmp_path / "meta.lst"
+    lst.write_text(f"spk1_000|prompt|{wav_dir / 'spk1_001.wav'}|a cat\nspk2_001|prompt|{wav_dir / 'spk2_000.wav'}|the dog\n")
+    score.main(["--seedtts-list", str(lst), "--wav-dir", str(wav_dir), "--out-dir", str(tmp_path / "st"),
+                "--asr", str(trained["asr"]), "--speaker", str(trained["speaker"])])
+    text = (tmp_path / "st" / "RESULTS.md").read_text()
+    assert "WER (%), mean of per-utterance WER" in text and "SIM to prompt" in text
+    rows = read_scores(tmp_path / "st" / "scores.tsv")
+    assert list(rows) == ["spk1_000", "spk2_001"] and -1.0 <= float(rows["spk1_000"]["spk_sim"]) <= 1.0
