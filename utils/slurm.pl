@@ -164,6 +164,7 @@ unlink(values %log_of);
 my $name = basename($job->{log});
 $name =~ s/\.log$//;
 $name =~ s/\.?\b\Q$job->{jobvar}\E\b//g if defined $job->{jobvar};
+$name = 'job' if $name eq '';
 my $qdir = dirname($log_of{ $ids[0] }) . '/q';
 make_path($qdir) unless -d $qdir;
 my $cwd = getcwd();
