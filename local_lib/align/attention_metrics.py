@@ -23,11 +23,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numba
 import numpy as np
 from numba import njit, prange
 
 from local_lib.align._inputs import check_values, count_words, float_array, lengths_array
+from local_lib.align._parallel import kernel_threads
 
 
 @dataclass(frozen=True)
@@ -200,11 +200,13 @@ def attention_metrics(
     word_index: np.ndarray,
     speech_lengths: np.ndarray,
     config: W3ARConfig = W3ARConfig(),
+    num_threads: int | None = None,
 ) -> AttentionMetrics:
     """W3AR token and word metrics for cross-attention ``[B, T_text, T_frames]``.
 
     ``speech_lengths`` is the number of the policy's speech tokens per item (the spans cover
     exactly those). Rows need not be normalised; every valid cell must be finite.
+    ``num_threads`` caps the numba threads (default: numba's setting).
     """
     values = float_array("attention", attention, 3)
     batch, max_text, max_frames = values.shape
@@ -223,7 +225,7 @@ def attention_metrics(
     word_reward = np.zeros((batch, max_words))
     word_span = np.zeros((batch, max_words, 2), np.int64)
     ok = np.ones(batch, np.bool_)
-    with numba.parallel_chunksize(1):
+    with kernel_threads(num_threads):
         _metrics_batch(
             values,
             n_text,

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numba
 import numpy as np
 from numba import njit, prange
 
 from local_lib.align._inputs import check_values, count_words, float_array, lengths_array
+from local_lib.align._parallel import kernel_threads
 
 
 @dataclass(frozen=True)
@@ -127,8 +127,13 @@ def ctc_forced_align(
     labels: np.ndarray,
     label_lengths: np.ndarray,
     blank: int = 0,
+    num_threads: int | None = None,
 ) -> CTCAlignment:
-    """Align label sequences ``[B, L]`` to CTC log-posteriors ``[B, T, V]`` (batched Viterbi)."""
+    """Align label sequences ``[B, L]`` to CTC log-posteriors ``[B, T, V]`` (batched Viterbi).
+
+    ``-inf`` log-probabilities are allowed; an item whose every path crosses one is an error.
+    ``num_threads`` caps the numba threads (default: numba's setting).
+    """
     values = float_array("log_probs", log_probs, 3)
     batch, max_frames, vocab = values.shape
     if not 0 <= blank < vocab:
@@ -147,7 +152,7 @@ def ctc_forced_align(
     token_end = np.full(labels.shape, -1, np.int64)
     frame_token = np.full((batch, max_frames), -1, np.int64)
     score = np.empty(batch)
-    with numba.parallel_chunksize(1):
+    with kernel_threads(num_threads):
         _align_batch(
             values,
             n_frames,

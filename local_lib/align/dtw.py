@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numba
 import numpy as np
 from numba import njit, prange
 
 from local_lib.align._inputs import check_values, lengths_array
+from local_lib.align._parallel import kernel_threads
 
 _DIAGONAL, _FROM_X, _FROM_Y = 0, 1, 2
 
@@ -104,9 +104,16 @@ def _as_frames(name: str, array: np.ndarray) -> np.ndarray:
 
 
 def dtw_batch(
-    x: np.ndarray, x_lengths: np.ndarray, y: np.ndarray, y_lengths: np.ndarray
+    x: np.ndarray,
+    x_lengths: np.ndarray,
+    y: np.ndarray,
+    y_lengths: np.ndarray,
+    num_threads: int | None = None,
 ) -> DTWResult:
-    """DTW of each pair ``x[b, :x_lengths[b]]`` vs ``y[b, :y_lengths[b]]`` ([B, T] or [B, T, D])."""
+    """DTW of each pair ``x[b, :x_lengths[b]]`` vs ``y[b, :y_lengths[b]]`` ([B, T] or [B, T, D]).
+
+    ``num_threads`` caps the numba threads (default: numba's setting).
+    """
     xs, ys = _as_frames("x", x), _as_frames("y", y)
     if xs.shape[0] != ys.shape[0] or xs.shape[2] != ys.shape[2]:
         raise ValueError(f"x {xs.shape} and y {ys.shape} differ in batch size or feature size")
@@ -119,7 +126,7 @@ def dtw_batch(
     distance = np.empty(batch)
     path = np.full((batch, xs.shape[1] + ys.shape[1] - 1, 2), -1, np.int64)
     path_length = np.empty(batch, np.int64)
-    with numba.parallel_chunksize(1):
+    with kernel_threads(num_threads):
         _dtw_batch(xs, nx, ys, ny, distance, path, path_length)
     return DTWResult(distance=distance, path=path, path_length=path_length)
 
@@ -127,5 +134,5 @@ def dtw_batch(
 def dtw(x: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
     """DTW of one pair ([N] or [N, D] vs [M] or [M, D]): (distance, path [L, 2])."""
     x, y = np.asarray(x), np.asarray(y)
-    result = dtw_batch(x[None], [len(x)], y[None], [len(y)])
+    result = dtw_batch(x[None], [len(x)], y[None], [len(y)], num_threads=1)
     return float(result.distance[0]), result.path[0, : result.path_length[0]]

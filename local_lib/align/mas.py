@@ -16,11 +16,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numba
 import numpy as np
 from numba import njit, prange
 
 from local_lib.align._inputs import check_values, float_array, lengths_array
+from local_lib.align._parallel import kernel_threads
 
 _TILE_FRAMES = 64
 
@@ -118,13 +118,17 @@ def _search_batch(
 
 
 def monotonic_alignment_search(
-    log_likelihood: np.ndarray, text_lengths: np.ndarray, frame_lengths: np.ndarray
+    log_likelihood: np.ndarray,
+    text_lengths: np.ndarray,
+    frame_lengths: np.ndarray,
+    num_threads: int | None = None,
 ) -> MASResult:
     """Most likely monotonic hard alignment of text tokens to frames, per batch item.
 
     ``log_likelihood`` is ``[B, T_text, T_frames]`` float32/float64 (never modified; the DP runs in
     the input's dtype, as ESPnet's does for float32). Each item needs
-    ``text_length <= frame_length``. ``-inf`` marks impossible cells; NaN and +inf are errors.
+    ``text_length <= frame_length``. ``-inf`` marks impossible cells; NaN and +inf where a path
+    could pass are errors. ``num_threads`` caps the numba threads (default: numba's setting).
     """
     values = float_array("log_likelihood", log_likelihood, 3)
     batch, max_text, max_frames = values.shape
@@ -141,7 +145,7 @@ def monotonic_alignment_search(
     durations = np.zeros((batch, max_text), np.int64)
     score = np.empty(batch, values.dtype)
     ok = np.ones(batch, np.bool_)
-    with numba.parallel_chunksize(1):  # items differ a lot in size: hand them out one by one
+    with kernel_threads(num_threads):
         _search_batch(values, n_text, n_frames, order, path, durations, score, ok)
     for b in np.flatnonzero(~ok):
         check_values("log_likelihood", values[b, : n_text[b], : n_frames[b]], int(b), True)

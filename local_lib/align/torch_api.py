@@ -23,7 +23,10 @@ def _to_numpy(tensor: torch.Tensor) -> np.ndarray:
 
 
 def monotonic_alignment_search_torch(
-    log_likelihood: torch.Tensor, text_lengths: torch.Tensor, frame_lengths: torch.Tensor
+    log_likelihood: torch.Tensor,
+    text_lengths: torch.Tensor,
+    frame_lengths: torch.Tensor,
+    num_threads: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """MAS on ``[B, T_text, T_frames]``: (path in the input's dtype, durations as long).
 
@@ -31,7 +34,7 @@ def monotonic_alignment_search_torch(
     ``mask[:, :, 0].sum(1)`` (text) and ``mask[:, 0, :].sum(1)`` (frames).
     """
     result = monotonic_alignment_search(
-        _to_numpy(log_likelihood), _to_numpy(text_lengths), _to_numpy(frame_lengths)
+        _to_numpy(log_likelihood), _to_numpy(text_lengths), _to_numpy(frame_lengths), num_threads
     )
     device, dtype = log_likelihood.device, log_likelihood.dtype
     # NumPy's bool -> float cast is several times faster than torch's on CPU.
@@ -48,6 +51,7 @@ def attention_metrics_torch(
     word_index: torch.Tensor,
     speech_lengths: torch.Tensor,
     config: W3ARConfig = W3ARConfig(),
+    num_threads: int | None = None,
 ) -> dict[str, torch.Tensor]:
     """W3AR metrics as tensors on the attention's device, keyed like ``AttentionMetrics``."""
     result = attention_metrics(
@@ -57,6 +61,7 @@ def attention_metrics_torch(
         _to_numpy(word_index),
         _to_numpy(speech_lengths),
         config,
+        num_threads,
     )
     return {
         name: torch.from_numpy(value).to(attention.device)

@@ -180,3 +180,15 @@ def test_compiled_kernels_come_from_the_cache_in_a_new_process():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     hits, misses = map(int, out.stdout.split())
     assert hits == 1 and misses == 0
+
+
+def test_thread_cap_gives_the_same_result_and_restores_numba_threads():
+    import numba
+
+    values, text, frames = _batch(np.random.default_rng(7), [(4, 9), (6, 30), (2, 2)])
+    before = numba.get_num_threads()
+    capped = monotonic_alignment_search(values, text, frames, num_threads=1)
+    assert numba.get_num_threads() == before
+    _assert_same(capped, monotonic_alignment_search(values, text, frames))
+    with pytest.raises(ValueError, match="num_threads must be >= 1"):
+        monotonic_alignment_search(values, text, frames, num_threads=0)
