@@ -132,8 +132,10 @@ def _mas_inputs(draw):
     for _ in range(batch):
         n_text = draw(st.integers(1, 8))
         lengths.append((n_text, draw(st.integers(n_text, n_text + 10))))
-    seed = draw(st.integers(0, 2**32 - 1))
-    return _batch(np.random.default_rng(seed), lengths, integer=draw(st.booleans()))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    values, text, frames = _batch(rng, lengths, integer=draw(st.booleans()))
+    values[rng.random(values.shape) < draw(st.sampled_from([0.0, 0.1, 0.5]))] = -np.inf
+    return values, text, frames
 
 
 @settings(max_examples=60, deadline=None)
