@@ -44,7 +44,8 @@ def test_same_seed_gives_byte_identical_corpus_whatever_nj(built, tmp_path, corp
 def test_other_seed_gives_other_text(built, tmp_path):
     other = tmp_path / "esd1"
     make_mini_corpus("mini_esd", other, seed=1, max_sentences=K)
-    assert (other / "0011/0011.txt").read_text() != (built["mini_esd"] / "0011/0011.txt").read_text()
+    text = (other / "0011/0011.txt").read_text()
+    assert text != (built["mini_esd"] / "0011/0011.txt").read_text()
 
 
 def test_esd_layout_numbering_and_same_sentences_per_emotion(built):
@@ -107,7 +108,8 @@ def test_preparers_read_the_trees_into_valid_data_dirs(built, tmp_path):
     for name, argv in runs.items():
         assert prepare.main([*argv, "--out-dir", str(tmp_path / name)]) == 0, name
     data_dirs = [tmp_path / "seedtts"] + [
-        tmp_path / name / split for name in ("esd", "libritts") for split in ("train", "dev", "test")
+        tmp_path / name / split
+        for name in ("esd", "libritts") for split in ("train", "dev", "test")
     ]
     for data_dir in data_dirs:
         assert kaldi_dir.validate_data_dir(data_dir) == [], data_dir

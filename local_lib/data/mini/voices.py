@@ -23,7 +23,7 @@ class Speaker:
 
 def _speakers(rows: tuple[tuple[str, str, int, int, str], ...]) -> tuple[Speaker, ...]:
     """Rows of (id, espeak voice, pitch, speed, gender) as Speakers."""
-    return tuple(Speaker(sid, Voice(name, pitch, speed), sex) for sid, name, pitch, speed, sex in rows)
+    return tuple(Speaker(row[0], Voice(*row[1:4]), row[4]) for row in rows)
 
 
 ESD_SPEAKERS = _speakers((
