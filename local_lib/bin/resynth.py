@@ -1,6 +1,7 @@
 """Resynthesis check: a data dir's audio -> log-mel -> the default vocoder -> wav.
 
-    python -m local_lib.bin.resynth --data-dir data/test --out-dir exp/resynth [--feats-config conf/feats.yaml]
+    python -m local_lib.bin.resynth --data-dir data/test --out-dir exp/resynth \\
+        [--feats-config conf/feats.yaml]
 
 Writes ``<out-dir>/wav/<utt>.wav`` and ``<out-dir>/wav.scp``; score it like a system
 (``score --data-dir data/test --wav-dir <out-dir>/wav --reference data``) to see what the
@@ -20,13 +21,19 @@ log = logging.getLogger("resynth")
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--data-dir", type=Path, required=True)
     p.add_argument("--out-dir", type=Path, required=True)
-    p.add_argument("--feats-config", type=Path, default=None, help="LogMelConfig YAML (default: built-in)")
+    p.add_argument(
+        "--feats-config", type=Path, default=None, help="LogMelConfig YAML (default: built-in)"
+    )
     p.add_argument("--n-iter", type=int, default=32, help="Griffin-Lim iterations")
     args = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True
+    )
     cfg = LogMelConfig.from_yaml(args.feats_config) if args.feats_config else LogMelConfig()
     vocoder = GriffinLimVocoder(cfg, n_iter=args.n_iter)
     data = load_data_dir(args.data_dir)

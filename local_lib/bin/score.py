@@ -20,7 +20,12 @@ from pathlib import Path
 
 from local_lib.eval.data_dir_items import data_dir_items
 from local_lib.eval.score_table import (
-    CORPUS_METRICS, SEEDTTS_METRICS, read_scores, render_results, write_atomic, write_scores,
+    CORPUS_METRICS,
+    SEEDTTS_METRICS,
+    read_scores,
+    render_results,
+    write_atomic,
+    write_scores,
 )
 from local_lib.eval.scoring import Evaluators, score_items
 from local_lib.eval.seedtts_eval import seedtts_items
@@ -28,21 +33,33 @@ from local_lib.models.evaluators import load_evaluator
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--data-dir", type=Path, help="Kaldi test data dir (text, utt2spk, utt2emo, wav.scp)")
-    src.add_argument("--seedtts-list", type=Path, help="seed-tts-eval list utt|prompt_text|prompt_wav|text")
+    src.add_argument(
+        "--data-dir", type=Path, help="Kaldi test data dir (text, utt2spk, utt2emo, wav.scp)"
+    )
+    src.add_argument(
+        "--seedtts-list", type=Path, help="seed-tts-eval list utt|prompt_text|prompt_wav|text"
+    )
     audio = p.add_mutually_exclusive_group(required=True)
     audio.add_argument("--wav-dir", type=Path, help="audio under test as <wav-dir>/<utt>.wav")
     audio.add_argument("--wav-scp", type=Path, help="audio under test as a wav.scp (data-dir mode)")
-    p.add_argument("--reference", default="auto", choices=["auto", "prompt", "data", "none"],
-                   help="reference audio for SIM and prosody (data-dir mode)")
+    p.add_argument(
+        "--reference",
+        default="auto",
+        choices=["auto", "prompt", "data", "none"],
+        help="reference audio for SIM and prosody (data-dir mode)",
+    )
     p.add_argument("--asr", type=Path, help="evaluator ASR checkpoint")
     p.add_argument("--speaker", type=Path, help="speaker encoder checkpoint")
     p.add_argument("--emotion", type=Path, help="emotion classifier checkpoint")
     p.add_argument("--out-dir", type=Path, required=True)
     p.add_argument("--title", default=None, help="heading of RESULTS.md")
-    p.add_argument("--compare-scores", type=Path, help="another system's scores.tsv on the same utterances")
+    p.add_argument(
+        "--compare-scores", type=Path, help="another system's scores.tsv on the same utterances"
+    )
     p.add_argument("--compare-name", default="other system")
     p.add_argument("--no-prosody", action="store_true", help="skip F0/energy DTW distances")
     p.add_argument("--batch-size", type=int, default=16)
@@ -55,8 +72,9 @@ def verification_lines(result) -> list[str]:
     if result is None:
         return []
     return [
-        "## Speaker verification on this audio (speaker encoder, all utterance pairs)", "",
-        "| EER (%) | same-speaker SIM | different-speaker SIM | SIM gap | same / different trials |",
+        "## Speaker verification on this audio (speaker encoder, all utterance pairs)",
+        "",
+        "| EER (%) | same-speaker SIM | different-speaker SIM | SIM gap | same / diff trials |",
         "|---|---|---|---|---|",
         f"| {100 * result.eer:.2f} | {result.same_sim:.3f} | {result.diff_sim:.3f} | "
         f"{result.sim_gap:.3f} | {result.n_same} / {result.n_diff} |",
@@ -65,7 +83,9 @@ def verification_lines(result) -> list[str]:
 
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     if args.seedtts_list is not None:
         if args.wav_dir is None:
             raise SystemExit("--seedtts-list needs --wav-dir")
@@ -73,14 +93,20 @@ def main(argv: list[str] | None = None) -> None:
     else:
         items = data_dir_items(args.data_dir, args.wav_dir, args.wav_scp, args.reference)
         metrics = CORPUS_METRICS
-    evaluators = Evaluators(*(load_evaluator(p) if p else None for p in (args.asr, args.speaker, args.emotion)))
-    rows, verification = score_items(items, evaluators, args.sample_rate, args.batch_size, not args.no_prosody)
+    evaluators = Evaluators(
+        *(load_evaluator(p) if p else None for p in (args.asr, args.speaker, args.emotion))
+    )
+    rows, verification = score_items(
+        items, evaluators, args.sample_rate, args.batch_size, not args.no_prosody
+    )
     write_scores(args.out_dir / "scores.tsv", rows)
     comparison = None
     if args.compare_scores is not None:
         comparison = (args.compare_name, read_scores(args.compare_scores))
     title = args.title or f"Scores of {args.wav_dir or args.wav_scp}"
-    text = render_results(title, rows, metrics, verification_lines(verification), comparison, args.seed)
+    text = render_results(
+        title, rows, metrics, verification_lines(verification), comparison, args.seed
+    )
     write_atomic(args.out_dir / "RESULTS.md", text)
     print(text)
 

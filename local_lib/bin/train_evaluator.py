@@ -47,7 +47,9 @@ def spec_augment(mel: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     return mel
 
 
-def random_crop(mel: torch.Tensor, max_frames: int | None, generator: torch.Generator) -> torch.Tensor:
+def random_crop(
+    mel: torch.Tensor, max_frames: int | None, generator: torch.Generator
+) -> torch.Tensor:
     """A random window of at most ``max_frames`` frames (the whole utterance when shorter)."""
     if max_frames is None or mel.shape[0] <= max_frames:
         return mel
@@ -64,16 +66,22 @@ def labels_of(kind: str, data: Utterances) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--config", type=Path, required=True)
     p.add_argument("--train-dir", type=Path, required=True)
     p.add_argument("--valid-dir", type=Path, required=True)
     p.add_argument("--out-dir", type=Path, required=True)
     p.add_argument("--max-utts", type=int, default=None, help="override the config's max_utts")
     p.add_argument("--seed", type=int, default=None, help="override train.seed")
-    p.add_argument("--num-threads", type=int, default=1,
-                   help="torch CPU threads (1 default: several OpenMP threads on a busy or shared CPU "
-                        "run many times slower than one)")
+    p.add_argument(
+        "--num-threads",
+        type=int,
+        default=1,
+        help="torch CPU threads (1 default: several OpenMP threads on a busy or shared CPU "
+        "run many times slower than one)",
+    )
     args = p.parse_args(argv)
     torch.set_num_threads(args.num_threads)
     setup_logging(args.out_dir / "train.log")
@@ -87,7 +95,11 @@ def main(argv: list[str] | None = None) -> None:
     train = load_utterances(args.train_dir, mel_cfg.sample_rate, max_utts)
     valid = load_utterances(args.valid_dir, mel_cfg.sample_rate, max_utts)
     mels = [log_mel_torch(torch.from_numpy(w), mel_cfg) for w in train.wavs]
-    state = {"kind": "evaluator", "net_config": dataclasses.asdict(net_cfg), "mel_config": dataclasses.asdict(mel_cfg)}
+    state = {
+        "kind": "evaluator",
+        "net_config": dataclasses.asdict(net_cfg),
+        "mel_config": dataclasses.asdict(mel_cfg),
+    }
     if net_cfg.kind == "asr":
         units = AsrUnits.from_texts(train.texts)
         state["tokens"] = units.tokens
@@ -109,7 +121,12 @@ def main(argv: list[str] | None = None) -> None:
         if net_cfg.kind == "asr":
             log_probs, out_lens = net(mel, lens)
             ys = [targets[i] for i in idx]
-            return ctc(log_probs.transpose(0, 1), torch.cat(ys), out_lens, torch.tensor([len(y) for y in ys]))
+            return ctc(
+                log_probs.transpose(0, 1),
+                torch.cat(ys),
+                out_lens,
+                torch.tensor([len(y) for y in ys]),
+            )
         logits, _ = net(mel, lens)
         return torch.nn.functional.cross_entropy(logits, torch.stack([targets[i] for i in idx]))
 
@@ -119,21 +136,38 @@ def main(argv: list[str] | None = None) -> None:
             hyps = [h for b in batches for h in evaluator.transcribe(b)]
             w = [word_errors(r, h) for r, h in zip(valid.texts, hyps)]
             c = [char_errors(r, h) for r, h in zip(valid.texts, hyps)]
-            return {"valid_wer": sum(e.errors for e in w) / max(1, sum(e.ref_len for e in w)),
-                    "valid_cer": sum(e.errors for e in c) / max(1, sum(e.ref_len for e in c))}
+            return {
+                "valid_wer": sum(e.errors for e in w) / max(1, sum(e.ref_len for e in w)),
+                "valid_cer": sum(e.errors for e in c) / max(1, sum(e.ref_len for e in c)),
+            }
         gold = labels_of(net_cfg.kind, valid)
         preds = [x for b in batches for x in evaluator.classify(b)]
         known = [k for k, g in enumerate(gold) if g in evaluator.labels]
-        out = {"valid_acc": float(np.mean([preds[k] == gold[k] for k in known])) if known else float("nan")}
+        out = {
+            "valid_acc": (
+                float(np.mean([preds[k] == gold[k] for k in known])) if known else float("nan")
+            )
+        }
         if net_cfg.kind == "speaker" and len(set(gold)) > 1:
             emb = np.concatenate([evaluator.embed(b) for b in batches])
             out["valid_eer"] = verification_trials(emb, gold).eer
         return out
 
-    log.info("training %s evaluator on %d utterances (%d parameters)", net_cfg.kind, len(mels),
-             sum(p.numel() for p in net.parameters()))
-    fit(net, batch_loss, [m.shape[0] for m in mels], train_cfg, args.out_dir / "model.pt",
-        lambda: {**state, "model": net.state_dict()}, validate)
+    log.info(
+        "training %s evaluator on %d utterances (%d parameters)",
+        net_cfg.kind,
+        len(mels),
+        sum(p.numel() for p in net.parameters()),
+    )
+    fit(
+        net,
+        batch_loss,
+        [m.shape[0] for m in mels],
+        train_cfg,
+        args.out_dir / "model.pt",
+        lambda: {**state, "model": net.state_dict()},
+        validate,
+    )
     log.info("wrote %s", args.out_dir / "model.pt")
 
 

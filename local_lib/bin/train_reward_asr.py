@@ -18,7 +18,12 @@ import torch
 from local_lib.eval.error_rate import word_errors
 from local_lib.models.asr_units import AsrUnits
 from local_lib.models.config_yaml import load_yaml_mapping, setup_logging
-from local_lib.models.espnet_asr import EspnetASRConfig, EspnetRewardASR, build_espnet_asr, pad_waveforms
+from local_lib.models.espnet_asr import (
+    EspnetASRConfig,
+    EspnetRewardASR,
+    build_espnet_asr,
+    pad_waveforms,
+)
 from local_lib.models.fit import TrainConfig, fit
 from local_lib.models.training_data import load_utterances
 
@@ -26,16 +31,22 @@ log = logging.getLogger("train_reward_asr")
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--config", type=Path, required=True)
     p.add_argument("--train-dir", type=Path, required=True)
     p.add_argument("--valid-dir", type=Path, required=True)
     p.add_argument("--out-dir", type=Path, required=True)
     p.add_argument("--max-utts", type=int, default=None, help="override the config's max_utts")
     p.add_argument("--seed", type=int, default=None, help="override train.seed")
-    p.add_argument("--num-threads", type=int, default=1,
-                   help="torch CPU threads (1 default: several OpenMP threads on a busy or shared CPU "
-                        "run many times slower than one)")
+    p.add_argument(
+        "--num-threads",
+        type=int,
+        default=1,
+        help="torch CPU threads (1 default: several OpenMP threads on a busy or shared CPU "
+        "run many times slower than one)",
+    )
     args = p.parse_args(argv)
     torch.set_num_threads(args.num_threads)
     setup_logging(args.out_dir / "train.log")
@@ -66,13 +77,25 @@ def main(argv: list[str] | None = None) -> None:
         nll = torch.cat([asr.nll(valid.wavs[i : i + 32], valid.texts[i : i + 32]) for i in batches])
         hyps = [h for i in batches for h in asr.transcribe(valid.wavs[i : i + 32])]
         errs = [word_errors(r, h) for r, h in zip(valid.texts, hyps)]
-        return {"valid_nll": float(nll.mean()),
-                "valid_wer": sum(e.errors for e in errs) / max(1, sum(e.ref_len for e in errs))}
+        return {
+            "valid_nll": float(nll.mean()),
+            "valid_wer": sum(e.errors for e in errs) / max(1, sum(e.ref_len for e in errs)),
+        }
 
-    log.info("training reward ASR on %d utterances (%d parameters)", len(train.wavs),
-             sum(p.numel() for p in asr.model.parameters()))
-    fit(asr.model, batch_loss, [len(w) for w in train.wavs], train_cfg, args.out_dir / "model.pt",
-        asr.checkpoint, validate)
+    log.info(
+        "training reward ASR on %d utterances (%d parameters)",
+        len(train.wavs),
+        sum(p.numel() for p in asr.model.parameters()),
+    )
+    fit(
+        asr.model,
+        batch_loss,
+        [len(w) for w in train.wavs],
+        train_cfg,
+        args.out_dir / "model.pt",
+        asr.checkpoint,
+        validate,
+    )
     log.info("wrote %s", args.out_dir / "model.pt")
 
 

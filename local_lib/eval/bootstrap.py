@@ -25,7 +25,9 @@ def _as_arrays(num, den) -> tuple[np.ndarray, np.ndarray]:
     num = np.asarray(num, dtype=np.float64)
     den = np.ones_like(num) if den is None else np.asarray(den, dtype=np.float64)
     if num.ndim != 1 or num.shape != den.shape:
-        raise ValueError(f"bootstrap needs two 1-D arrays of one length, got {num.shape} and {den.shape}")
+        raise ValueError(
+            f"bootstrap needs two 1-D arrays of one length, got {num.shape} and {den.shape}"
+        )
     if num.size == 0:
         raise ValueError("bootstrap needs at least one utterance")
     if not np.all(np.isfinite(num)) or not np.all(np.isfinite(den)):
@@ -60,14 +62,21 @@ def bootstrap_interval(
 
 
 def paired_bootstrap_interval(
-    num_a, num_b, den_a=None, den_b=None, n_resamples: int = 1000, confidence: float = 0.95,
+    num_a,
+    num_b,
+    den_a=None,
+    den_b=None,
+    n_resamples: int = 1000,
+    confidence: float = 0.95,
     seed: int = 0,
 ) -> Interval:
     """Interval of metric(A) − metric(B) on the same utterances, resampled jointly."""
     num_a, den_a = _as_arrays(num_a, den_a)
     num_b, den_b = _as_arrays(num_b, den_b)
     if num_a.size != num_b.size:
-        raise ValueError(f"paired bootstrap needs the same utterances, got {num_a.size} and {num_b.size}")
+        raise ValueError(
+            f"paired bootstrap needs the same utterances, got {num_a.size} and {num_b.size}"
+        )
     idx = _resample_indices(num_a.size, n_resamples, seed)
     point = _ratio(num_a, den_a) - _ratio(num_b, den_b)
     draws = _ratio(num_a[idx], den_a[idx]) - _ratio(num_b[idx], den_b[idx])

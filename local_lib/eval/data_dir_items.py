@@ -9,8 +9,12 @@ def _optional_kv(path: Path) -> dict[str, str]:
     return read_kv(path) if path.is_file() else {}
 
 
-def data_dir_items(data_dir: Path, wav_dir: Path | None = None, wav_scp: Path | None = None,
-                   reference: str = "auto") -> list:
+def data_dir_items(
+    data_dir: Path,
+    wav_dir: Path | None = None,
+    wav_scp: Path | None = None,
+    reference: str = "auto",
+) -> list:
     """One item per utterance of ``data_dir/text``.
 
     The audio under test is ``<wav_dir>/<utt>.wav`` or the entry in ``wav_scp``. The reference
@@ -39,7 +43,9 @@ def data_dir_items(data_dir: Path, wav_dir: Path | None = None, wav_scp: Path | 
     for utt, sentence in text.items():
         if wav_scp is not None:
             if utt not in under_test:
-                raise ValueError(f"{wav_scp}: {utt}: no audio for this utterance of {data_dir}/text")
+                raise ValueError(
+                    f"{wav_scp}: {utt}: no audio for this utterance of {data_dir}/text"
+                )
             wav = Path(under_test[utt])
         else:
             wav = Path(wav_dir) / f"{utt}.wav"

@@ -69,7 +69,10 @@ class ProsodyDistance:
 
 
 def prosody_distance(
-    hyp_wav: np.ndarray, ref_wav: np.ndarray, hyp_mel: np.ndarray, ref_mel: np.ndarray,
+    hyp_wav: np.ndarray,
+    ref_wav: np.ndarray,
+    hyp_mel: np.ndarray,
+    ref_mel: np.ndarray,
     cfg: ProsodyConfig = ProsodyConfig(),
 ) -> ProsodyDistance:
     """F0 RMSE over frames voiced in both, energy RMSE over all frames, after DTW on log-mel.
@@ -83,6 +86,10 @@ def prosody_distance(
     _, path = dtw(hyp_mel[:n_hyp].astype(np.float64), ref_mel[:n_ref].astype(np.float64))
     hi, ri = path[:, 0], path[:, 1]
     both = (hyp_f0[hi] > 0) & (ref_f0[ri] > 0)
-    f0 = float(np.sqrt(np.mean((hyp_f0[hi][both] - ref_f0[ri][both]) ** 2))) if both.any() else float("nan")
+    f0 = (
+        float(np.sqrt(np.mean((hyp_f0[hi][both] - ref_f0[ri][both]) ** 2)))
+        if both.any()
+        else float("nan")
+    )
     energy = float(np.sqrt(np.mean((hyp_en[hi] - ref_en[ri]) ** 2)))
     return ProsodyDistance(f0, energy)

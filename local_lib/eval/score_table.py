@@ -14,8 +14,22 @@ from local_lib.data.kaldi_dir import atomic_path
 from local_lib.eval.bootstrap import Interval, bootstrap_interval, paired_bootstrap_interval
 
 COLUMNS = [
-    "utt", "ref_text", "hyp_text", "word_errors", "words", "char_errors", "chars", "wer", "cer",
-    "bad_case", "spk_sim", "emo_label", "emo_pred", "emo_correct", "emo_sim", "f0_rmse_hz",
+    "utt",
+    "ref_text",
+    "hyp_text",
+    "word_errors",
+    "words",
+    "char_errors",
+    "chars",
+    "wer",
+    "cer",
+    "bad_case",
+    "spk_sim",
+    "emo_label",
+    "emo_pred",
+    "emo_correct",
+    "emo_sim",
+    "f0_rmse_hz",
     "energy_rmse_db",
 ]
 
@@ -82,7 +96,9 @@ def read_scores(path: Path) -> dict[str, dict[str, str]]:
         rows: dict[str, dict[str, str]] = {}
         for lineno, fields in enumerate(reader, start=2):
             if len(fields) != len(header):
-                raise ValueError(f"{path}:{lineno}: expected {len(header)} fields, got {len(fields)}")
+                raise ValueError(
+                    f"{path}:{lineno}: expected {len(header)} fields, got {len(fields)}"
+                )
             row = dict(zip(header, fields))
             if row["utt"] in rows:
                 raise ValueError(f"{path}:{lineno}: {row['utt']}: duplicate utterance")
@@ -104,7 +120,9 @@ def _columns(rows: list[dict], metric: Metric) -> tuple[list[float], list[float]
 
 def summarise(rows: list[dict], metric: Metric, seed: int = 0) -> Interval | None:
     """Bootstrap interval of ``metric`` over the rows where it is defined; None if none are."""
-    pairs = [(n, d) for n, d in zip(*_columns(rows, metric)) if math.isfinite(n) and math.isfinite(d)]
+    pairs = [
+        (n, d) for n, d in zip(*_columns(rows, metric)) if math.isfinite(n) and math.isfinite(d)
+    ]
     if not pairs:
         return None
     nums, dens = zip(*pairs)
@@ -112,16 +130,24 @@ def summarise(rows: list[dict], metric: Metric, seed: int = 0) -> Interval | Non
     return Interval(iv.estimate * metric.scale, iv.low * metric.scale, iv.high * metric.scale, iv.n)
 
 
-def compare(rows_a: dict[str, dict], rows_b: dict[str, dict], metric: Metric, seed: int = 0) -> Interval | None:
+def compare(
+    rows_a: dict[str, dict], rows_b: dict[str, dict], metric: Metric, seed: int = 0
+) -> Interval | None:
     """Paired difference A − B of ``metric`` on utterances where both define it."""
     common = [u for u in rows_a if u in rows_b]
     na, da = _columns([rows_a[u] for u in common], metric)
     nb, db = _columns([rows_b[u] for u in common], metric)
-    keep = [k for k in range(len(common)) if all(math.isfinite(v) for v in (na[k], da[k], nb[k], db[k]))]
+    keep = [
+        k for k in range(len(common)) if all(math.isfinite(v) for v in (na[k], da[k], nb[k], db[k]))
+    ]
     if not keep:
         return None
     iv = paired_bootstrap_interval(
-        [na[k] for k in keep], [nb[k] for k in keep], [da[k] for k in keep], [db[k] for k in keep], seed=seed
+        [na[k] for k in keep],
+        [nb[k] for k in keep],
+        [da[k] for k in keep],
+        [db[k] for k in keep],
+        seed=seed,
     )
     return Interval(iv.estimate * metric.scale, iv.low * metric.scale, iv.high * metric.scale, iv.n)
 
@@ -139,7 +165,12 @@ def render_results(
     seed: int = 0,
 ) -> str:
     """RESULTS.md text: mean and 95 % bootstrap interval per metric, optional paired table."""
-    out = [f"# {title}", "", "| metric | value | 95 % bootstrap interval | utterances |", "|---|---|---|---|"]
+    out = [
+        f"# {title}",
+        "",
+        "| metric | value | 95 % bootstrap interval | utterances |",
+        "|---|---|---|---|",
+    ]
     for metric in metrics:
         iv = summarise(rows, metric, seed)
         if iv is not None:
@@ -148,14 +179,23 @@ def render_results(
     if comparison is not None:
         other_name, other_rows = comparison
         mine = {r["utt"]: r for r in rows}
-        out += ["", f"## Paired difference: this system − {other_name}", "",
-                "| metric | difference | 95 % bootstrap interval | utterances |", "|---|---|---|---|"]
+        out += [
+            "",
+            f"## Paired difference: this system − {other_name}",
+            "",
+            "| metric | difference | 95 % bootstrap interval | utterances |",
+            "|---|---|---|---|",
+        ]
         for metric in metrics:
             iv = compare(mine, other_rows, metric, seed)
             if iv is not None:
                 out.append(f"| {metric.name} " + _fmt(iv))
-    out += ["", f"Intervals: percentile bootstrap over utterances, 1000 resamples, seed {seed}. A metric "
-            "with reference units (WER/CER) is corpus-level, errors / reference units; the others "
-            "are means over the utterances where they are defined. Text normalisation: "
-            "local_lib/eval/text_norm.py.", ""]
+    out += [
+        "",
+        f"Intervals: percentile bootstrap over utterances, 1000 resamples, seed {seed}. A metric "
+        "with reference units (WER/CER) is corpus-level, errors / reference units; the others "
+        "are means over the utterances where they are defined. Text normalisation: "
+        "local_lib/eval/text_norm.py.",
+        "",
+    ]
     return "\n".join(out)

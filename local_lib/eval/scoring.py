@@ -60,8 +60,14 @@ def _cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def _text_scores(ref: str, hyp: str) -> dict:
     w, c = word_errors(ref, hyp), char_errors(ref, hyp)
     return {
-        "hyp_text": hyp, "word_errors": w.errors, "words": w.ref_len, "char_errors": c.errors,
-        "chars": c.ref_len, "wer": w.rate, "cer": c.rate, "bad_case": int(w.rate > BAD_CASE_WER),
+        "hyp_text": hyp,
+        "word_errors": w.errors,
+        "words": w.ref_len,
+        "char_errors": c.errors,
+        "chars": c.ref_len,
+        "wer": w.rate,
+        "cer": c.rate,
+        "bad_case": int(w.rate > BAD_CASE_WER),
     }
 
 
@@ -99,7 +105,9 @@ def _score_batch(
                 row["emo_sim"] = float(sim)
     if prosody and refs is not None:
         mel_cfg = LogMelConfig(sample_rate=sample_rate)
-        pcfg = ProsodyConfig(sample_rate=sample_rate, hop_length=mel_cfg.hop_length, win_length=mel_cfg.win_length)
+        pcfg = ProsodyConfig(
+            sample_rate=sample_rate, hop_length=mel_cfg.hop_length, win_length=mel_cfg.win_length
+        )
         for row, wav, ref in zip(rows, wavs, refs):
             d = prosody_distance(wav, ref, log_mel(wav, mel_cfg), log_mel(ref, mel_cfg), pcfg)
             row["f0_rmse_hz"], row["energy_rmse_db"] = d.f0_rmse_hz, d.energy_rmse_db
@@ -107,7 +115,10 @@ def _score_batch(
 
 
 def score_items(
-    items: list[ScoreItem], evaluators: Evaluators, sample_rate: int = 16000, batch_size: int = 16,
+    items: list[ScoreItem],
+    evaluators: Evaluators,
+    sample_rate: int = 16000,
+    batch_size: int = 16,
     prosody: bool = True,
 ) -> tuple[list[dict], VerificationResult | None]:
     """Per-utterance score rows, plus speaker verification over the audio under test when a
@@ -115,13 +126,20 @@ def score_items(
     rows: list[dict] = []
     embeddings: list[np.ndarray] = []
     for start in range(0, len(items), batch_size):
-        batch_rows, emb = _score_batch(items[start : start + batch_size], evaluators, sample_rate, prosody)
+        batch_rows, emb = _score_batch(
+            items[start : start + batch_size], evaluators, sample_rate, prosody
+        )
         rows += batch_rows
         if emb is not None:
             embeddings.append(emb)
         log.info("scored %d/%d utterances", len(rows), len(items))
     speakers = [it.speaker for it in items]
     verification = None
-    if embeddings and None not in speakers and len(set(speakers)) > 1 and len(speakers) > len(set(speakers)):
+    if (
+        embeddings
+        and None not in speakers
+        and len(set(speakers)) > 1
+        and len(speakers) > len(set(speakers))
+    ):
         verification = verification_trials(np.concatenate(embeddings), speakers)
     return rows, verification

@@ -10,7 +10,7 @@ from local_lib.eval.scoring import ScoreItem
 
 
 def seedtts_items(list_path: Path, wav_dir: Path) -> list[ScoreItem]:
-    """Score items for every list line; a missing generated wav is an error naming the line's utt."""
+    """Score items for every list line; a missing generated wav is an error naming the utt."""
     from local_lib.data.corpora.seedtts import read_seedtts_list
 
     items = []
@@ -18,5 +18,7 @@ def seedtts_items(list_path: Path, wav_dir: Path) -> list[ScoreItem]:
         wav = Path(wav_dir) / f"{entry.utt}.wav"
         if not wav.is_file():
             raise FileNotFoundError(f"{list_path}: {entry.utt}: generated audio {wav} not found")
-        items.append(ScoreItem(utt=entry.utt, text=entry.text, wav=wav, ref_wav=Path(entry.prompt_wav)))
+        items.append(
+            ScoreItem(utt=entry.utt, text=entry.text, wav=wav, ref_wav=Path(entry.prompt_wav))
+        )
     return items

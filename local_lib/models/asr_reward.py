@@ -57,7 +57,11 @@ class RewardASR(ABC):
 
     @abstractmethod
     def decoder_forward(
-        self, memory: torch.Tensor, memory_lens: torch.Tensor, tokens: torch.Tensor, token_lens: torch.Tensor
+        self,
+        memory: torch.Tensor,
+        memory_lens: torch.Tensor,
+        tokens: torch.Tensor,
+        token_lens: torch.Tensor,
     ) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """Logits ``[B, L, V]`` for decoder inputs ``tokens`` and the cross-attention of every
         layer, each ``[B, H, L, T]``."""
@@ -88,12 +92,16 @@ class RewardASR(ABC):
         for b, seq in enumerate(ids):
             batch[b, : lens[b]] = torch.tensor(prefix + seq, dtype=torch.long)
             # Output at position p predicts input p + 1; the last valid one predicts eos.
-            targets[b, len(prefix) - 1 : lens[b]] = torch.tensor(seq + [self.eos_id], dtype=torch.long)
+            targets[b, len(prefix) - 1 : lens[b]] = torch.tensor(
+                seq + [self.eos_id], dtype=torch.long
+            )
         memory, memory_lens = self.encode(wavs)
         logits, attn = self.decoder_forward(memory, memory_lens, batch, lens)
         return ids, logits, attn, targets, memory_lens
 
-    def nll(self, wavs: Sequence[np.ndarray], texts: Sequence[str], reduction: str = "mean") -> torch.Tensor:
+    def nll(
+        self, wavs: Sequence[np.ndarray], texts: Sequence[str], reduction: str = "mean"
+    ) -> torch.Tensor:
         """Cross-entropy of each reference text (its tokens plus end-of-sentence) under the
         ASR, teacher-forced on the audio: ``[B]``, per-token mean or sum. Differentiable."""
         if reduction not in ("mean", "sum"):
@@ -107,8 +115,11 @@ class RewardASR(ABC):
 
     @torch.no_grad()
     def cross_attention(
-        self, wavs: Sequence[np.ndarray], texts: Sequence[str],
-        layers: Sequence[int] | None = None, heads: Sequence[int] | None = None,
+        self,
+        wavs: Sequence[np.ndarray],
+        texts: Sequence[str],
+        layers: Sequence[int] | None = None,
+        heads: Sequence[int] | None = None,
     ) -> list[CrossAttention]:
         """Cross-attention averaged over the chosen layers and heads (all when None), each row
         renormalised over the utterance's valid frames."""
@@ -124,7 +135,11 @@ class RewardASR(ABC):
             rows = mean[b, start : start + len(seq), : int(memory_lens[b])]
             rows = rows / rows.sum(dim=-1, keepdim=True).clamp(min=1e-12)
             pieces = self.token_pieces(seq)
-            out.append(CrossAttention(pieces, word_index_of(pieces), rows.cpu().numpy(), self.frame_shift_s))
+            out.append(
+                CrossAttention(
+                    pieces, word_index_of(pieces), rows.cpu().numpy(), self.frame_shift_s
+                )
+            )
         return out
 
     @torch.no_grad()

@@ -22,6 +22,8 @@ def setup_logging(log_file: Path) -> None:
     """Log to stderr and to ``log_file`` (appending, so a resumed run keeps its history)."""
     log_file.parent.mkdir(parents=True, exist_ok=True)
     logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        handlers=[logging.StreamHandler(), logging.FileHandler(log_file)], force=True,
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        handlers=[logging.StreamHandler(), logging.FileHandler(log_file)],
+        force=True,
     )

@@ -52,22 +52,47 @@ def build_espnet_asr(vocab: AsrUnits, cfg: EspnetASRConfig) -> ESPnetASRModel:
     """A fresh ESPnetASRModel (conv2d subsampling ×4, so one encoder frame is 4 hops)."""
     tokens = list(vocab.tokens)
     encoder = TransformerEncoder(
-        input_size=cfg.n_mels, output_size=cfg.d_model, attention_heads=cfg.heads, linear_units=cfg.ffn,
-        num_blocks=cfg.encoder_layers, dropout_rate=cfg.dropout, positional_dropout_rate=cfg.dropout,
-        attention_dropout_rate=cfg.dropout, input_layer="conv2d",
+        input_size=cfg.n_mels,
+        output_size=cfg.d_model,
+        attention_heads=cfg.heads,
+        linear_units=cfg.ffn,
+        num_blocks=cfg.encoder_layers,
+        dropout_rate=cfg.dropout,
+        positional_dropout_rate=cfg.dropout,
+        attention_dropout_rate=cfg.dropout,
+        input_layer="conv2d",
     )
     decoder = TransformerDecoder(
-        vocab_size=vocab.size, encoder_output_size=cfg.d_model, attention_heads=cfg.heads, linear_units=cfg.ffn,
-        num_blocks=cfg.decoder_layers, dropout_rate=cfg.dropout, positional_dropout_rate=cfg.dropout,
-        self_attention_dropout_rate=cfg.dropout, src_attention_dropout_rate=cfg.dropout,
-        use_flash_attn=False, use_sdpa=False,
+        vocab_size=vocab.size,
+        encoder_output_size=cfg.d_model,
+        attention_heads=cfg.heads,
+        linear_units=cfg.ffn,
+        num_blocks=cfg.decoder_layers,
+        dropout_rate=cfg.dropout,
+        positional_dropout_rate=cfg.dropout,
+        self_attention_dropout_rate=cfg.dropout,
+        src_attention_dropout_rate=cfg.dropout,
+        use_flash_attn=False,
+        use_sdpa=False,
     )
     return ESPnetASRModel(
-        vocab_size=vocab.size, token_list=tokens,
-        frontend=DefaultFrontend(fs=cfg.sample_rate, n_fft=cfg.n_fft, hop_length=cfg.hop_length, n_mels=cfg.n_mels),
-        specaug=None, normalize=UtteranceMVN(), preencoder=None, encoder=encoder, postencoder=None,
-        decoder=decoder, ctc=CTC(odim=vocab.size, encoder_output_size=cfg.d_model), joint_network=None,
-        ctc_weight=cfg.ctc_weight, lsm_weight=cfg.lsm_weight, report_cer=False, report_wer=False,
+        vocab_size=vocab.size,
+        token_list=tokens,
+        frontend=DefaultFrontend(
+            fs=cfg.sample_rate, n_fft=cfg.n_fft, hop_length=cfg.hop_length, n_mels=cfg.n_mels
+        ),
+        specaug=None,
+        normalize=UtteranceMVN(),
+        preencoder=None,
+        encoder=encoder,
+        postencoder=None,
+        decoder=decoder,
+        ctc=CTC(odim=vocab.size, encoder_output_size=cfg.d_model),
+        joint_network=None,
+        ctc_weight=cfg.ctc_weight,
+        lsm_weight=cfg.lsm_weight,
+        report_cer=False,
+        report_wer=False,
     )
 
 
@@ -98,8 +123,12 @@ class EspnetRewardASR(RewardASR):
         return cls(model, vocab, cfg)
 
     def checkpoint(self) -> dict:
-        return {"kind": "espnet_reward_asr", "tokens": list(self.vocab.tokens), "config": asdict(self.cfg),
-                "model": self.model.state_dict()}
+        return {
+            "kind": "espnet_reward_asr",
+            "tokens": list(self.vocab.tokens),
+            "config": asdict(self.cfg),
+            "model": self.model.state_dict(),
+        }
 
     def encode(self, wavs):
         speech, lens = pad_waveforms(wavs)
@@ -118,4 +147,3 @@ class EspnetRewardASR(RewardASR):
 
     def token_pieces(self, ids):
         return self.vocab.pieces(ids)
-

@@ -67,7 +67,9 @@ class CtcASRNet(nn.Module):
         super().__init__()
         c = cfg.channels
         self.front = nn.Sequential(nn.Conv1d(cfg.n_mels, c, 5, stride=2, padding=2), nn.GELU())
-        self.body = nn.Sequential(*(ResidualConv(c, (1, 2, 4)[i % 3], cfg.dropout) for i in range(cfg.conv_layers)))
+        self.body = nn.Sequential(
+            *(ResidualConv(c, (1, 2, 4)[i % 3], cfg.dropout) for i in range(cfg.conv_layers))
+        )
         self.out = nn.Conv1d(c, vocab_size, 1)
 
     def forward(self, mel: torch.Tensor, lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -86,11 +88,18 @@ class UtteranceClassifierNet(nn.Module):
         c = cfg.channels
         layers: list[nn.Module] = []
         for i, dilation in enumerate((1, 2, 3)):
-            layers += [nn.Conv1d(cfg.n_mels if i == 0 else c, c, 5, padding=2 * dilation, dilation=dilation),
-                       nn.BatchNorm1d(c), nn.ReLU()]
+            layers += [
+                nn.Conv1d(
+                    cfg.n_mels if i == 0 else c, c, 5, padding=2 * dilation, dilation=dilation
+                ),
+                nn.BatchNorm1d(c),
+                nn.ReLU(),
+            ]
         self.convs = nn.Sequential(*layers)
         self.embed = nn.Linear(2 * c, cfg.embed_dim)
-        self.head = nn.Sequential(nn.ReLU(), nn.Dropout(cfg.dropout), nn.Linear(cfg.embed_dim, n_classes))
+        self.head = nn.Sequential(
+            nn.ReLU(), nn.Dropout(cfg.dropout), nn.Linear(cfg.embed_dim, n_classes)
+        )
 
     def embedding(self, mel: torch.Tensor, lens: torch.Tensor) -> torch.Tensor:
         """Utterance embedding ``[B, E]`` (before the classifier's nonlinearity)."""

@@ -112,9 +112,19 @@ def fit(
             with torch.no_grad():
                 metrics.update(validate())
         history.append(metrics)
-        log.info("epoch %d/%d %s", epoch + 1, cfg.epochs,
-                 " ".join(f"{k}={v:.4f}" for k, v in metrics.items() if k != "epoch"))
-        train_state = {"epoch": epoch + 1, "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                       "history": history, "torch_rng": torch.get_rng_state(), "config": asdict(cfg)}
+        log.info(
+            "epoch %d/%d %s",
+            epoch + 1,
+            cfg.epochs,
+            " ".join(f"{k}={v:.4f}" for k, v in metrics.items() if k != "epoch"),
+        )
+        train_state = {
+            "epoch": epoch + 1,
+            "optimizer": opt.state_dict(),
+            "scheduler": sched.state_dict(),
+            "history": history,
+            "torch_rng": torch.get_rng_state(),
+            "config": asdict(cfg),
+        }
         save_atomic({**checkpoint_content(), "train_state": train_state}, ckpt_path)
     return history

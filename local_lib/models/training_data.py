@@ -21,7 +21,9 @@ class Utterances:
     emotions: list[str] | None
 
 
-def load_utterances(data_dir: Path, sample_rate: int = 16000, max_utts: int | None = None) -> Utterances:
+def load_utterances(
+    data_dir: Path, sample_rate: int = 16000, max_utts: int | None = None
+) -> Utterances:
     """Audio, text, speaker and (when ``utt2emo`` exists) emotion of every utterance.
 
     ``max_utts`` keeps an evenly spaced subset (every k-th utterance), so a debug run still sees
@@ -33,7 +35,9 @@ def load_utterances(data_dir: Path, sample_rate: int = 16000, max_utts: int | No
         utts = [utts[i] for i in np.linspace(0, len(utts) - 1, max_utts).round().astype(int)]
     missing = [u for u in utts if u not in data.text or u not in data.wav_scp]
     if missing:
-        raise ValueError(f"{data_dir}: {missing[0]}: no text or wav.scp entry ({len(missing)} such)")
+        raise ValueError(
+            f"{data_dir}: {missing[0]}: no text or wav.scp entry ({len(missing)} such)"
+        )
     utt2emo = data.extras.get("utt2emo")
     wavs = []
     for i, utt in enumerate(utts, start=1):
@@ -41,6 +45,9 @@ def load_utterances(data_dir: Path, sample_rate: int = 16000, max_utts: int | No
         if i % 500 == 0:
             log.info("loaded %d/%d utterances of %s", i, len(utts), data_dir)
     return Utterances(
-        utts=utts, wavs=wavs, texts=[data.text[u] for u in utts], speakers=[data.utt2spk[u] for u in utts],
+        utts=utts,
+        wavs=wavs,
+        texts=[data.text[u] for u in utts],
+        speakers=[data.utt2spk[u] for u in utts],
         emotions=[utt2emo[u] for u in utts] if utt2emo is not None else None,
     )

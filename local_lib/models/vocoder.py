@@ -16,13 +16,23 @@ class GriffinLimVocoder:
     def __init__(self, cfg: LogMelConfig = LogMelConfig(), n_iter: int = 32, nnls_iter: int = 30):
         self.cfg, self.nnls_iter = cfg, nnls_iter
         self.fbank = torchaudio.functional.melscale_fbanks(
-            n_freqs=cfg.n_fft // 2 + 1, f_min=cfg.f_min, f_max=cfg.f_max, n_mels=cfg.n_mels,
-            sample_rate=cfg.sample_rate, norm="slaney", mel_scale="slaney",
+            n_freqs=cfg.n_fft // 2 + 1,
+            f_min=cfg.f_min,
+            f_max=cfg.f_max,
+            n_mels=cfg.n_mels,
+            sample_rate=cfg.sample_rate,
+            norm="slaney",
+            mel_scale="slaney",
         )  # [n_freqs, n_mels]
         self.pinv = torch.linalg.pinv(self.fbank)
         self.griffin_lim = torchaudio.transforms.GriffinLim(
-            n_fft=cfg.n_fft, n_iter=n_iter, win_length=cfg.win_length, hop_length=cfg.hop_length,
-            power=1.0, momentum=0.99, rand_init=False,
+            n_fft=cfg.n_fft,
+            n_iter=n_iter,
+            win_length=cfg.win_length,
+            hop_length=cfg.hop_length,
+            power=1.0,
+            momentum=0.99,
+            rand_init=False,
         )
 
     def linear_magnitude(self, log_mel: torch.Tensor) -> torch.Tensor:
@@ -40,7 +50,9 @@ class GriffinLimVocoder:
         """Waveform (float32, ``length`` samples when given) for ``[frames, n_mels]`` log-mel."""
         log_mel = torch.as_tensor(np.asarray(log_mel))
         if log_mel.ndim != 2 or log_mel.shape[1] != self.cfg.n_mels:
-            raise ValueError(f"expected [frames, {self.cfg.n_mels}] log-mel, got {tuple(log_mel.shape)}")
+            raise ValueError(
+                f"expected [frames, {self.cfg.n_mels}] log-mel, got {tuple(log_mel.shape)}"
+            )
         self.griffin_lim.length = length
         wav = self.griffin_lim(self.linear_magnitude(log_mel))
         return wav.numpy().astype(np.float32)

@@ -20,24 +20,40 @@ class WhisperRewardASR(RewardASR):
         if not (model_dir / "config.json").is_file():
             raise FileNotFoundError(f"{model_dir}: no Whisper checkpoint (config.json missing)")
         self.processor = WhisperProcessor.from_pretrained(model_dir, local_files_only=True)
-        self.model = WhisperForConditionalGeneration.from_pretrained(
-            model_dir, attn_implementation="eager", local_files_only=True
-        ).to(device).eval()
+        self.model = (
+            WhisperForConditionalGeneration.from_pretrained(
+                model_dir, attn_implementation="eager", local_files_only=True
+            )
+            .to(device)
+            .eval()
+        )
         self.device = device
         tok = self.processor.tokenizer
         fe = self.processor.feature_extractor
         self.sample_rate = fe.sampling_rate
         self.frame_shift_s = 2 * fe.hop_length / fe.sampling_rate
         self.eos_id = tok.eos_token_id
-        task_tokens = ["<|startoftranscript|>", f"<|{language}|>", "<|transcribe|>", "<|notimestamps|>"]
+        task_tokens = [
+            "<|startoftranscript|>",
+            f"<|{language}|>",
+            "<|transcribe|>",
+            "<|notimestamps|>",
+        ]
         self._prefix = tok.convert_tokens_to_ids(task_tokens)
-        missing = [t for t, i in zip(task_tokens, self._prefix) if i is None or tok.convert_ids_to_tokens(i) != t]
+        missing = [
+            t
+            for t, i in zip(task_tokens, self._prefix)
+            if i is None or tok.convert_ids_to_tokens(i) != t
+        ]
         if missing:
             raise ValueError(f"{model_dir}: the tokenizer has no {missing}")
 
     def encode(self, wavs):
         feats = self.processor.feature_extractor(
-            [w for w in wavs], sampling_rate=self.sample_rate, return_tensors="pt", return_attention_mask=True
+            [w for w in wavs],
+            sampling_rate=self.sample_rate,
+            return_tensors="pt",
+            return_attention_mask=True,
         )
         memory = self.model.model.encoder(feats.input_features.to(self.device)).last_hidden_state
         lens = (feats.attention_mask.sum(dim=1) + 1) // 2
@@ -45,7 +61,10 @@ class WhisperRewardASR(RewardASR):
 
     def decoder_forward(self, memory, memory_lens, tokens, token_lens):
         out = self.model.model.decoder(
-            input_ids=tokens.to(self.device), encoder_hidden_states=memory, output_attentions=True, use_cache=False
+            input_ids=tokens.to(self.device),
+            encoder_hidden_states=memory,
+            output_attentions=True,
+            use_cache=False,
         )
         return self.model.proj_out(out.last_hidden_state), list(out.cross_attentions)
 

@@ -13,7 +13,12 @@ from local_lib.data.audio import save_audio
 from local_lib.data.kaldi_dir import write_data_dir
 from local_lib.eval.score_table import read_scores
 from local_lib.models.espnet_asr import EspnetRewardASR
-from local_lib.models.evaluators import ClassifierEvaluator, CtcEvaluatorASR, ctc_greedy, load_evaluator
+from local_lib.models.evaluators import (
+    ClassifierEvaluator,
+    CtcEvaluatorASR,
+    ctc_greedy,
+    load_evaluator,
+)
 
 CONF = Path(__file__).resolve().parents[2] / "egs" / "TEMPLATE" / "conf"
 SENTENCES = ["a cat", "the dog", "big sun", "red hat"]
@@ -52,11 +57,31 @@ def trained(data_dir, tmp_path_factory) -> dict[str, Path]:
     out = {}
     for kind in ("asr", "emotion", "speaker"):
         out[kind] = exp / f"eval_{kind}" / "model.pt"
-        train_evaluator.main(["--config", str(CONF / f"eval_{kind}_debug.yaml"), "--train-dir", str(data_dir),
-                              "--valid-dir", str(data_dir), "--out-dir", str(out[kind].parent)])
+        train_evaluator.main(
+            [
+                "--config",
+                str(CONF / f"eval_{kind}_debug.yaml"),
+                "--train-dir",
+                str(data_dir),
+                "--valid-dir",
+                str(data_dir),
+                "--out-dir",
+                str(out[kind].parent),
+            ]
+        )
     out["reward"] = exp / "reward_asr" / "model.pt"
-    train_reward_asr.main(["--config", str(CONF / "reward_asr_debug.yaml"), "--train-dir", str(data_dir),
-                           "--valid-dir", str(data_dir), "--out-dir", str(out["reward"].parent)])
+    train_reward_asr.main(
+        [
+            "--config",
+            str(CONF / "reward_asr_debug.yaml"),
+            "--train-dir",
+            str(data_dir),
+            "--valid-dir",
+            str(data_dir),
+            "--out-dir",
+            str(out["reward"].parent),
+        ]
+    )
     return out
 
 
@@ -85,12 +110,24 @@ def test_trained_evaluators_load_and_answer(trained, data_dir):
 def test_training_resumes_from_its_checkpoint(trained, data_dir, tmp_path):
     ckpt = trained["emotion"]
     first = torch.load(ckpt, weights_only=False)["train_state"]["history"]
-    two = _debug_config(tmp_path, "eval_emotion_debug.yaml", train={"epochs": 2, "batch_size": 32, "seed": 0})
+    two = _debug_config(
+        tmp_path, "eval_emotion_debug.yaml", train={"epochs": 2, "batch_size": 32, "seed": 0}
+    )
     work = tmp_path / "resume"
     work.mkdir()
     (work / "model.pt").write_bytes(ckpt.read_bytes())
-    train_evaluator.main(["--config", str(two), "--train-dir", str(data_dir), "--valid-dir", str(data_dir),
-                          "--out-dir", str(work)])
+    train_evaluator.main(
+        [
+            "--config",
+            str(two),
+            "--train-dir",
+            str(data_dir),
+            "--valid-dir",
+            str(data_dir),
+            "--out-dir",
+            str(work),
+        ]
+    )
     history = torch.load(work / "model.pt", weights_only=False)["train_state"]["history"]
     assert [h["epoch"] for h in history] == [1, 2] and history[0] == first[0]
     assert "resuming" in (work / "train.log").read_text()
@@ -99,26 +136,69 @@ def test_training_resumes_from_its_checkpoint(trained, data_dir, tmp_path):
 def test_unknown_config_key_is_an_error(tmp_path, data_dir):
     bad = _debug_config(tmp_path, "eval_asr_debug.yaml", epochz=3)
     with pytest.raises(ValueError, match="epochz"):
-        train_evaluator.main(["--config", str(bad), "--train-dir", str(data_dir), "--valid-dir", str(data_dir),
-                              "--out-dir", str(tmp_path / "x")])
+        train_evaluator.main(
+            [
+                "--config",
+                str(bad),
+                "--train-dir",
+                str(data_dir),
+                "--valid-dir",
+                str(data_dir),
+                "--out-dir",
+                str(tmp_path / "x"),
+            ]
+        )
 
 
 def test_score_cli_natural_and_resynth_with_paired_comparison(trained, data_dir, tmp_path):
-    models = ["--asr", str(trained["asr"]), "--speaker", str(trained["speaker"]),
-              "--emotion", str(trained["emotion"])]
+    models = [
+        "--asr",
+        str(trained["asr"]),
+        "--speaker",
+        str(trained["speaker"]),
+        "--emotion",
+        str(trained["emotion"]),
+    ]
     natural = tmp_path / "natural"
-    score.main(["--data-dir", str(data_dir), "--wav-scp", str(data_dir / "wav.scp"), "--out-dir", str(natural),
-                "--reference", "data", *models])
+    score.main(
+        [
+            "--data-dir",
+            str(data_dir),
+            "--wav-scp",
+            str(data_dir / "wav.scp"),
+            "--out-dir",
+            str(natural),
+            "--reference",
+            "data",
+            *models,
+        ]
+    )
     rows = read_scores(natural / "scores.tsv")
-    assert len(rows) == 8 and all(float(r["spk_sim"]) == pytest.approx(1.0, abs=1e-5) for r in rows.values())
+    assert len(rows) == 8 and all(
+        float(r["spk_sim"]) == pytest.approx(1.0, abs=1e-5) for r in rows.values()
+    )
     results = (natural / "RESULTS.md").read_text()
     for name in ("WER (%)", "CER (%)", "emotion accuracy (%)", "speaker SIM", "EER (%)"):
         assert name in results
-    resynth.main(["--data-dir", str(data_dir), "--out-dir", str(tmp_path / "resynth"), "--n-iter", "4"])
+    resynth.main(
+        ["--data-dir", str(data_dir), "--out-dir", str(tmp_path / "resynth"), "--n-iter", "4"]
+    )
     assert len(list((tmp_path / "resynth" / "wav").glob("*.wav"))) == 8
-    score.main(["--data-dir", str(data_dir), "--wav-dir", str(tmp_path / "resynth" / "wav"),
-                "--out-dir", str(tmp_path / "rs"), "--compare-scores", str(natural / "scores.tsv"),
-                "--compare-name", "natural", *models])
+    score.main(
+        [
+            "--data-dir",
+            str(data_dir),
+            "--wav-dir",
+            str(tmp_path / "resynth" / "wav"),
+            "--out-dir",
+            str(tmp_path / "rs"),
+            "--compare-scores",
+            str(natural / "scores.tsv"),
+            "--compare-name",
+            "natural",
+            *models,
+        ]
+    )
     text = (tmp_path / "rs" / "RESULTS.md").read_text()
     assert "Paired difference: this system − natural" in text
     assert float(next(iter(read_scores(tmp_path / "rs" / "scores.tsv").values()))["spk_sim"]) < 1.0
@@ -127,10 +207,27 @@ def test_score_cli_natural_and_resynth_with_paired_comparison(trained, data_dir,
 def test_score_cli_seedtts_mode(trained, data_dir, tmp_path):
     wav_dir = data_dir.parent / "wav"
     lst = tmp_path / "meta.lst"
-    lst.write_text(f"spk1_000|prompt|{wav_dir / 'spk1_001.wav'}|a cat\nspk2_001|prompt|{wav_dir / 'spk2_000.wav'}|the dog\n")
-    score.main(["--seedtts-list", str(lst), "--wav-dir", str(wav_dir), "--out-dir", str(tmp_path / "st"),
-                "--asr", str(trained["asr"]), "--speaker", str(trained["speaker"])])
+    lst.write_text(
+        f"spk1_000|prompt|{wav_dir / 'spk1_001.wav'}|a cat\n"
+        f"spk2_001|prompt|{wav_dir / 'spk2_000.wav'}|the dog\n"
+    )
+    score.main(
+        [
+            "--seedtts-list",
+            str(lst),
+            "--wav-dir",
+            str(wav_dir),
+            "--out-dir",
+            str(tmp_path / "st"),
+            "--asr",
+            str(trained["asr"]),
+            "--speaker",
+            str(trained["speaker"]),
+        ]
+    )
     text = (tmp_path / "st" / "RESULTS.md").read_text()
     assert "WER (%), mean of per-utterance WER" in text and "SIM to prompt" in text
     rows = read_scores(tmp_path / "st" / "scores.tsv")
-    assert list(rows) == ["spk1_000", "spk2_001"] and -1.0 <= float(rows["spk1_000"]["spk_sim"]) <= 1.0
+    assert (
+        list(rows) == ["spk1_000", "spk2_001"] and -1.0 <= float(rows["spk1_000"]["spk_sim"]) <= 1.0
+    )

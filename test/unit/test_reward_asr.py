@@ -6,7 +6,12 @@ import torch
 
 from local_lib.models.asr_reward import word_index_of
 from local_lib.models.asr_units import AsrUnits
-from local_lib.models.espnet_asr import EspnetASRConfig, EspnetRewardASR, build_espnet_asr, pad_waveforms
+from local_lib.models.espnet_asr import (
+    EspnetASRConfig,
+    EspnetRewardASR,
+    build_espnet_asr,
+    pad_waveforms,
+)
 
 TEXTS = ["Hello world.", "a fox", "the quick brown fox jumps"]
 
@@ -15,8 +20,9 @@ TEXTS = ["Hello world.", "a fox", "the quick brown fox jumps"]
 def asr() -> EspnetRewardASR:
     torch.manual_seed(0)
     units = AsrUnits.from_texts(TEXTS)
-    cfg = EspnetASRConfig(d_model=32, heads=2, ffn=64, encoder_layers=1, decoder_layers=2, dropout=0.0,
-                          lsm_weight=0.0)
+    cfg = EspnetASRConfig(
+        d_model=32, heads=2, ffn=64, encoder_layers=1, decoder_layers=2, dropout=0.0, lsm_weight=0.0
+    )
     return EspnetRewardASR(build_espnet_asr(units, cfg), units, cfg)
 
 
@@ -36,7 +42,9 @@ def test_nll_equals_hand_computed_cross_entropy(asr, wavs):
         target = torch.tensor(ids + [sos])
         ce = torch.nn.functional.cross_entropy(logits[0], target, reduction="none")
         # ESPnet's own attention loss (label smoothing 0, not length-normalised) is the sum.
-        espnet_sum, *_ = asr.model._calc_att_loss(memory, lens, torch.tensor([ids]), torch.tensor([len(ids)]))
+        espnet_sum, *_ = asr.model._calc_att_loss(
+            memory, lens, torch.tensor([ids]), torch.tensor([len(ids)])
+        )
         mean = asr.nll(wavs[:1], TEXTS[:1])
         total = asr.nll(wavs[:1], TEXTS[:1], reduction="sum")
     assert mean.shape == (1,)
@@ -94,5 +102,13 @@ def test_pad_waveforms():
 
 
 def test_word_index_of_pieces():
-    assert word_index_of([" the", " c", "at", ",", " ", "x", ""]).tolist() == [0, 1, 1, 1, -1, 2, -1]
+    assert word_index_of([" the", " c", "at", ",", " ", "x", ""]).tolist() == [
+        0,
+        1,
+        1,
+        1,
+        -1,
+        2,
+        -1,
+    ]
     assert word_index_of(["a", "b", " ", "c"]).tolist() == [0, 0, -1, 1]

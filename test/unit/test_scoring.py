@@ -8,7 +8,14 @@ import pytest
 
 from local_lib.data.audio import save_audio
 from local_lib.eval.error_rate import char_errors, word_errors
-from local_lib.eval.score_table import CORPUS_METRICS, SEEDTTS_METRICS, read_scores, render_results, summarise, write_scores
+from local_lib.eval.score_table import (
+    CORPUS_METRICS,
+    SEEDTTS_METRICS,
+    read_scores,
+    render_results,
+    summarise,
+    write_scores,
+)
 from local_lib.eval.scoring import Evaluators, ScoreItem, score_items
 from local_lib.eval.seedtts_eval import seedtts_items
 from local_lib.eval.text_norm import normalize_text
@@ -74,7 +81,14 @@ def _rows():
     return [
         {"utt": "u1", "word_errors": 1, "words": 4, "wer": 0.25, "spk_sim": 0.5, "emo_correct": 1},
         {"utt": "u2", "word_errors": 0, "words": 6, "wer": 0.0, "spk_sim": 0.7, "emo_correct": 0},
-        {"utt": "u3", "word_errors": 3, "words": 2, "wer": 1.5, "spk_sim": float("nan"), "emo_correct": 1},
+        {
+            "utt": "u3",
+            "word_errors": 3,
+            "words": 2,
+            "wer": 1.5,
+            "spk_sim": float("nan"),
+            "emo_correct": 1,
+        },
     ]
 
 
@@ -146,7 +160,9 @@ def test_score_items_with_fakes(tmp_path):
     assert (b["word_errors"], b["wer"], b["bad_case"]) == (2, 1.0, 1)
     assert a["spk_sim"] == pytest.approx(1.0) and b["spk_sim"] < 1.0
     assert (a["emo_correct"], b["emo_correct"], b["emo_pred"]) == (1, 0, "Sad")
-    assert a["f0_rmse_hz"] == pytest.approx(0.0, abs=1e-6) and a["energy_rmse_db"] == pytest.approx(0.0, abs=1e-6)
+    assert a["f0_rmse_hz"] == pytest.approx(0.0, abs=1e-6) and a["energy_rmse_db"] == pytest.approx(
+        0.0, abs=1e-6
+    )
     assert math.isfinite(b["f0_rmse_hz"])
 
 
