@@ -1,10 +1,12 @@
 """Benchmark the alignment kernels against the NumPy references, ESPnet's and glow-tts's MAS.
 
-    python -m local_lib.bin.benchmark_align [--batch 16] [--repeats 20] [--threads N]
+    python -m local_lib.bin.benchmark_align [--batch 16] [--repeats 20] [--threads 1]
 
-Times every implementation on the same inputs (warm: one untimed run first, so compilation is
-excluded), checks that all MAS paths are identical, prints a table of medians and ratios, and
-ends with the line ``mas_speedup_vs_espnet_numba=<ratio>``.
+Times every implementation on the same inputs (warm: an untimed call before each block of timed
+calls, so compilation is excluded), checks that all MAS paths are identical, prints a table of
+medians, minima and ratios of medians, and ends with ``mas_speedup_vs_espnet_numba=<ratio>``
+(ESPnet's numba kernel over ours, both NumPy in/out). ``--threads 0`` gives the numba kernels
+(ours and ESPnet's) every core; the default of 1 matches the single-threaded Cython kernel.
 """
 
 from __future__ import annotations
