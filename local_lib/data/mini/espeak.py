@@ -11,6 +11,7 @@ import functools
 import io
 import shutil
 import subprocess
+from collections.abc import Iterable
 from dataclasses import dataclass
 from xml.sax.saxutils import escape
 
@@ -71,6 +72,23 @@ def require_espeak() -> str:
     return path
 
 
+def check_voices(voices: Iterable[Voice]) -> None:
+    """Fail on a voice espeak-ng does not have; with SSML it would silently use its default."""
+    files = set()
+    for kind in ("", "=variant"):
+        listing = subprocess.run(
+            [require_espeak(), f"--voices{kind}"], capture_output=True, text=True, check=True
+        ).stdout.splitlines()[1:]
+        files |= {line.split()[4].removeprefix("!v/") for line in listing if len(line.split()) > 4}
+    for voice in voices:
+        missing = [part for part in voice.name.split("+") if part not in files]
+        if missing:
+            raise EspeakError(
+                f"espeak-ng has no voice file {missing} for voice {voice.name!r}; "
+                "see `espeak-ng --voices` and `espeak-ng --voices=variant`"
+            )
+
+
 def synthesize(text: str, voice: Voice, prosody: Prosody, sample_rate: int) -> np.ndarray:
     """Float32 mono samples of `text` spoken by `voice` with `prosody`, at `sample_rate`."""
     cmd = [
@@ -86,9 +104,19 @@ def synthesize(text: str, voice: Voice, prosody: Prosody, sample_rate: int) -> n
     wav, rate = soundfile.read(io.BytesIO(proc.stdout), dtype="float32")
     if wav.size == 0:
         raise EspeakError(f"espeak-ng gave no samples for voice {voice.name} on {text!r}")
-    if rate != sample_rate:
-        wav = _resampler(rate, sample_rate)(torch.from_numpy(wav)).numpy()
-    return wav
+    return _resample(wav, rate, sample_rate) if rate != sample_rate else wav
+
+
+def _resample(wav: np.ndarray, orig: int, new: int) -> np.ndarray:
+    """Resample after zero-padding to whole seconds.
+
+    conv1d's oneDNN kernel is rebuilt for every new input length (~3 ms, more than the
+    resampling itself); with padding a handful of lengths recur. Trailing zeros leave the kept
+    samples unchanged, since the resampler pads with zeros anyway.
+    """
+    padded = np.pad(wav, (0, -len(wav) % orig))
+    out = _resampler(orig, new)(torch.from_numpy(padded)).numpy()
+    return out[: -(-len(wav) * new // orig)]
 
 
 @functools.cache

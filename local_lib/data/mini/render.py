@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 
 from local_lib.data.audio import save_audio
-from local_lib.data.mini.espeak import Prosody, Voice, require_espeak, synthesize
+from local_lib.data.mini.espeak import Prosody, Voice, check_voices, synthesize
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +40,7 @@ def _init_worker() -> None:
 
 def render_all(utts: Sequence[Utterance], nj: int) -> None:
     """Render every utterance with `nj` worker processes, logging progress every tenth."""
-    require_espeak()
+    check_voices({u.voice for u in utts})
     for folder in sorted({u.path.parent for u in utts}):
         folder.mkdir(parents=True, exist_ok=True)
     step = max(len(utts) // 10, 1)

@@ -1,8 +1,9 @@
 """The synthetic speakers of the mini corpora.
 
 Each corpus and split gets its own speakers, so dev/test and seed-tts-eval prompts come from
-voices never heard in training (as in LibriTTS and seed-tts-eval). Note that espeak-ng applies a
-variant (`+f2`) to `en`, `en-us` and the accent voices, but not to the `en-gb` alias.
+voices never heard in training (as in LibriTTS and seed-tts-eval). Voices are named by their
+file (`gmw/en-US`) plus a variant (`+m3`): file names can be checked against `espeak-ng --voices`
+and, unlike some language aliases (`en-gb`), always take the variant.
 """
 
 from __future__ import annotations
@@ -27,32 +28,32 @@ def _speakers(rows: tuple[tuple[str, str, int, int, str], ...]) -> tuple[Speaker
 
 
 ESD_SPEAKERS = _speakers((
-    ("0011", "en-us+m3", 45, 160, "M"),
-    ("0012", "en+f2", 55, 165, "F"),
+    ("0011", "gmw/en+m3", 45, 160, "M"),
+    ("0012", "gmw/en+f2", 55, 165, "F"),
 ))
 
 LIBRITTS_SPEAKERS: dict[str, tuple[Speaker, ...]] = {
     "train-clean-100": _speakers((
-        ("1001", "en-us+m1", 45, 160, "M"),
-        ("1002", "en+f4", 50, 170, "F"),
-        ("1003", "en-gb-x-rp+m7", 55, 155, "M"),
-        ("1004", "en-us+f1", 45, 175, "F"),
-        ("1005", "en-gb-scotland+m2", 50, 165, "M"),
-        ("1006", "en-029+f3", 55, 160, "F"),
+        ("1001", "gmw/en-US+m1", 45, 160, "M"),
+        ("1002", "gmw/en+f4", 50, 170, "F"),
+        ("1003", "gmw/en-GB-x-rp+m7", 55, 155, "M"),
+        ("1004", "gmw/en-US+f1", 45, 175, "F"),
+        ("1005", "gmw/en-GB-scotland+m2", 50, 165, "M"),
+        ("1006", "gmw/en-029+f3", 55, 160, "F"),
     )),
     "dev-clean": _speakers((
-        ("2001", "en-us-nyc+m5", 50, 170, "M"),
-        ("2002", "en-gb-x-rp+f5", 50, 160, "F"),
+        ("2001", "gmw/en-US-nyc+m5", 50, 170, "M"),
+        ("2002", "gmw/en-GB-x-rp+f5", 50, 160, "F"),
     )),
     "test-clean": _speakers((
-        ("3001", "en+m4", 50, 165, "M"),
-        ("3002", "en-gb-x-gbcwmd+f1", 45, 170, "F"),
+        ("3001", "gmw/en+m4", 50, 165, "M"),
+        ("3002", "gmw/en-GB-x-gbcwmd+f1", 45, 170, "F"),
     )),
 }
 
 SEEDTTS_SPEAKERS = _speakers((
-    ("4001", "en-gb-x-gbclan+m6", 50, 165, "M"),
-    ("4002", "en-us+f5", 45, 160, "F"),
-    ("4003", "en-029+m8", 55, 170, "M"),
-    ("4004", "en-gb-scotland+f3", 50, 165, "F"),
+    ("4001", "gmw/en-GB-x-gbclan+m6", 50, 165, "M"),
+    ("4002", "gmw/en-US+f5", 45, 160, "F"),
+    ("4003", "gmw/en-029+m8", 55, 170, "M"),
+    ("4004", "gmw/en-GB-scotland+f3", 50, 165, "F"),
 ))
