@@ -28,7 +28,11 @@ def _locked(out_dir: Path) -> Iterator[None]:
     """Hold an exclusive lock on `DIR.lock` for the duration of the build."""
     lock_path = out_dir.with_name(out_dir.name + ".lock")
     with lock_path.open("w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log.info("waiting for another process building %s (%s)", out_dir, lock_path)
+            fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield
         finally:
@@ -53,7 +57,7 @@ def build_once(
     """
     out_dir = out_dir.absolute()
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    wanted = json.loads(json.dumps(dict(signature)))
+    wanted = json.loads(json.dumps(dict(signature), sort_keys=True))
     with _locked(out_dir):
         if out_dir.exists():
             found = finished_signature(out_dir)

@@ -1,7 +1,8 @@
 """Rendering one utterance with the espeak-ng command-line synthesiser.
 
-espeak-ng is a subprocess (not a library binding) so any distribution package works and a
-worker pool parallelises it trivially. Prosody goes through SSML `<prosody>` (espeak-ng's `-m`),
+espeak-ng runs as one fresh subprocess per utterance: the library (libespeak-ng through ctypes)
+would save the ~10 ms start-up, but it carries state from one utterance to the next, so the
+same request would not give the same bytes. Prosody goes through SSML `<prosody>` (espeak-ng's `-m`),
 which is the only interface that exposes pitch *range* as well as pitch, rate and volume.
 """
 
