@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 import shutil
-import sys
 from pathlib import Path
 
 import kaldiio
@@ -18,7 +17,6 @@ from local_lib.data.audio import load_audio
 from local_lib.data.features import LogMelConfig, log_mel
 from local_lib.data.kaldi_dir import read_kv, write_kv
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fixtures"))
 from fake_corpora import make_data_dir, write_tone  # noqa: E402
 from recipe_dir import REPO, make_recipe_dir, run_in  # noqa: E402
 

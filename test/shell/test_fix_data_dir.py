@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 from local_lib.data.kaldi_dir import read_kv, validate_data_dir
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fixtures"))
 from fake_corpora import make_data_dir  # noqa: E402
 from recipe_dir import make_recipe_dir, run_in  # noqa: E402
 

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fixtures"))
 from fake_corpora import make_data_dir  # noqa: E402
 from recipe_dir import make_recipe_dir, run_in  # noqa: E402
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,7 +14,6 @@ from local_lib.data.corpora.libritts import prepare_libritts
 from local_lib.data.corpora.seedtts import prepare_seedtts, read_seedtts_list
 from local_lib.data.kaldi_dir import read_kv, validate_data_dir
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fixtures"))
 from fake_corpora import (  # noqa: E402
     make_fake_esd,
     make_fake_libritts,

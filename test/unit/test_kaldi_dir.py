@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
@@ -19,7 +18,6 @@ from local_lib.data.kaldi_dir import (
     write_kv,
 )
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fixtures"))
 from fake_corpora import make_data_dir, write_tone  # noqa: E402
 
 
