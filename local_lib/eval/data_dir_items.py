@@ -2,10 +2,11 @@
 
 from pathlib import Path
 
+from local_lib.data.kaldi_dir import read_kv
+from local_lib.eval.scoring import ScoreItem
+
 
 def _optional_kv(path: Path) -> dict[str, str]:
-    from local_lib.data.kaldi_dir import read_kv
-
     return read_kv(path) if path.is_file() else {}
 
 
@@ -14,7 +15,7 @@ def data_dir_items(
     wav_dir: Path | None = None,
     wav_scp: Path | None = None,
     reference: str = "auto",
-) -> list:
+) -> list[ScoreItem]:
     """One item per utterance of ``data_dir/text``.
 
     The audio under test is ``<wav_dir>/<utt>.wav`` or the entry in ``wav_scp``. The reference
@@ -22,9 +23,6 @@ def data_dir_items(
     (``wav.scp``): ``reference`` is ``prompt``, ``data``, ``none`` or ``auto`` (prompt when the
     data dir has prompts, else data).
     """
-    from local_lib.data.kaldi_dir import read_kv
-    from local_lib.eval.scoring import ScoreItem
-
     data_dir = Path(data_dir)
     if (wav_dir is None) == (wav_scp is None):
         raise ValueError("give exactly one of wav_dir and wav_scp")

@@ -11,6 +11,8 @@ from typing import Protocol
 
 import numpy as np
 
+from local_lib.data.audio import load_audio
+from local_lib.data.features import LogMelConfig, log_mel
 from local_lib.eval.error_rate import char_errors, word_errors
 from local_lib.eval.prosody import ProsodyConfig, prosody_distance
 from local_lib.eval.verification import VerificationResult, verification_trials
@@ -71,20 +73,12 @@ def _text_scores(ref: str, hyp: str) -> dict:
     }
 
 
-def _load(path: Path, sample_rate: int) -> np.ndarray:
-    from local_lib.data.audio import load_audio
-
-    return load_audio(path, sample_rate)
-
-
 def _score_batch(
     items: list[ScoreItem], ev: Evaluators, sample_rate: int, prosody: bool
 ) -> tuple[list[dict], np.ndarray | None]:
-    from local_lib.data.features import LogMelConfig, log_mel
-
-    wavs = [_load(it.wav, sample_rate) for it in items]
+    wavs = [load_audio(it.wav, sample_rate) for it in items]
     have_ref = all(it.ref_wav is not None for it in items)
-    refs = [_load(it.ref_wav, sample_rate) for it in items] if have_ref else None
+    refs = [load_audio(it.ref_wav, sample_rate) for it in items] if have_ref else None
     rows = [{"utt": it.utt, "ref_text": it.text} for it in items]
     if ev.asr is not None:
         for row, it, hyp in zip(rows, items, ev.asr.transcribe(wavs)):

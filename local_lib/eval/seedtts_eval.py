@@ -6,13 +6,12 @@ audio under test is ``<wav_dir>/<utt>.wav`` and SIM is measured against the prom
 
 from pathlib import Path
 
+from local_lib.data.corpora.seedtts import read_seedtts_list
 from local_lib.eval.scoring import ScoreItem
 
 
 def seedtts_items(list_path: Path, wav_dir: Path) -> list[ScoreItem]:
     """Score items for every list line; a missing generated wav is an error naming the utt."""
-    from local_lib.data.corpora.seedtts import read_seedtts_list
-
     items = []
     for entry in read_seedtts_list(Path(list_path)):
         wav = Path(wav_dir) / f"{entry.utt}.wav"

@@ -89,7 +89,11 @@ def build_evaluator(state: dict) -> CtcEvaluatorASR | ClassifierEvaluator:
 
 
 def load_evaluator(path: Path):
-    """Evaluator from a checkpoint file or a local Whisper directory; errors name the path."""
+    """Evaluator from a checkpoint file or a local Whisper directory; errors name the path.
+
+    The Whisper and ESPnet back ends are imported only for their own checkpoint kinds:
+    transformers and espnet2 take seconds to import and most scoring runs need neither.
+    """
     path = Path(path)
     if path.is_dir():
         from local_lib.models.whisper_asr import WhisperRewardASR
