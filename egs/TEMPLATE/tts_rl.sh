@@ -15,11 +15,12 @@ set -euo pipefail
 
 log() { echo "$(date '+%Y-%m-%dT%H:%M:%S') ($(basename "$0")) $*"; }
 
-# The stages this version of the repository implements; asking for more is an error, not a no-op.
-last_built_stage=2
+# The stages this version of the repository implements. Others in the asked range are reported
+# and skipped; a range holding none of these is an error.
+built_stages="1 2 3 6 7"
 
 stage=1
-stop_stage=${last_built_stage}
+stop_stage=8
 nj=2
 ngpu=0
 seed=0
@@ -29,14 +30,21 @@ feats_config=conf/feats.yaml
 train_set=train
 dev_set=dev
 test_sets="test"
+config_suffix=auto
+reward_models=""
+evaluators="eval_asr eval_speaker"
 
 help_message="Usage: $0 --method <name> [options]
-  --stage N / --stop_stage N   run stages N..M (1..8; built so far: 1..${last_built_stage})
+  --stage N / --stop_stage N   run stages N..M (1..8; built so far: ${built_stages})
   --nj N                       parallel jobs for stages 2 and 6 (default ${nj})
   --ngpu N                     GPUs per training job (default ${ngpu})
   --seed N                     seed for corpus generation and training (default ${seed})
   --tag NAME                   suffix for exp/ directories
   --feats_config FILE          log-mel settings (default ${feats_config})
+  --config_suffix S            model configs are conf/<name>\${S}.yaml; auto: _mini on the mini
+                               corpora, none (the full configs) when a corpus root is given
+  --reward_models \"A B\"        stage 3 reward models (conf/<name>*.yaml)
+  --evaluators \"A B\"           stage 3 evaluators, eval_asr eval_speaker [eval_emotion]
   --esd_root / --libritts_root / --seedtts_root DIR   corpus roots (default: db.sh; empty = mini corpus)"
 
 . ./db.sh
@@ -49,17 +57,32 @@ seedtts_root=${SEEDTTS:-}
 . ./cmd.sh
 
 [ -n "${method}" ] || { echo "$0: --method is required" >&2; exit 1; }
-if [ "${stop_stage}" -gt "${last_built_stage}" ]; then
-  echo "$0: stages after ${last_built_stage} are not built yet in this repository" \
-       "(asked for --stop_stage ${stop_stage}); see README.md" >&2
+stage_names=([1]="corpus preparation" [2]="features" [3]="reward models and evaluators"
+  [4]="base TTS" [5]="${method}" [6]="synthesis" [7]="scoring" [8]="report")
+runnable=""
+for n in $(seq "${stage}" "${stop_stage}"); do
+  if [[ " ${built_stages} " == *" ${n} "* ]]; then
+    runnable+=" ${n}"
+  else
+    log "stage ${n} (${stage_names[$n]}) is not built yet in this repository: skipped (README.md)"
+  fi
+done
+if [ -z "${runnable}" ]; then
+  echo "$0: none of stages ${stage}..${stop_stage} is built yet (built: ${built_stages})" >&2
   exit 1
+fi
+# True when stage $1 is asked for and built.
+run_stage() { [[ " ${runnable} " == *" $1 "* ]]; }
+
+if [ "${config_suffix}" = auto ]; then
+  if [ -z "${esd_root}${libritts_root}${seedtts_root}" ]; then config_suffix=_mini; else config_suffix=""; fi
 fi
 
 # local/data.sh reads the roots from the environment, so run.sh options reach it unchanged.
 export ESD=${esd_root} LIBRITTS=${libritts_root} SEEDTTS=${seedtts_root}
 all_sets="${train_set} ${dev_set} ${test_sets}"
 
-if [ "${stage}" -le 1 ] && [ "${stop_stage}" -ge 1 ]; then
+if run_stage 1; then
   log "stage 1: corpus preparation"
   if [ -f data/.done ]; then
     log "stage 1: data/.done exists, skipping"
@@ -72,7 +95,7 @@ if [ "${stage}" -le 1 ] && [ "${stop_stage}" -ge 1 ]; then
   fi
 fi
 
-if [ "${stage}" -le 2 ] && [ "${stop_stage}" -ge 2 ]; then
+if run_stage 2; then
   log "stage 2: log-mel features (nj=${nj}, backend=${cmd_backend})"
   for dset in ${all_sets}; do
     if [ -f "dump/${dset}/.done" ]; then
@@ -85,4 +108,59 @@ if [ "${stage}" -le 2 ] && [ "${stop_stage}" -ge 2 ]; then
   done
 fi
 
-log "finished stages ${stage}..${stop_stage} of ${method}${tag:+ (${tag})}"
+# Test sets with audio of their own text get a "natural" and a vocoder-only "resynth" system;
+# a seed-tts-eval list (utt2prompt_wav) has no such audio.
+natural_sets=""
+for dset in ${test_sets}; do
+  [ -f "data/${dset}/utt2prompt_wav" ] || natural_sets+=" ${dset}"
+done
+
+if run_stage 3; then
+  log "stage 3: reward models and evaluators (configs conf/<name>${config_suffix}.yaml)"
+  pids=()
+  for name in ${reward_models} ${evaluators}; do
+    if [ -f "exp/${name}/.done" ]; then
+      log "stage 3: exp/${name}/.done exists, skipping"
+      continue
+    fi
+    case "${name}" in eval_*) tool=train_evaluator ;; *) tool="train_${name}" ;; esac
+    # Each model trains as its own job (one CPU thread each); they run side by side.
+    ${cuda_cmd} "exp/${name}/log/train.log" python -m "local_lib.bin.${tool}" \
+      --config "conf/${name}${config_suffix}.yaml" --seed "${seed}" \
+      --train-dir "data/${train_set}" --valid-dir "data/${dev_set}" --out-dir "exp/${name}" &
+    pids+=($!)
+  done
+  failed=0
+  for pid in "${pids[@]}"; do wait "${pid}" || failed=1; done
+  [ "${failed}" -eq 0 ] || { echo "$0: stage 3 failed, see exp/*/log/train.log" >&2; exit 1; }
+  for name in ${reward_models} ${evaluators}; do touch "exp/${name}/.done"; done
+fi
+
+if run_stage 6; then
+  log "stage 6: synthesis (vocoder-only resynthesis of the natural test audio)"
+  for dset in ${natural_sets}; do
+    out="exp/resynth/${dset}"
+    [ -f "${out}/.done" ] && { log "stage 6: ${out}/.done exists, skipping"; continue; }
+    ${train_cmd} "${out}/log/resynth.log" python -m local_lib.bin.resynth \
+      --data-dir "data/${dset}" --out-dir "${out}" --feats-config "${feats_config}"
+    touch "${out}/.done"
+  done
+fi
+
+if run_stage 7; then
+  log "stage 7: scoring with the evaluators (${evaluators})"
+  score_opts=()
+  for name in ${evaluators}; do score_opts+=("--${name#eval_}" "exp/${name}/model.pt"); done
+  for dset in ${natural_sets}; do
+    ${train_cmd} "exp/natural/${dset}/log/score.log" python -m local_lib.bin.score \
+      --data-dir "data/${dset}" --wav-scp "data/${dset}/wav.scp" --reference data "${score_opts[@]}" \
+      --title "${dset}: natural audio" --out-dir "exp/natural/${dset}"
+    ${train_cmd} "exp/resynth/${dset}/log/score.log" python -m local_lib.bin.score \
+      --data-dir "data/${dset}" --wav-dir "exp/resynth/${dset}/wav" --reference data "${score_opts[@]}" \
+      --compare-scores "exp/natural/${dset}/scores.tsv" --compare-name natural \
+      --title "${dset}: Griffin-Lim resynthesis of the natural audio" --out-dir "exp/resynth/${dset}"
+    log "stage 7: exp/natural/${dset}/RESULTS.md, exp/resynth/${dset}/RESULTS.md"
+  done
+fi
+
+log "finished ${method}${tag:+ (${tag})}: stages${runnable}"
