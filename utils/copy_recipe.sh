@@ -21,16 +21,20 @@ dst=${2%/}
 utils_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)
 
 mkdir -p "$dst"
+dst_abs=$(cd "$dst" && pwd -P)
 copied=()
-for item in run.sh cmd.sh path.sh db.sh conf local; do
-  if [ -e "$src/$item" ]; then
+for item in run.sh cmd.sh path.sh tts_rl.sh db.sh conf local; do
+  if [ -L "$src/$item" ]; then
+    # Shared pieces (path.sh, tts_rl.sh) stay links, re-pointed from the new place.
+    ln -s "$(realpath --relative-to="$dst_abs" "$(realpath "$src/$item")")" "$dst/$item"
+    copied+=("$item")
+  elif [ -e "$src/$item" ]; then
     cp -a "$src/$item" "$dst/$item"
     copied+=("$item")
   else
     echo "$0: warning: '$src/$item' not found, not copied" >&2
   fi
 done
-dst_abs=$(cd "$dst" && pwd -P)
 ln -s "$(realpath --relative-to="$dst_abs" "$utils_dir")" "$dst/utils"
 
 cat <<MSG

@@ -57,3 +57,17 @@ def test_source_without_run_sh_is_refused(fake_repo):
     assert result.returncode == 1
     assert "has no run.sh" in result.stderr
     assert not (fake_repo / "egs/x").exists()
+
+
+def test_shared_links_are_re_pointed_from_the_new_place(fake_repo):
+    template = fake_repo / "egs/TEMPLATE"
+    template.mkdir()
+    (template / "tts_rl.sh").write_text("pipeline\n")
+    recipe = fake_repo / "egs/esd/easpo"
+    (recipe / "tts_rl.sh").symlink_to("../../TEMPLATE/tts_rl.sh")
+    result = run_tool(["utils/copy_recipe.sh", "egs/esd/easpo", "egs/mycorpus/new/easpo"],
+                      cwd=fake_repo)
+    assert result.returncode == 0, result.stderr
+    dst = fake_repo / "egs/mycorpus/new/easpo"
+    assert os.readlink(dst / "tts_rl.sh") == "../../../TEMPLATE/tts_rl.sh"
+    assert (dst / "tts_rl.sh").read_text() == "pipeline\n"
