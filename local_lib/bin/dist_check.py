@@ -11,17 +11,15 @@ unless the sum equals world_size * (world_size + 1) / 2, i.e. every rank took pa
 from __future__ import annotations
 
 import argparse
-import json
 import logging
-import os
 import socket
 import sys
-import tempfile
 from pathlib import Path
 
 import torch
 import torch.distributed as dist
 
+from local_lib.atomic_io import write_json_atomic
 from local_lib.train.distributed import DistInfo, cleanup, init_distributed
 
 
@@ -40,19 +38,6 @@ def all_reduce_check(info: DistInfo) -> dict[str, object]:
         "expected": info.world_size * (info.world_size + 1) // 2,
         "hosts": hosts,
     }
-
-
-def write_json_atomic(path: Path, data: dict[str, object]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(data, fh, indent=2)
-            fh.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -23,7 +23,8 @@ import torch
 
 from local_lib.data.audio import AudioError, load_audio
 from local_lib.data.features import LogMelConfig, log_mel
-from local_lib.data.kaldi_dir import DataDir, DataDirError, atomic_path, load_data_dir, write_kv
+from local_lib.atomic_io import atomic_path
+from local_lib.data.kaldi_dir import DataDir, DataDirError, load_data_dir, write_kv
 
 log = logging.getLogger("dump_feats")
 

@@ -18,13 +18,13 @@ import argparse
 import logging
 from pathlib import Path
 
+from local_lib.atomic_io import write_text_atomic
 from local_lib.eval.data_dir_items import data_dir_items
 from local_lib.eval.score_table import (
     CORPUS_METRICS,
     SEEDTTS_METRICS,
     read_scores,
     render_results,
-    write_atomic,
     write_scores,
 )
 from local_lib.eval.scoring import Evaluators, score_items
@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> None:
     text = render_results(
         title, rows, metrics, verification_lines(verification), comparison, args.seed
     )
-    write_atomic(args.out_dir / "RESULTS.md", text)
+    write_text_atomic(args.out_dir / "RESULTS.md", text)
     print(text)
 
 

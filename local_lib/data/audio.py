@@ -9,7 +9,7 @@ import soundfile
 import torch
 import torchaudio.functional
 
-from local_lib.data.kaldi_dir import atomic_path
+from local_lib.atomic_io import atomic_path
 
 
 class AudioError(ValueError):

@@ -7,15 +7,14 @@ reader refuses anything Kaldi's own tools would reject and says where the proble
 
 from __future__ import annotations
 
-import os
 import re
-import tempfile
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import soundfile
+
+from local_lib.atomic_io import atomic_path
 
 REQUIRED_FILES = ("wav.scp", "text", "utt2spk", "spk2utt")
 UTT_LEVEL_FILES = ("text", "utt2spk")
@@ -142,24 +141,6 @@ def read_kv(path: Path) -> dict[str, str]:
     if scan.problems:
         raise DataDirError("\n".join(str(problem) for problem in scan.problems))
     return {entry.key: entry.value for entry in scan.lines}
-
-
-@contextmanager
-def atomic_path(path: Path) -> Iterator[Path]:
-    """Yield a temp path beside ``path``; rename it over ``path`` only if the block succeeds.
-
-    A re-run must never find a half-written output under the final name.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def write_kv(path: Path, mapping: Mapping[str, str]) -> None:

@@ -9,12 +9,11 @@ every run of whitespace collapsed to one space, leading/trailing whitespace remo
 
 from __future__ import annotations
 
-import os
 import re
-import tempfile
 import unicodedata
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from local_lib.atomic_io import write_text_atomic
 
 PAD = "<pad>"
 UNK = "<unk>"
@@ -73,16 +72,7 @@ class CharTokenizer:
 
     def save(self, path: str | Path) -> None:
         """One token per line (space written as ``<space>``), written atomically."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as out:
-                out.write("".join(f"{tok}\n" for tok in self.tokens))
-            os.replace(tmp, path)
-        except BaseException:
-            os.unlink(tmp)
-            raise
+        write_text_atomic(Path(path), "".join(f"{tok}\n" for tok in self.tokens))
 
     @classmethod
     def load(cls, path: str | Path) -> CharTokenizer:

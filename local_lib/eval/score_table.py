@@ -10,7 +10,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from local_lib.data.kaldi_dir import atomic_path
+from local_lib.atomic_io import write_text_atomic
 from local_lib.eval.bootstrap import Interval, bootstrap_interval, paired_bootstrap_interval
 
 COLUMNS = [
@@ -62,13 +62,6 @@ SEEDTTS_METRICS = [
 ]
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` through a temp file + rename so readers never see half a file."""
-    with atomic_path(Path(path)) as tmp:
-        tmp.write_text(text, encoding="utf-8")
-        tmp.chmod(0o644)
-
-
 def _cell(value) -> str:
     if value is None:
         return ""
@@ -82,7 +75,7 @@ def write_scores(path: Path, rows: list[dict]) -> None:
     lines = ["\t".join(COLUMNS)]
     for row in rows:
         lines.append("\t".join(_cell(row.get(c)).replace("\t", " ") for c in COLUMNS))
-    write_atomic(path, "\n".join(lines) + "\n")
+    write_text_atomic(path, "\n".join(lines) + "\n")
 
 
 def read_scores(path: Path) -> dict[str, dict[str, str]]:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from local_lib.data.kaldi_dir import atomic_path
+from local_lib.atomic_io import torch_save_atomic
 
 log = logging.getLogger(__name__)
 
@@ -43,13 +43,6 @@ def length_batches(lengths: Sequence[int], batch_size: int, rng: random.Random) 
     batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
     rng.shuffle(batches)
     return batches
-
-
-def save_atomic(state: dict, path: Path) -> None:
-    """torch.save through a temp file + rename, so a resume never loads half a checkpoint."""
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
-        tmp.chmod(0o644)
 
 
 def _schedule(cfg: TrainConfig, total_steps: int) -> Callable[[int], float]:
@@ -126,5 +119,5 @@ def fit(
             "torch_rng": torch.get_rng_state(),
             "config": asdict(cfg),
         }
-        save_atomic({**checkpoint_content(), "train_state": train_state}, ckpt_path)
+        torch_save_atomic({**checkpoint_content(), "train_state": train_state}, ckpt_path)
     return history

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
-import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from local_lib.atomic_io import torch_save_atomic
 from local_lib.data.features import LogMelConfig, log_mel
 
 LOG = logging.getLogger(__name__)
@@ -157,14 +156,7 @@ class KMeansMelTokenizer:
             "centroids": self.centroids, "mean": self.mean, "std": self.std,
             "decoder": self.decoder.state_dict(),
         }  # fmt: skip
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-        os.close(fd)
-        try:
-            torch.save(state, tmp)
-            os.replace(tmp, path)
-        except BaseException:
-            os.unlink(tmp)
-            raise
+        torch_save_atomic(state, path)
 
     @classmethod
     def load(cls, path: str | Path) -> KMeansMelTokenizer:

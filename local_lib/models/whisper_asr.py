@@ -8,7 +8,6 @@ the real audio (two mel hops per encoder frame), over which attention rows are r
 
 from pathlib import Path
 
-import torch
 from transformers import WhisperForConditionalGeneration, WhisperProcessor
 
 from local_lib.models.asr_reward import RewardASR

@@ -8,16 +8,15 @@ that resume would trust.
 from __future__ import annotations
 
 import logging
-import os
 import random
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
+from local_lib.atomic_io import torch_save_atomic
 
 LOG = logging.getLogger(__name__)
 _NAME = re.compile(r"^checkpoint_(\d{8})\.pt$")
@@ -64,14 +63,7 @@ def save_checkpoint(
         "extra": extra or {},
     }
     path = ckpt_dir / f"checkpoint_{step:08d}.pt"
-    fd, tmp = tempfile.mkstemp(dir=ckpt_dir, prefix=f".{path.name}.")
-    os.close(fd)
-    try:
-        torch.save(state, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    torch_save_atomic(state, path)
     for old in list_checkpoints(ckpt_dir)[:-keep] if keep > 0 else []:
         old.unlink()
     LOG.info("saved %s", path)

@@ -146,8 +146,8 @@ def test_failing_feature_job_stops_run_sh_naming_the_log(
     assert not (recipe_dir / "dump/dev/feats.2.ark").exists()
 
 
-def test_asking_for_unbuilt_stages_is_an_error(tmp_path):
+def test_a_range_of_unbuilt_stages_is_an_error(tmp_path):
     recipe_dir = make_sandbox(tmp_path, "esd/hpro")
-    result = run_recipe(recipe_dir, "--stage", "3", "--stop-stage", "5")
+    result = run_recipe(recipe_dir, "--stage", "4", "--stop-stage", "5")
     assert result.returncode != 0
-    assert "not built yet" in result.output
+    assert "none of stages 4..5 is built yet" in result.output

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 
 from local_lib.data.kaldi_dir import read_kv, validate_data_dir
 
