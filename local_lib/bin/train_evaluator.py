@@ -9,10 +9,8 @@ Config keys: ``kind`` (asr | emotion | speaker), ``model`` (EvaluatorNetConfig),
 ``crop_frames`` (classifiers: train on random crops of at most this many frames, for speed).
 """
 
-import argparse
 import dataclasses
 import logging
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -21,7 +19,7 @@ from local_lib.data.features import LogMelConfig, log_mel_torch
 from local_lib.eval.error_rate import char_errors, word_errors
 from local_lib.eval.verification import verification_trials
 from local_lib.models.asr_units import AsrUnits
-from local_lib.models.config_yaml import load_yaml_mapping, setup_logging
+from local_lib.models.config_yaml import load_yaml_mapping, setup_logging, stage3_parser
 from local_lib.models.evaluator_nets import EvaluatorNetConfig
 from local_lib.models.evaluators import build_evaluator, pad_frames
 from local_lib.models.fit import TrainConfig, fit
@@ -66,23 +64,7 @@ def labels_of(kind: str, data: Utterances) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    p.add_argument("--config", type=Path, required=True)
-    p.add_argument("--train-dir", type=Path, required=True)
-    p.add_argument("--valid-dir", type=Path, required=True)
-    p.add_argument("--out-dir", type=Path, required=True)
-    p.add_argument("--max-utts", type=int, default=None, help="override the config's max_utts")
-    p.add_argument("--seed", type=int, default=None, help="override train.seed")
-    p.add_argument(
-        "--num-threads",
-        type=int,
-        default=1,
-        help="torch CPU threads (1 default: several OpenMP threads on a busy or shared CPU "
-        "run many times slower than one)",
-    )
-    args = p.parse_args(argv)
+    args = stage3_parser(__doc__).parse_args(argv)
     torch.set_num_threads(args.num_threads)
     setup_logging(args.out_dir / "train.log")
     conf = load_yaml_mapping(args.config, CONFIG_KEYS)

@@ -8,16 +8,14 @@ load it with ``EspnetRewardASR.from_checkpoint``. Config keys: ``model`` (Espnet
 ``train`` (TrainConfig), ``max_utts``.
 """
 
-import argparse
 import dataclasses
 import logging
-from pathlib import Path
 
 import torch
 
 from local_lib.eval.error_rate import word_errors
 from local_lib.models.asr_units import AsrUnits
-from local_lib.models.config_yaml import load_yaml_mapping, setup_logging
+from local_lib.models.config_yaml import load_yaml_mapping, setup_logging, stage3_parser
 from local_lib.models.espnet_asr import (
     EspnetASRConfig,
     EspnetRewardASR,
@@ -32,23 +30,7 @@ VALID_WER_UTTS = 64
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    p.add_argument("--config", type=Path, required=True)
-    p.add_argument("--train-dir", type=Path, required=True)
-    p.add_argument("--valid-dir", type=Path, required=True)
-    p.add_argument("--out-dir", type=Path, required=True)
-    p.add_argument("--max-utts", type=int, default=None, help="override the config's max_utts")
-    p.add_argument("--seed", type=int, default=None, help="override train.seed")
-    p.add_argument(
-        "--num-threads",
-        type=int,
-        default=1,
-        help="torch CPU threads (1 default: several OpenMP threads on a busy or shared CPU "
-        "run many times slower than one)",
-    )
-    args = p.parse_args(argv)
+    args = stage3_parser(__doc__).parse_args(argv)
     torch.set_num_threads(args.num_threads)
     setup_logging(args.out_dir / "train.log")
     conf = load_yaml_mapping(args.config, {"model", "train", "max_utts"})

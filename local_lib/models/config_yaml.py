@@ -1,5 +1,6 @@
-"""YAML config reading and log set-up shared by the training tools."""
+"""YAML config reading, log set-up and the command line shared by the training tools."""
 
+import argparse
 import logging
 from pathlib import Path
 
@@ -27,3 +28,24 @@ def setup_logging(log_file: Path) -> None:
         handlers=[logging.StreamHandler(), logging.FileHandler(log_file)],
         force=True,
     )
+
+
+def stage3_parser(description: str) -> argparse.ArgumentParser:
+    """The command line every stage-3 training tool shares, so tts_rl.sh calls them alike."""
+    p = argparse.ArgumentParser(
+        description=description, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--config", type=Path, required=True)
+    p.add_argument("--train-dir", type=Path, required=True)
+    p.add_argument("--valid-dir", type=Path, required=True)
+    p.add_argument("--out-dir", type=Path, required=True)
+    p.add_argument("--max-utts", type=int, default=None, help="override the config's max_utts")
+    p.add_argument("--seed", type=int, default=None, help="override train.seed")
+    p.add_argument(
+        "--num-threads",
+        type=int,
+        default=1,
+        help="torch CPU threads (1 default: several OpenMP threads on a busy or shared CPU "
+        "run many times slower than one)",
+    )
+    return p
