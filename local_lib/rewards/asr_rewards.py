@@ -7,19 +7,14 @@ the audio); ``local_lib.models.asr_reward`` provides the real one, tests a fake.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from typing import Protocol
 
-import jiwer
 import numpy as np
 import torch
 
-from local_lib.data.text_tokenizer import normalize_text
+from local_lib.eval.error_rate import word_errors
 from local_lib.rewards.registry import RewardReferences, RolloutBatch, register_reward
-
-_WORD = re.compile(r"[\w']+")
-
 
 class AsrScorer(Protocol):
     def transcribe(self, wavs: Sequence[np.ndarray | torch.Tensor]) -> list[str]: ...
@@ -27,20 +22,16 @@ class AsrScorer(Protocol):
     def nll(self, wavs: Sequence[np.ndarray | torch.Tensor], texts: list[str]) -> torch.Tensor: ...
 
 
-def _words(text: str) -> str:
-    return " ".join(_WORD.findall(normalize_text(text)))
-
-
 def utterance_wer(utt_ids: list[str], refs: list[str], hyps: list[str]) -> torch.Tensor:
-    """Per-utterance WER after lower-casing and dropping punctuation."""
+    """Per-utterance WER with the evaluators' text normalisation (local_lib.eval.text_norm)."""
     if len(hyps) != len(refs):
         raise ValueError(f"scorer returned {len(hyps)} transcripts for {len(refs)} utterances")
     out = []
     for utt, ref, hyp in zip(utt_ids, refs, hyps, strict=True):
-        ref_words = _words(ref)
-        if not ref_words:
+        counts = word_errors(ref, hyp)
+        if counts.ref_len == 0:
             raise ValueError(f"utterance {utt!r}: reference text has no words")
-        out.append(jiwer.wer(ref_words, _words(hyp)) if _words(hyp) else 1.0)
+        out.append(counts.rate)
     return torch.tensor(out, dtype=torch.float32)
 
 
