@@ -2,7 +2,9 @@
 
 Built directly from espnet2 classes (fbank frontend, utterance MVN, Transformer encoder and
 decoder) over character units; the decoder's MultiHeadedAttention modules keep ``.attn`` after
-a forward, which is how the cross-attention is read.
+a forward, which is how the cross-attention is read. Transcription is greedy joint
+CTC/attention decoding: on mini corpora the attention decoder alone memorises the training
+sentences and rarely emits eos on new ones, while the CTC prefix score follows the audio.
 """
 
 from collections.abc import Sequence
@@ -38,6 +40,7 @@ class EspnetASRConfig:
     dropout: float = 0.1
     ctc_weight: float = 0.3
     lsm_weight: float = 0.1
+    decode_ctc_weight: float = 0.3
 
     @classmethod
     def from_dict(cls, values: dict) -> "EspnetASRConfig":
@@ -105,6 +108,54 @@ def pad_waveforms(wavs: Sequence[np.ndarray]) -> tuple[torch.Tensor, torch.Tenso
     return batch, lens
 
 
+class CtcPrefixScorer:
+    """CTC prefix probabilities of one growing hypothesis per utterance, scored for every next
+    unit at once. Mixed into greedy attention decoding, it keeps the output tied to the audio:
+    a small-data attention decoder alone drifts into its training sentences and misses eos."""
+
+    def __init__(self, logp: torch.Tensor, lens: torch.Tensor, blank: int, eos: int):
+        frames = torch.arange(logp.shape[1])[None, :, None]
+        padding = torch.full_like(logp, float("-inf"))
+        padding[..., blank] = 0.0
+        # Past its length an utterance only emits blank, so every path ends at the last frame.
+        self.logp = torch.where(frames < lens[:, None, None], logp, padding)
+        self.blank, self.eos = blank, eos
+        self.r_blank = self.logp[..., blank].cumsum(dim=1)
+        self.r_label = torch.full_like(self.r_blank, float("-inf"))
+        self.last = torch.full((logp.shape[0],), -1, dtype=torch.long)
+        self.score = torch.zeros(logp.shape[0])
+        self._pending: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def extension_scores(self) -> torch.Tensor:
+        """``log p(prefix + c) - log p(prefix)`` for every unit ``c`` ``[B, V]`` (eos: the
+        prefix is the whole transcript)."""
+        logp, ninf = self.logp, float("-inf")
+        _, n_frames, vocab = logp.shape
+        total = torch.logaddexp(self.r_blank, self.r_label)
+        repeat = torch.arange(vocab)[None, None, :] == self.last[:, None, None]
+        phi = torch.where(repeat, self.r_blank[..., None], total[..., None])  # [B, T, V]
+        first = logp[:, 0] if bool((self.last < 0).all()) else torch.full_like(logp[:, 0], ninf)
+        label, blank = [first], [torch.full_like(first, ninf)]
+        prefix = first
+        for t in range(1, n_frames):
+            label.append(torch.logaddexp(label[-1], phi[:, t - 1]) + logp[:, t])
+            blank.append(torch.logaddexp(blank[-1], label[-2]) + logp[:, t, self.blank, None])
+            prefix = torch.logaddexp(prefix, phi[:, t - 1] + logp[:, t])
+        self._pending = (torch.stack(label, dim=1), torch.stack(blank, dim=1))
+        prefix[:, self.eos] = total[:, -1]
+        prefix[:, self.blank] = ninf
+        return prefix - self.score[:, None]
+
+    def advance(self, chosen: torch.Tensor, step_scores: torch.Tensor) -> None:
+        """Extend each hypothesis by its chosen unit (after ``extension_scores``)."""
+        label, blank = self._pending
+        index = chosen[:, None, None].expand(-1, label.shape[1], 1)
+        self.r_label = label.gather(2, index).squeeze(2)
+        self.r_blank = blank.gather(2, index).squeeze(2)
+        self.score = self.score + step_scores.gather(1, chosen[:, None]).squeeze(1)
+        self.last = chosen
+
+
 class EspnetRewardASR(RewardASR):
     def __init__(self, model: ESPnetASRModel, vocab: AsrUnits, cfg: EspnetASRConfig):
         self.model, self.vocab, self.cfg = model.eval(), vocab, cfg
@@ -138,6 +189,43 @@ class EspnetRewardASR(RewardASR):
         logits, _ = self.model.decoder(memory, memory_lens, tokens, token_lens)
         attn = [layer.src_attn.attn for layer in self.model.decoder.decoders]
         return logits, attn
+
+    @torch.no_grad()
+    def transcribe(self, wavs: Sequence[np.ndarray], max_len: int | None = None) -> list[str]:
+        """Batched greedy decoding on ``(1 - w) * attention + w * CTC prefix`` log-scores
+        (``w`` = ``decode_ctc_weight``), ESPnet's joint decoding with a beam of one; stops at
+        eos or ``max_len`` tokens (default: the encoder length, CTC's own limit)."""
+        memory, memory_lens = self.encode(wavs)
+        weight, eos = self.cfg.decode_ctc_weight, self.eos_id
+        ctc = None
+        if weight > 0:
+            logp = self.model.ctc.log_softmax(memory)
+            ctc = CtcPrefixScorer(logp, memory_lens, self.vocab.blank_id, eos)
+        # Per-utterance limit, so a batch decodes exactly as its utterances one by one.
+        limit = memory_lens if max_len is None else torch.full_like(memory_lens, max_len)
+        tokens = torch.full((len(wavs), 1), eos, dtype=torch.long)
+        done = limit <= 0
+        for step in range(int(limit.max())):
+            lens = torch.full((len(wavs),), tokens.shape[1])
+            logits, _ = self.decoder_forward(memory, memory_lens, tokens, lens)
+            scores = torch.log_softmax(logits[:, -1].float(), dim=-1)
+            ctc_scores = None
+            if ctc is not None:
+                ctc_scores = ctc.extension_scores()
+                scores = (1 - weight) * scores + weight * ctc_scores
+            # No finite score left (CTC has run out of frames): the hypothesis ends here.
+            done |= ~torch.isfinite(scores.max(dim=-1).values) | (step >= limit)
+            nxt = torch.where(done, torch.full_like(done, eos, dtype=torch.long), scores.argmax(-1))
+            if ctc is not None:
+                ctc.advance(nxt, ctc_scores)
+            done |= nxt == eos
+            tokens = torch.cat([tokens, nxt[:, None]], dim=1)
+            if done.all():
+                break
+        texts = []
+        for row in tokens[:, 1:].tolist():
+            texts.append(self.ids_to_text(row[: row.index(eos)] if eos in row else row))
+        return texts
 
     def prefix_ids(self):
         return [self.vocab.sos_eos]

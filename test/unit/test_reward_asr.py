@@ -1,5 +1,7 @@
 """Reward-ASR interface on a tiny random ESPnet2 encoder–decoder."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -7,6 +9,7 @@ import torch
 from local_lib.models.asr_reward import word_index_of
 from local_lib.models.asr_units import AsrUnits
 from local_lib.models.espnet_asr import (
+    CtcPrefixScorer,
     EspnetASRConfig,
     EspnetRewardASR,
     build_espnet_asr,
@@ -112,3 +115,44 @@ def test_word_index_of_pieces():
         -1,
     ]
     assert word_index_of(["a", "b", " ", "c"]).tolist() == [0, 0, -1, 1]
+
+
+def test_ctc_prefix_scores_of_a_full_path_equal_ctc_likelihood():
+    torch.manual_seed(1)
+    blank, eos, lens = 0, 4, torch.tensor([6, 4])
+    logp = torch.log_softmax(torch.randn(2, 6, 5), dim=-1)
+    scorer = CtcPrefixScorer(logp, lens, blank, eos)
+    seq = [2, 2, 3]  # a repeat needs a blank between, the hardest case of the recursion
+    for unit in seq:
+        step = scorer.extension_scores()
+        scorer.advance(torch.tensor([unit, unit]), step)
+    total = scorer.score + scorer.extension_scores()[:, eos]
+    ctc = torch.nn.functional.ctc_loss(
+        logp.transpose(0, 1),
+        torch.tensor([seq, seq]),
+        lens,
+        torch.tensor([3, 3]),
+        blank=blank,
+        reduction="none",
+    )
+    assert torch.allclose(total, -ctc, atol=1e-4)
+
+
+@pytest.mark.parametrize("decode_ctc_weight", [0.0, 0.3])
+def test_batched_greedy_equals_one_by_one_and_stops_at_eos(asr, wavs, decode_ctc_weight):
+    torch.manual_seed(2)
+    cfg = dataclasses.replace(asr.cfg, decode_ctc_weight=decode_ctc_weight)
+    model = build_espnet_asr(asr.vocab, cfg).eval()
+    # Bias the output layer towards one letter, then eos: decoding must stop at eos.
+    letter = asr.vocab.encode("o")[0]
+    with torch.no_grad():
+        model.decoder.output_layer.bias.zero_()
+        model.decoder.output_layer.bias[letter] = 4.0
+        model.ctc.ctc_lo.bias[letter] = 4.0
+    tuned = EspnetRewardASR(model, asr.vocab, cfg)
+    batched = tuned.transcribe(wavs)
+    assert batched == [tuned.transcribe([w])[0] for w in wavs]
+    with torch.no_grad():
+        model.decoder.output_layer.bias[asr.vocab.sos_eos] = 50.0
+        model.ctc.ctc_lo.bias[asr.vocab.blank_id] = 50.0
+    assert tuned.transcribe(wavs) == ["", "", ""]
