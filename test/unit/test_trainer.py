@@ -17,7 +17,7 @@ DATA_Y = DATA_X @ torch.tensor([[1.0], [-2.0], [0.5], [3.0]])
 
 
 class Interrupt(Exception):
-    pass
+    """Raised by a test batch source to stop training as a crash would."""
 
 
 def _trainer(out_dir: Path, num_steps: int, seed: int = 0) -> Trainer:
