@@ -5,11 +5,14 @@
 
 Writes ``<out-dir>/model.pt`` after every epoch (training resumes from it) and ``train.log``;
 load it with ``EspnetRewardASR.from_checkpoint``. Config keys: ``model`` (EspnetASRConfig),
-``train`` (TrainConfig), ``max_utts``.
+``train`` (TrainConfig), ``max_utts``, and ``updates``: a budget of optimizer steps that, when
+given, replaces ``train.epochs`` by as many epochs as it takes, so one config costs about the
+same time on corpora of different size.
 """
 
 import dataclasses
 import logging
+import math
 
 import torch
 
@@ -33,7 +36,7 @@ def main(argv: list[str] | None = None) -> None:
     args = stage3_parser(__doc__).parse_args(argv)
     torch.set_num_threads(args.num_threads)
     setup_logging(args.out_dir / "train.log")
-    conf = load_yaml_mapping(args.config, {"model", "train", "max_utts"})
+    conf = load_yaml_mapping(args.config, {"model", "train", "max_utts", "updates"})
     cfg = EspnetASRConfig.from_dict(conf.get("model", {}))
     train_cfg = TrainConfig.from_dict(conf.get("train", {}))
     if args.seed is not None:
@@ -41,6 +44,10 @@ def main(argv: list[str] | None = None) -> None:
     max_utts = args.max_utts if args.max_utts is not None else conf.get("max_utts")
     train = load_utterances(args.train_dir, cfg.sample_rate, max_utts)
     valid = load_utterances(args.valid_dir, cfg.sample_rate, max_utts)
+    if conf.get("updates") is not None:
+        n_batches = math.ceil(len(train.wavs) / train_cfg.batch_size)
+        epochs = max(1, math.ceil(int(conf["updates"]) / n_batches))
+        train_cfg = dataclasses.replace(train_cfg, epochs=epochs)
     units = AsrUnits.from_texts(train.texts)
     torch.manual_seed(train_cfg.seed)
     asr = EspnetRewardASR(build_espnet_asr(units, cfg), units, cfg)
@@ -72,8 +79,9 @@ def main(argv: list[str] | None = None) -> None:
         }
 
     log.info(
-        "training reward ASR on %d utterances (%d parameters)",
+        "training reward ASR on %d utterances for %d epochs (%d parameters)",
         len(train.wavs),
+        train_cfg.epochs,
         sum(p.numel() for p in asr.model.parameters()),
     )
     fit(

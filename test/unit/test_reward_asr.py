@@ -1,10 +1,16 @@
 """Reward-ASR interface on a tiny random ESPnet2 encoder–decoder."""
 
 import dataclasses
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+import yaml
+
+from local_lib.bin import train_reward_asr
+from local_lib.data.audio import save_audio
+from local_lib.data.kaldi_dir import write_data_dir
 
 from local_lib.models.asr_reward import word_index_of
 from local_lib.models.asr_units import AsrUnits
@@ -17,6 +23,7 @@ from local_lib.models.espnet_asr import (
 )
 
 TEXTS = ["Hello world.", "a fox", "the quick brown fox jumps"]
+CONF = Path(__file__).resolve().parents[2] / "egs" / "TEMPLATE" / "conf"
 
 
 @pytest.fixture(scope="module")
@@ -156,3 +163,24 @@ def test_batched_greedy_equals_one_by_one_and_stops_at_eos(asr, wavs, decode_ctc
         model.decoder.output_layer.bias[asr.vocab.sos_eos] = 50.0
         model.ctc.ctc_lo.bias[asr.vocab.blank_id] = 50.0
     assert tuned.transcribe(wavs) == ["", "", ""]
+
+
+def test_update_budget_sets_the_number_of_epochs(tmp_path):
+    rng = np.random.default_rng(3)
+    files = {"wav.scp": {}, "text": {}, "utt2spk": {}}
+    for i, text in enumerate(TEXTS):
+        wav = tmp_path / f"u{i}.wav"
+        save_audio(wav, 0.1 * rng.standard_normal(8000 + 2000 * i).astype(np.float32))
+        files["wav.scp"][f"u{i}"], files["text"][f"u{i}"] = str(wav), text
+        files["utt2spk"][f"u{i}"] = "spk"
+    write_data_dir(tmp_path / "data", files)
+    conf = yaml.safe_load((CONF / "reward_asr_debug.yaml").read_text())
+    conf["train"].update(batch_size=2, epochs=1)
+    conf["updates"] = 5  # two batches an epoch: three epochs
+    (tmp_path / "conf.yaml").write_text(yaml.safe_dump(conf))
+    data, out = str(tmp_path / "data"), tmp_path / "exp"
+    argv = ["--config", str(tmp_path / "conf.yaml"), "--train-dir", data, "--valid-dir", data]
+    train_reward_asr.main([*argv, "--out-dir", str(out)])
+    state = torch.load(out / "model.pt", map_location="cpu", weights_only=False)
+    assert [m["epoch"] for m in state["train_state"]["history"]] == [1, 2, 3]
+    assert isinstance(EspnetRewardASR.from_checkpoint(out / "model.pt"), EspnetRewardASR)
