@@ -30,6 +30,7 @@ from local_lib.models.training_data import load_utterances
 
 log = logging.getLogger("train_reward_asr")
 VALID_WER_UTTS = 64
+VALID_EVERY_UPDATES = 125
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -44,8 +45,8 @@ def main(argv: list[str] | None = None) -> None:
     max_utts = args.max_utts if args.max_utts is not None else conf.get("max_utts")
     train = load_utterances(args.train_dir, cfg.sample_rate, max_utts)
     valid = load_utterances(args.valid_dir, cfg.sample_rate, max_utts)
+    n_batches = math.ceil(len(train.wavs) / train_cfg.batch_size)
     if conf.get("updates") is not None:
-        n_batches = math.ceil(len(train.wavs) / train_cfg.batch_size)
         epochs = max(1, math.ceil(int(conf["updates"]) / n_batches))
         train_cfg = dataclasses.replace(train_cfg, epochs=epochs)
     units = AsrUnits.from_texts(train.texts)
@@ -62,7 +63,17 @@ def main(argv: list[str] | None = None) -> None:
         loss, _, _ = asr.model(speech, lens, text, torch.tensor([len(y) for y in ys]))
         return loss
 
+    # Small corpora run many short epochs under an update budget: validate about every
+    # VALID_EVERY_UPDATES updates (and after the last epoch) so validation stays a small cost.
+    valid_every = max(1, round(VALID_EVERY_UPDATES / n_batches))
+    ckpt = args.out_dir / "model.pt"
+    resumed = torch.load(ckpt, weights_only=False)["train_state"]["epoch"] if ckpt.is_file() else 0
+    epoch = [resumed]
+
     def validate() -> dict[str, float]:
+        epoch[0] += 1
+        if epoch[0] % valid_every and epoch[0] < train_cfg.epochs:
+            return {}
         batches = range(0, len(valid.wavs), 32)
         nll = torch.cat([asr.nll(valid.wavs[i : i + 32], valid.texts[i : i + 32]) for i in batches])
         # Greedy decoding of an untrained model runs to its length limit: WER on a subset only.
@@ -89,11 +100,11 @@ def main(argv: list[str] | None = None) -> None:
         batch_loss,
         [len(w) for w in train.wavs],
         train_cfg,
-        args.out_dir / "model.pt",
+        ckpt,
         asr.checkpoint,
         validate,
     )
-    log.info("wrote %s", args.out_dir / "model.pt")
+    log.info("wrote %s", ckpt)
 
 
 if __name__ == "__main__":

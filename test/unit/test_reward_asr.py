@@ -165,7 +165,7 @@ def test_batched_greedy_equals_one_by_one_and_stops_at_eos(asr, wavs, decode_ctc
     assert tuned.transcribe(wavs) == ["", "", ""]
 
 
-def test_update_budget_sets_the_number_of_epochs(tmp_path):
+def test_update_budget_sets_epochs_and_spaces_validation(tmp_path):
     rng = np.random.default_rng(3)
     files = {"wav.scp": {}, "text": {}, "utt2spk": {}}
     for i, text in enumerate(TEXTS):
@@ -182,5 +182,8 @@ def test_update_budget_sets_the_number_of_epochs(tmp_path):
     argv = ["--config", str(tmp_path / "conf.yaml"), "--train-dir", data, "--valid-dir", data]
     train_reward_asr.main([*argv, "--out-dir", str(out)])
     state = torch.load(out / "model.pt", map_location="cpu", weights_only=False)
-    assert [m["epoch"] for m in state["train_state"]["history"]] == [1, 2, 3]
+    history = state["train_state"]["history"]
+    assert [m["epoch"] for m in history] == [1, 2, 3]
+    # Short epochs: validation only after the last one.
+    assert ["valid_nll" in m for m in history] == [False, False, True]
     assert isinstance(EspnetRewardASR.from_checkpoint(out / "model.pt"), EspnetRewardASR)
