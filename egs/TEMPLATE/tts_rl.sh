@@ -141,8 +141,12 @@ if run_stage 6; then
   for dset in ${natural_sets}; do
     out="exp/resynth/${dset}"
     [ -f "${out}/.done" ] && { log "stage 6: ${out}/.done exists, skipping"; continue; }
-    ${train_cmd} "${out}/log/resynth.log" python -m local_lib.bin.resynth \
-      --data-dir "data/${dset}" --out-dir "${out}" --feats-config "${feats_config}"
+    ${train_cmd} JOB=1:"${nj}" "${out}/log/resynth.JOB.log" python -m local_lib.bin.resynth \
+      --data-dir "data/${dset}" --out-dir "${out}" --feats-config "${feats_config}" \
+      --nj "${nj}" --job JOB
+    if [ "${nj}" -gt 1 ]; then
+      for j in $(seq "${nj}"); do cat "${out}/wav.${j}.scp"; done | sort > "${out}/wav.scp"
+    fi
     touch "${out}/.done"
   done
 fi

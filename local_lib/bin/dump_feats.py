@@ -24,22 +24,13 @@ import torch
 from local_lib.data.audio import AudioError, load_audio
 from local_lib.data.features import LogMelConfig, log_mel
 from local_lib.atomic_io import atomic_path
-from local_lib.data.kaldi_dir import DataDir, DataDirError, load_data_dir, write_kv
+from local_lib.data.kaldi_dir import DataDir, DataDirError, load_data_dir, shard_bounds, write_kv
 
 log = logging.getLogger("dump_feats")
 
 
 class DumpError(RuntimeError):
     """A shard that could not be dumped; the message names the utterance and its wav."""
-
-
-def shard_bounds(num_lines: int, nj: int, job: int) -> tuple[int, int]:
-    """[start, end) of shard ``job`` (1-based): the first ``num_lines % nj`` shards get one more."""
-    if not 1 <= job <= nj:
-        raise ValueError(f"job {job} is outside 1..{nj}")
-    base, extra = divmod(num_lines, nj)
-    start = (job - 1) * base + min(job - 1, extra)
-    return start, start + base + (1 if job <= extra else 0)
 
 
 # (utterance id, wav path, start in seconds, end in seconds or None for the whole file)

@@ -143,6 +143,15 @@ def read_kv(path: Path) -> dict[str, str]:
     return {entry.key: entry.value for entry in scan.lines}
 
 
+def shard_bounds(num_lines: int, nj: int, job: int) -> tuple[int, int]:
+    """Kaldi split_scp's rule, shared by every JOB array: [start, end) of shard ``job`` (1-based): the first ``num_lines % nj`` shards get one more."""
+    if not 1 <= job <= nj:
+        raise ValueError(f"job {job} is outside 1..{nj}")
+    base, extra = divmod(num_lines, nj)
+    start = (job - 1) * base + min(job - 1, extra)
+    return start, start + base + (1 if job <= extra else 0)
+
+
 def write_kv(path: Path, mapping: Mapping[str, str]) -> None:
     """Write ``key value`` lines sorted in C-locale order, atomically."""
     path = Path(path)

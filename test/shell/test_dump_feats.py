@@ -12,7 +12,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from local_lib.bin.dump_feats import DumpError, dump_shard, shard_bounds
+from local_lib.bin.dump_feats import DumpError, dump_shard
+from local_lib.data.kaldi_dir import shard_bounds
 from local_lib.data.audio import load_audio
 from local_lib.data.features import LogMelConfig, log_mel
 from local_lib.data.kaldi_dir import read_kv, write_kv

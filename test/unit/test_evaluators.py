@@ -231,3 +231,20 @@ def test_score_cli_seedtts_mode(trained, data_dir, tmp_path):
     assert (
         list(rows) == ["spk1_000", "spk2_001"] and -1.0 <= float(rows["spk1_000"]["spk_sim"]) <= 1.0
     )
+
+
+def test_resynth_shards_add_up_to_the_whole_set(data_dir, tmp_path):
+    common = ["--data-dir", str(data_dir), "--n-iter", "4"]
+    resynth.main([*common, "--out-dir", str(tmp_path / "whole")])
+    for job in (1, 2, 3):
+        resynth.main([*common, "--out-dir", str(tmp_path / "sharded"), "--nj", "3", "--job", str(job)])
+    whole = sorted((tmp_path / "whole" / "wav").glob("*.wav"))
+    assert [p.name for p in whole] == sorted(p.name for p in (tmp_path / "sharded" / "wav").glob("*.wav"))
+    for wav in whole:
+        assert wav.read_bytes() == (tmp_path / "sharded" / "wav" / wav.name).read_bytes()
+    shard_ids = [
+        line.split()[0]
+        for job in (1, 2, 3)
+        for line in (tmp_path / "sharded" / f"wav.{job}.scp").read_text().splitlines()
+    ]
+    assert shard_ids == [line.split()[0] for line in (tmp_path / "whole" / "wav.scp").open()]
