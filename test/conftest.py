@@ -38,19 +38,23 @@ STATE_PREFIX = "local-slurm-"
 OWNER_FILE = "pytest.pid"
 
 
+def _owner_is_gone(state_dir: Path) -> bool:
+    """True only when the pytest process that started this cluster no longer exists."""
+    try:
+        os.kill(int((state_dir / OWNER_FILE).read_text()), 0)
+    except ProcessLookupError:
+        return True
+    except (OSError, ValueError):
+        return False                      # unreadable or not ours: leave it alone
+    return False                          # its session is still running
+
+
 def _stop_abandoned_clusters() -> None:
     """Stop clusters left running by pytest sessions that died before their teardown."""
     for state_dir in Path(tempfile.gettempdir()).glob(f"{STATE_PREFIX}*"):
-        try:
-            owner = int((state_dir / OWNER_FILE).read_text())
-            os.kill(owner, 0)
-            continue                      # its session is still running
-        except ProcessLookupError:
-            pass
-        except (OSError, ValueError):
-            continue                      # not ours to judge
-        stop_cluster(SlurmCluster(state_dir))
-        shutil.rmtree(state_dir, ignore_errors=True)
+        if _owner_is_gone(state_dir):
+            stop_cluster(SlurmCluster(state_dir))
+            shutil.rmtree(state_dir, ignore_errors=True)
 
 
 def _must_run_slurm() -> bool:
