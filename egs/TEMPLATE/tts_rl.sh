@@ -57,6 +57,11 @@ seedtts_root=${SEEDTTS:-}
 . ./cmd.sh
 
 [ -n "${method}" ] || { echo "$0: --method is required" >&2; exit 1; }
+# A mistyped number must stop the run before any stage does work, not when a stage reaches it.
+for opt in stage stop_stage nj ngpu seed; do
+  [[ "${!opt}" =~ ^[0-9]+$ ]] || { echo "$0: --${opt} must be a non-negative integer, got '${!opt}'" >&2; exit 1; }
+done
+[ "${nj}" -ge 1 ] || { echo "$0: --nj must be at least 1" >&2; exit 1; }
 stage_names=([1]="corpus preparation" [2]="features" [3]="reward models and evaluators"
   [4]="base TTS" [5]="${method}" [6]="synthesis" [7]="scoring" [8]="report")
 runnable=""

@@ -151,3 +151,13 @@ def test_a_range_of_unbuilt_stages_is_an_error(tmp_path):
     result = run_recipe(recipe_dir, "--stage", "4", "--stop-stage", "5")
     assert result.returncode != 0
     assert "none of stages 4..5 is built yet" in result.output
+
+
+@pytest.mark.parametrize("option, value", [("--nj", "two"), ("--stop-stage", "x"), ("--nj", "0")])
+def test_a_bad_number_stops_the_run_before_any_stage(tmp_path, option, value):
+    recipe_dir = make_sandbox(tmp_path, "esd/hpro")
+    result = run_recipe(recipe_dir, option, value)
+    assert result.returncode != 0
+    assert f"--{option.lstrip('-').replace('-', '_')} must be" in result.output
+    assert "stage 1: corpus preparation" not in result.output
+    assert not (recipe_dir / "data").exists()
