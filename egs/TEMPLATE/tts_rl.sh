@@ -37,7 +37,7 @@ evaluators="eval_asr eval_speaker"
 help_message="Usage: $0 --method <name> [options]
   --stage N / --stop_stage N   run stages N..M (1..8; built so far: ${built_stages})
   --nj N                       parallel jobs for stages 2 and 6 (default ${nj})
-  --ngpu N                     GPUs per training job (default ${ngpu})
+  --ngpu N                     GPUs per training job of stages 4-5 (not built yet; default ${ngpu})
   --seed N                     seed for corpus generation and training (default ${seed})
   --tag NAME                   suffix for exp/ directories
   --feats_config FILE          log-mel settings (default ${feats_config})
