@@ -90,6 +90,7 @@ def main(argv: list[str] | None = None) -> None:
         labels = sorted(set(labels_of(net_cfg.kind, train)))
         state["labels"] = labels
         targets = [torch.tensor(labels.index(x)) for x in labels_of(net_cfg.kind, train)]
+    torch.manual_seed(train_cfg.seed)  # the initial weights, so a seed reproduces the run
     evaluator = build_evaluator(state)
     net = evaluator.net
     gen = torch.Generator().manual_seed(train_cfg.seed)

@@ -248,3 +248,17 @@ def test_resynth_shards_add_up_to_the_whole_set(data_dir, tmp_path):
         for line in (tmp_path / "sharded" / f"wav.{job}.scp").read_text().splitlines()
     ]
     assert shard_ids == [line.split()[0] for line in (tmp_path / "whole" / "wav.scp").open()]
+
+
+def test_same_seed_gives_the_same_evaluator(trained, data_dir, tmp_path):
+    """The initial weights are seeded too: a rerun must reproduce the trained model exactly."""
+    again = tmp_path / "eval_speaker"
+    train_evaluator.main([
+        "--config", str(CONF / "eval_speaker_debug.yaml"), "--train-dir", str(data_dir),
+        "--valid-dir", str(data_dir), "--out-dir", str(again),
+    ])  # fmt: skip
+    first = torch.load(trained["speaker"], weights_only=False)["model"]
+    second = torch.load(again / "model.pt", weights_only=False)["model"]
+    assert first.keys() == second.keys()
+    for name, value in first.items():
+        assert torch.equal(value, second[name]), name
