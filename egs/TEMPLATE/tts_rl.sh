@@ -15,14 +15,17 @@ set -euo pipefail
 
 log() { echo "$(date '+%Y-%m-%dT%H:%M:%S') ($(basename "$0")) $*"; }
 
-# The stages this version of the repository implements. Others in the asked range are reported
-# and skipped; a range holding none of these is an error.
-built_stages="1 2 3 6 7"
+# Stages 1-3 and the vocoder-only part of 6-7 are the same for every method; the model family's
+# file (stages_<family>.sh beside this script) adds its own stages and says which it builds.
+# Stages in the asked range that are not built are reported and skipped; a range holding none
+# of the built stages is an error.
+common_stages="1 2 3 6 7"
 
 stage=1
 stop_stage=8
 nj=2
 ngpu=0
+nproc=0
 seed=0
 tag=""
 method=""
@@ -35,9 +38,11 @@ reward_models=""
 evaluators="eval_asr eval_speaker"
 
 help_message="Usage: $0 --method <name> [options]
-  --stage N / --stop_stage N   run stages N..M (1..8; built so far: ${built_stages})
+  --stage N / --stop_stage N   run stages N..M (1..8; README.md says which each method builds)
   --nj N                       parallel jobs for stages 2 and 6 (default ${nj})
-  --ngpu N                     GPUs per training job of stages 4-5 (not built yet; default ${ngpu})
+  --ngpu N                     GPUs per training job of stages 4-5 (default ${ngpu})
+  --nproc N                    DDP processes per training job of stages 4-5 (default: --ngpu,
+                               or 1 without GPUs; on CPU they use the gloo backend)
   --seed N                     seed for corpus generation and training (default ${seed})
   --tag NAME                   suffix for exp/ directories
   --feats_config FILE          log-mel settings (default ${feats_config})
@@ -58,10 +63,21 @@ seedtts_root=${SEEDTTS:-}
 
 [ -n "${method}" ] || { echo "$0: --method is required" >&2; exit 1; }
 # A mistyped number must stop the run before any stage does work, not when a stage reaches it.
-for opt in stage stop_stage nj ngpu seed; do
+for opt in stage stop_stage nj ngpu nproc seed; do
   [[ "${!opt}" =~ ^[0-9]+$ ]] || { echo "$0: --${opt} must be a non-negative integer, got '${!opt}'" >&2; exit 1; }
 done
 [ "${nj}" -ge 1 ] || { echo "$0: --nj must be at least 1" >&2; exit 1; }
+[ "${nproc}" -ge 1 ] || nproc=$(( ngpu > 0 ? ngpu : 1 ))
+
+# The model family decides stages 2 (extra), 4, 5, 6 (extra), 7 (extra) and 8.
+case "${method}" in
+  easpo) family=gradtts ;;
+  *) family=codec_lm ;;
+esac
+template_dir=$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")
+. "${template_dir}/stages_${family}.sh"
+built_stages=$(echo ${common_stages} ${family_stages} | tr ' ' '\n' | sort -nu | tr '\n' ' ')
+built_stages=${built_stages% }
 stage_names=([1]="corpus preparation" [2]="features" [3]="reward models and evaluators"
   [4]="base TTS" [5]="${method}" [6]="synthesis" [7]="scoring" [8]="report")
 runnable=""
@@ -78,6 +94,8 @@ if [ -z "${runnable}" ]; then
 fi
 # True when stage $1 is asked for and built.
 run_stage() { [[ " ${runnable} " == *" $1 "* ]]; }
+# The family's part of stage $1, when its file defines one (family_stage<N>).
+run_family_hook() { if declare -F "family_stage$1" > /dev/null; then "family_stage$1"; fi; }
 
 if [ "${config_suffix}" = auto ]; then
   if [ -z "${esd_root}${libritts_root}${seedtts_root}" ]; then config_suffix=_mini; else config_suffix=""; fi
@@ -111,6 +129,7 @@ if run_stage 2; then
       "data/${dset}" "dump/${dset}"
     touch "dump/${dset}/.done"
   done
+  run_family_hook 2
 fi
 
 # Test sets with audio of their own text get a "natural" and a vocoder-only "resynth" system;
@@ -141,6 +160,13 @@ if run_stage 3; then
   for name in ${reward_models} ${evaluators}; do touch "exp/${name}/.done"; done
 fi
 
+for n in 4 5; do
+  if run_stage "${n}"; then
+    log "stage ${n}: ${stage_names[$n]}"
+    run_family_hook "${n}"
+  fi
+done
+
 if run_stage 6; then
   log "stage 6: synthesis (vocoder-only resynthesis of the natural test audio)"
   for dset in ${natural_sets}; do
@@ -154,22 +180,37 @@ if run_stage 6; then
     fi
     touch "${out}/.done"
   done
+  run_family_hook 6
 fi
+
+# score_system <audio: --wav-dir DIR | --wav-scp FILE> <out dir> <title> [<compare dir> <compare name>]
+# Scores one system's audio of test set ${dset} with the evaluators into <out dir>/RESULTS.md and
+# scores.tsv; with a compare system, RESULTS.md also gets the paired difference to it.
+score_system() {
+  local audio_opt=$1 audio=$2 out=$3 title=$4 compare_dir=${5:-} compare_name=${6:-}
+  local opts=("${score_opts[@]}")
+  [ -z "${compare_dir}" ] || opts+=(--compare-scores "${compare_dir}/scores.tsv" --compare-name "${compare_name}")
+  ${train_cmd} "${out}/log/score.log" python -m local_lib.bin.score \
+    --data-dir "data/${dset}" "${audio_opt}" "${audio}" --reference data "${opts[@]}" \
+    --title "${dset}: ${title}" --out-dir "${out}"
+  log "stage 7: ${out}/RESULTS.md"
+}
 
 if run_stage 7; then
   log "stage 7: scoring with the evaluators (${evaluators})"
   score_opts=()
   for name in ${evaluators}; do score_opts+=("--${name#eval_}" "exp/${name}/model.pt"); done
   for dset in ${natural_sets}; do
-    ${train_cmd} "exp/natural/${dset}/log/score.log" python -m local_lib.bin.score \
-      --data-dir "data/${dset}" --wav-scp "data/${dset}/wav.scp" --reference data "${score_opts[@]}" \
-      --title "${dset}: natural audio" --out-dir "exp/natural/${dset}"
-    ${train_cmd} "exp/resynth/${dset}/log/score.log" python -m local_lib.bin.score \
-      --data-dir "data/${dset}" --wav-dir "exp/resynth/${dset}/wav" --reference data "${score_opts[@]}" \
-      --compare-scores "exp/natural/${dset}/scores.tsv" --compare-name natural \
-      --title "${dset}: Griffin-Lim resynthesis of the natural audio" --out-dir "exp/resynth/${dset}"
-    log "stage 7: exp/natural/${dset}/RESULTS.md, exp/resynth/${dset}/RESULTS.md"
+    score_system --wav-scp "data/${dset}/wav.scp" "exp/natural/${dset}" "natural audio"
+    score_system --wav-dir "exp/resynth/${dset}/wav" "exp/resynth/${dset}" \
+      "Griffin-Lim resynthesis of the natural audio" "exp/natural/${dset}" natural
   done
+  run_family_hook 7
+fi
+
+if run_stage 8; then
+  log "stage 8: report"
+  run_family_hook 8
 fi
 
 log "finished ${method}${tag:+ (${tag})}: stages${runnable}"

@@ -8,6 +8,7 @@ the global RNGs (restored from the checkpoint) or derive it from the micro-step 
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import random
 import time
@@ -25,6 +26,7 @@ from local_lib.train.checkpoint import latest_checkpoint, load_checkpoint, save_
 from local_lib.train.distributed import DistInfo, init_distributed
 
 LOG = logging.getLogger(__name__)
+METRICS_FILE = "metrics.jsonl"
 LossFn = Callable[[nn.Module, Any], "torch.Tensor | tuple[torch.Tensor, Mapping[str, float]]"]
 
 
@@ -46,7 +48,8 @@ class TrainerConfig:
 
 
 class Trainer:
-    """Owns the optimisation loop; ``out_dir`` gets ``checkpoints/``, ``tensorboard/``, ``train.log``."""
+    """Owns the optimisation loop; ``out_dir`` gets ``checkpoints/``, ``tensorboard/``, ``train.log``
+    and ``metrics.jsonl`` (one JSON object per logged step, for plots without tensorboard)."""
 
     def __init__(
         self,
@@ -88,6 +91,7 @@ class Trainer:
                 if writer is not None and (self.step % self.cfg.log_every == 0 or self.step == self.cfg.num_steps):
                     for key, value in stats.items():
                         writer.add_scalar(key, value, self.step)
+                    append_metrics(out_dir / METRICS_FILE, self.step, stats)
                     rate = (self.step - start) / max(time.monotonic() - t0, 1e-9)
                     LOG.info(
                         "step %d/%d %s | %.2f steps/s, eta %.0fs", self.step, self.cfg.num_steps,
@@ -122,6 +126,27 @@ class Trainer:
             self.scheduler.step()
         totals["lr"] = float(self.optimizer.param_groups[0]["lr"])
         return totals
+
+
+def append_metrics(path: Path, step: int, stats: Mapping[str, float]) -> None:
+    with path.open("a", encoding="utf-8") as f:
+        f.write(json.dumps({"step": step, **{k: float(v) for k, v in stats.items()}}) + "\n")
+
+
+def read_metrics(path: str | Path) -> list[dict[str, float]]:
+    """Logged steps in order; a step logged twice (a run resumed from an earlier checkpoint) keeps
+    its last record."""
+    by_step: dict[int, dict[str, float]] = {}
+    with Path(path).open(encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+                by_step[int(record["step"])] = record
+            except (ValueError, KeyError, TypeError) as err:
+                raise ValueError(f"{path}:{lineno}: not a metrics record ({err})") from err
+    return [by_step[k] for k in sorted(by_step)]
 
 
 @contextlib.contextmanager

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from local_lib.train.distributed import DistInfo
-from local_lib.train.trainer import Trainer, TrainerConfig, seed_everything
+from local_lib.train.trainer import METRICS_FILE, Trainer, TrainerConfig, read_metrics, seed_everything
 
 SINGLE = DistInfo(rank=0, world_size=1, local_rank=0, device=torch.device("cpu"))
 DATA_X = torch.randn(64, 4, generator=torch.Generator().manual_seed(0))
@@ -67,6 +67,11 @@ def test_resume_after_interruption_is_bitwise_identical(tmp_path: Path) -> None:
     for a, b in zip(full.raw_model.parameters(), resumed.raw_model.parameters(), strict=True):
         assert torch.equal(a, b)
     assert resumed.optimizer.param_groups[0]["lr"] == full.optimizer.param_groups[0]["lr"]
+    # step 4 was logged before the crash and again after the resume: the later record counts
+    full_metrics = read_metrics(tmp_path / "full" / METRICS_FILE)
+    assert [r["step"] for r in full_metrics] == [2, 4, 6, 8]
+    assert read_metrics(tmp_path / "resumed" / METRICS_FILE) == full_metrics
+    assert (tmp_path / "resumed" / METRICS_FILE).read_text().count('"step": 4,') == 2
 
 
 def test_logs_tensorboard_and_checkpoints(tmp_path: Path) -> None:
@@ -82,6 +87,13 @@ def test_logs_tensorboard_and_checkpoints(tmp_path: Path) -> None:
     # a finished run resumes to its end and does nothing more
     again = _trainer(tmp_path, num_steps=4)
     assert again.fit(_loss, _next_batch) == 4
+
+
+def test_a_broken_metrics_line_is_named(tmp_path: Path) -> None:
+    path = tmp_path / METRICS_FILE
+    path.write_text('{"step": 1, "loss": 2.0}\n{"loss": 1.0}\n')
+    with pytest.raises(ValueError, match=r"metrics.jsonl:2: not a metrics record"):
+        read_metrics(path)
 
 
 def test_gradient_accumulation_matches_one_big_batch(tmp_path: Path) -> None:
