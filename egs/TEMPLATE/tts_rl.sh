@@ -34,6 +34,7 @@ train_set=train
 dev_set=dev
 test_sets="test"
 config_suffix=auto
+method_variants=""
 reward_models=""
 evaluators="eval_asr eval_speaker"
 
@@ -48,6 +49,9 @@ help_message="Usage: $0 --method <name> [options]
   --feats_config FILE          log-mel settings (default ${feats_config})
   --config_suffix S            model configs are conf/<name>\${S}.yaml; auto: _mini on the mini
                                corpora, none (the full configs) when a corpus root is given
+  --method_variants \"A B\"      extra stage-5 runs (ablations): variant A trains with
+                               conf/<method>_A\${S}.yaml into exp/tts_<method>_A, and stages 6-8
+                               treat it as one more system
   --reward_models \"A B\"        stage 3 reward models (conf/<name>*.yaml)
   --evaluators \"A B\"           stage 3 evaluators, eval_asr eval_speaker [eval_emotion]
   --esd_root / --libritts_root / --seedtts_root DIR   corpus roots (default: db.sh; empty = mini corpus)"
@@ -104,6 +108,9 @@ fi
 # local/data.sh reads the roots from the environment, so run.sh options reach it unchanged.
 export ESD=${esd_root} LIBRITTS=${libritts_root} SEEDTTS=${seedtts_root}
 all_sets="${train_set} ${dev_set} ${test_sets}"
+# The optimised systems of stages 5-8: the method itself, then each variant.
+method_systems="${method}"
+for v in ${method_variants}; do method_systems+=" ${method}_${v}"; done
 
 if run_stage 1; then
   log "stage 1: corpus preparation"
