@@ -37,6 +37,7 @@ config_suffix=auto
 method_variants=""
 reward_models=""
 evaluators="eval_asr eval_speaker"
+pretrained=""
 
 help_message="Usage: $0 --method <name> [options]
   --stage N / --stop_stage N   run stages N..M (1..8; README.md says which each method builds)
@@ -54,6 +55,8 @@ help_message="Usage: $0 --method <name> [options]
                                treat it as one more system
   --reward_models \"A B\"        stage 3 reward models (conf/<name>*.yaml)
   --evaluators \"A B\"           stage 3 evaluators, eval_asr eval_speaker [eval_emotion]
+  --pretrained \"NAME=FILE ...\"  stage 3 takes these reward models/evaluators as trained
+                               (exp/NAME/model.pt links to FILE) instead of training them
   --esd_root / --libritts_root / --seedtts_root DIR   corpus roots (default: db.sh; empty = mini corpus)"
 
 . ./db.sh
@@ -148,8 +151,22 @@ done
 
 if run_stage 3; then
   log "stage 3: reward models and evaluators (configs conf/<name>${config_suffix}.yaml)"
+  declare -A given=()
+  for item in ${pretrained}; do
+    name=${item%%=*} file=${item#*=}
+    [[ " ${reward_models} ${evaluators} " == *" ${name} "* && "${item}" == *=* ]] || {
+      echo "$0: --pretrained ${item}: expected NAME=FILE with NAME one of: ${reward_models} ${evaluators}" >&2; exit 1; }
+    [ -f "${file}" ] || { echo "$0: --pretrained ${name}: no such file: ${file}" >&2; exit 1; }
+    given[${name}]=$(readlink -f "${file}")
+  done
   pids=()
   for name in ${reward_models} ${evaluators}; do
+    if [ -n "${given[${name}]:-}" ]; then
+      mkdir -p "exp/${name}"
+      ln -sfn "${given[${name}]}" "exp/${name}/model.pt"
+      log "stage 3: ${name}: exp/${name}/model.pt -> ${given[${name}]} (given, not trained)"
+      continue
+    fi
     if [ -f "exp/${name}/.done" ]; then
       log "stage 3: exp/${name}/.done exists, skipping"
       continue

@@ -161,3 +161,30 @@ def test_a_bad_number_stops_the_run_before_any_stage(tmp_path, option, value):
     assert f"--{option.lstrip('-').replace('-', '_')} must be" in result.output
     assert "stage 1: corpus preparation" not in result.output
     assert not (recipe_dir / "data").exists()
+
+
+def test_stage_3_takes_given_models_by_path_instead_of_training(tmp_path):
+    recipe_dir = make_sandbox(tmp_path, "libritts/grpo")
+    given = {}
+    for name in ("reward_asr", "eval_asr", "eval_speaker"):
+        given[name] = tmp_path / f"{name}_trained_elsewhere.pt"
+        given[name].write_bytes(name.encode())
+    spec = " ".join(f"{name}={path}" for name, path in given.items())
+    result = run_recipe(recipe_dir, "--stage", "3", "--stop-stage", "3", "--pretrained", spec)
+    assert result.returncode == 0, result.output
+    for name, path in given.items():
+        assert (recipe_dir / f"exp/{name}/model.pt").read_bytes() == name.encode()
+        assert f"exp/{name}/model.pt -> {path}" in result.output
+        assert not (recipe_dir / f"exp/{name}/log/train.log").exists()
+
+
+@pytest.mark.parametrize(
+    "spec, message",
+    [("eval_emotion=/dev/null", "NAME one of: reward_asr eval_asr eval_speaker"),
+     ("eval_asr=/no/such/model.pt", "--pretrained eval_asr: no such file: /no/such/model.pt")],
+)
+def test_a_bad_pretrained_model_is_named(tmp_path, spec, message):
+    recipe_dir = make_sandbox(tmp_path, "libritts/grpo")
+    result = run_recipe(recipe_dir, "--stage", "3", "--stop-stage", "3", "--pretrained", spec)
+    assert result.returncode != 0
+    assert message in result.output
