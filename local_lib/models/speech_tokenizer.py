@@ -14,7 +14,7 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -24,6 +24,30 @@ from local_lib.atomic_io import torch_save_atomic
 from local_lib.data.features import LogMelConfig, log_mel
 
 LOG = logging.getLogger(__name__)
+KMEANS_MEL = "kmeans_mel"
+
+
+class SpeechTokenizer(Protocol):
+    """What the codec-LM stages need from any speech tokenizer (ours, XCodec2, S3, ...)."""
+
+    @property
+    def vocab_size(self) -> int: ...
+
+    @property
+    def token_rate(self) -> float: ...
+
+    def encode(self, audio_or_mel: np.ndarray | torch.Tensor) -> torch.Tensor: ...
+
+    def decode_wav(self, tokens: torch.Tensor, vocoder: Callable[[np.ndarray], np.ndarray]) -> np.ndarray: ...
+
+
+def load_speech_tokenizer(path: str | Path) -> SpeechTokenizer:
+    """Load a saved tokenizer by the ``kind`` it was saved with, so stages never name a class."""
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    kind = state.get("kind", KMEANS_MEL)
+    if kind != KMEANS_MEL:
+        raise ValueError(f"{path}: unknown speech tokenizer kind {kind!r} (known: {KMEANS_MEL})")
+    return KMeansMelTokenizer.from_state(state)
 
 
 @dataclass(frozen=True)
@@ -151,6 +175,7 @@ class KMeansMelTokenizer:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         state = {
+            "kind": KMEANS_MEL,
             "config": dataclasses.asdict(self.cfg),
             "mel_config": dataclasses.asdict(self.mel_cfg),
             "centroids": self.centroids, "mean": self.mean, "std": self.std,
@@ -160,7 +185,10 @@ class KMeansMelTokenizer:
 
     @classmethod
     def load(cls, path: str | Path) -> KMeansMelTokenizer:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        return cls.from_state(torch.load(path, map_location="cpu", weights_only=True))
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, Any]) -> KMeansMelTokenizer:
         cfg = SpeechTokenizerConfig(**state["config"])
         mel_cfg = LogMelConfig(**state["mel_config"])
         decoder = MelDecoder(mel_cfg.n_mels, cfg.decoder_channels, cfg.decoder_layers, cfg.decoder_kernel)

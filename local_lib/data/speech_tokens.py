@@ -1,0 +1,68 @@
+"""Speech-token files: ``<utt> <t1> <t2> ...`` (ints), one line per utterance, LC_ALL=C sorted.
+
+Stage 2 writes ``dump/<set>/speech_tokens`` with the speech tokenizer; SFT, RL and synthesis
+read prompts and targets from it. The reader is strict (every defect named as
+``file:line: utt: message``) because a silently dropped or mangled line would shift prompts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from local_lib.atomic_io import atomic_path
+from local_lib.data.kaldi_dir import DataDirError, Problem, c_sort_key, scan_kv
+
+SPEECH_TOKENS = "speech_tokens"
+
+
+class SpeechTokensError(DataDirError):
+    """A speech-token file downstream stages cannot trust."""
+
+
+def read_speech_tokens(path: str | Path, vocab_size: int | None = None) -> dict[str, list[int]]:
+    """Utterance -> token list; with ``vocab_size`` every token must lie in ``[0, vocab_size)``."""
+    path = Path(path)
+    if not path.is_file():
+        raise SpeechTokensError(f"{path}: speech-token file does not exist")
+    scan = scan_kv(path, display_name=str(path))
+    problems = list(scan.problems)
+    tokens: dict[str, list[int]] = {}
+    for entry in scan.lines:
+        if not entry.value:
+            continue  # scan_kv already reported the missing value
+        try:
+            row = [int(field) for field in entry.value.split()]
+        except ValueError:
+            problems.append(Problem(str(path), entry.line, entry.key, "tokens must be integers"))
+            continue
+        bad = [t for t in row if t < 0 or (vocab_size is not None and t >= vocab_size)]
+        if bad:
+            limit = f"[0, {vocab_size})" if vocab_size is not None else "non-negative"
+            problems.append(Problem(str(path), entry.line, entry.key, f"token {bad[0]} is not {limit}"))
+            continue
+        tokens[entry.key] = row
+    if problems:
+        raise SpeechTokensError("\n".join(str(p) for p in sorted(problems, key=lambda p: p.line)))
+    return tokens
+
+
+def _format_speech_tokens(tokens: Mapping[str, Sequence[int]]) -> str:
+    """The file's text: lines in C-locale order of the utterance ids."""
+    lines = []
+    for utt in sorted(tokens, key=c_sort_key):
+        row = [int(t) for t in tokens[utt]]
+        if not utt or any(ch.isspace() for ch in utt):
+            raise SpeechTokensError(f"utterance id {utt!r} is empty or contains whitespace")
+        if not row:
+            raise SpeechTokensError(f"{utt}: no speech tokens")
+        lines.append(f"{utt} {' '.join(map(str, row))}\n")
+    return "".join(lines)
+
+
+def write_speech_tokens(path: str | Path, tokens: Mapping[str, Sequence[int]]) -> None:
+    """Write atomically, so a re-run never trusts a half-written file."""
+    text = _format_speech_tokens(tokens)
+    with atomic_path(Path(path)) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
