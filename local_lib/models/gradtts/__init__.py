@@ -1,6 +1,7 @@
 """Grad-TTS (Popov et al., 2021): score-based diffusion TTS on log-mels, plus its reverse-step
 transition densities used by EASPO."""
 
+from local_lib.models.gradtts.bundle import GradTTSBundle, load_gradtts
 from local_lib.models.gradtts.config import GradTTSConfig, load_dataclass_yaml
 from local_lib.models.gradtts.model import GradTTS
 from local_lib.models.gradtts.sampler import prior_sample, reverse_diffusion, reverse_step
@@ -16,9 +17,11 @@ from local_lib.models.gradtts.text_encoder import EncoderOutput
 __all__ = [
     "EncoderOutput",
     "GradTTS",
+    "GradTTSBundle",
     "GradTTSConfig",
     "NoiseSchedule",
     "load_dataclass_yaml",
+    "load_gradtts",
     "log_ratio",
     "prior_sample",
     "reverse_diffusion",

@@ -178,6 +178,21 @@ class GradTTS(nn.Module):
             "loss": prior_loss + duration_loss + diffusion_loss,
         }
 
+    def forward(
+        self,
+        text: Tensor,
+        text_lengths: Tensor,
+        mel: Tensor,
+        mel_lengths: Tensor,
+        speaker: Tensor | None = None,
+        emotion: Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> dict[str, Tensor]:
+        """The training losses (``compute_losses``); through ``forward`` so DDP syncs gradients."""
+        return self.compute_losses(
+            text, text_lengths, mel, mel_lengths, speaker, emotion, generator
+        )
+
     def expand_prior(
         self, enc: EncoderOutput, length_scale: float = 1.0
     ) -> tuple[Tensor, Tensor, Tensor]:
