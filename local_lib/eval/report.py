@@ -1,0 +1,356 @@
+"""Stage 8: one REPORT.md comparing scored systems against a baseline, with its figures.
+
+The numbers come from the same ``score_table`` functions that write each system's RESULTS.md
+(``summarise`` for a system's value and interval, ``compare`` for the paired difference), so a
+report cell and the RESULTS.md it links always agree for the same seed.
+"""
+
+import logging
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from local_lib.atomic_io import atomic_path, write_text_atomic
+from local_lib.eval.bootstrap import Interval
+from local_lib.eval.report_inputs import (
+    RESULTS_FILE,
+    SCORES_FILE,
+    Run,
+    System,
+    check_same_utterances,
+    curve_keys,
+    find_baseline,
+    load_runs,
+    load_systems,
+    numeric_column,
+    restrict_to_common,
+)
+from local_lib.eval.report_plots import plot_bars, plot_curves, plot_scatter
+from local_lib.eval.score_table import CORPUS_METRICS, SEEDTTS_METRICS, Metric, compare, summarise
+
+log = logging.getLogger(__name__)
+
+METRIC_SETS = {"corpus": CORPUS_METRICS, "seedtts": SEEDTTS_METRICS}
+
+# Score-file columns where a smaller number is the better system; every other metric column
+# (SIM, emotion accuracy) is better when larger.
+LOWER_IS_BETTER = {
+    "word_errors",
+    "char_errors",
+    "wer",
+    "cer",
+    "bad_case",
+    "f0_rmse_hz",
+    "energy_rmse_db",
+}
+
+REPORT_FILE = "REPORT.md"
+BARS_FILE = "bars.png"
+CURVES_FILE = "curves.png"
+FIGURES_DIR = "figures"
+
+
+@dataclass(frozen=True)
+class ReportRequest:
+    """Everything one report is made from (the CLI's options, already split into pairs)."""
+
+    title: str
+    systems: list[tuple[str, Path]]
+    baseline: str
+    curves: list[tuple[str, Path]] = field(default_factory=list)
+    curve_keys: list[str] = field(default_factory=list)
+    scatter: list[str] = field(default_factory=list)
+    figures: list[Path] = field(default_factory=list)
+    metric_set: str = "corpus"
+    common_utterances: bool = False
+    seed: int = 0
+    command: str = ""
+
+
+def lower_is_better(column: str) -> bool:
+    return column in LOWER_IS_BETTER
+
+
+def verdict(column: str, diff: Interval) -> str:
+    """'better' / 'worse' when the paired interval excludes zero, else '' (no evidence)."""
+    if diff.low > 0:
+        return "worse" if lower_is_better(column) else "better"
+    if diff.high < 0:
+        return "better" if lower_is_better(column) else "worse"
+    return ""
+
+
+def system_table(
+    systems: list[System], metrics: list[Metric], seed: int
+) -> dict[str, dict[str, Interval]]:
+    """``{system: {metric name: interval}}``; metrics a system does not define are left out."""
+    table: dict[str, dict[str, Interval]] = {}
+    for system in systems:
+        rows = list(system.rows.values())
+        cells = {m.name: summarise(rows, m, seed) for m in metrics}
+        table[system.name] = {k: v for k, v in cells.items() if v is not None}
+    return table
+
+
+def paired_table(
+    systems: list[System], baseline: System, metrics: list[Metric], seed: int
+) -> dict[str, dict[str, Interval]]:
+    """``{system: {metric name: system − baseline}}`` for every system but the baseline."""
+    table: dict[str, dict[str, Interval]] = {}
+    for system in systems:
+        if system is baseline:
+            continue
+        cells = {m.name: compare(system.rows, baseline.rows, m, seed) for m in metrics}
+        table[system.name] = {k: v for k, v in cells.items() if v is not None}
+    return table
+
+
+def scatter_pairs(
+    systems: list[System], baseline: System, column: str
+) -> dict[str, tuple[list[float], list[float]]]:
+    """Per non-baseline system: (baseline values, system values) on the utterances where both
+    hold a number in ``column``, in the baseline's utterance order."""
+    base = numeric_column(baseline, column)
+    if not base:
+        raise ValueError(
+            f"--scatter {column}: baseline {baseline.name} "
+            f"({baseline.directory / SCORES_FILE}) has no numbers in that column"
+        )
+    pairs = {}
+    for system in systems:
+        if system is baseline:
+            continue
+        mine = numeric_column(system, column)
+        utts = [u for u in base if u in mine]
+        pairs[system.name] = ([base[u] for u in utts], [mine[u] for u in utts])
+    return pairs
+
+
+def _decimals(metric: Metric) -> int:
+    return 2 if metric.scale != 1.0 else 3
+
+
+def _number(x: float, decimals: int, signed: bool) -> str:
+    """Fixed decimals, except a non-zero value that would round to zero (a tiny but real
+    difference) is shown in scientific notation rather than as a misleading 0.000."""
+    sign = "+" if signed else ""
+    text = f"{x:{sign}.{decimals}f}"
+    if x != 0 and float(text) == 0:
+        text = f"{x:{sign}.1e}"
+    return text
+
+
+def _interval_cell(iv: Interval | None, decimals: int, signed: bool = False) -> str:
+    if iv is None:
+        return "—"
+    est, low, high = (_number(x, decimals, signed) for x in (iv.estimate, iv.low, iv.high))
+    return f"{est} [{low}, {high}]"
+
+
+def _link(target: Path, out_dir: Path) -> str:
+    return Path(os.path.relpath(target.resolve(), out_dir.resolve())).as_posix()
+
+
+def _row(cells: list[str]) -> str:
+    return "| " + " | ".join(cells) + " |"
+
+
+def _systems_section(
+    systems: list[System],
+    metrics: list[Metric],
+    table: dict[str, dict[str, Interval]],
+    out_dir: Path,
+) -> list[str]:
+    lines = [
+        "## Systems",
+        "",
+        "Each cell: value [95 % bootstrap interval] over the utterances that define the metric.",
+        "",
+        _row(["system", "utterances", *(m.name for m in metrics), "details"]),
+        _row(["---"] * (len(metrics) + 3)),
+    ]
+    for system in systems:
+        results = system.directory / RESULTS_FILE
+        details = (
+            f"[{RESULTS_FILE}]({_link(results, out_dir)})"
+            if results.is_file()
+            else f"[{SCORES_FILE}]({_link(system.directory / SCORES_FILE, out_dir)})"
+        )
+        cells = [
+            _interval_cell(table[system.name].get(m.name), _decimals(m)) for m in metrics
+        ]
+        lines.append(_row([system.name, str(len(system.rows)), *cells, details]))
+    return lines
+
+
+def _direction_note(metrics: list[Metric]) -> str:
+    lower = [m.name for m in metrics if lower_is_better(m.num)]
+    higher = [m.name for m in metrics if not lower_is_better(m.num)]
+    parts = []
+    if lower:
+        parts.append("lower is better for " + ", ".join(lower))
+    if higher:
+        parts.append("higher is better for " + ", ".join(higher))
+    return "; ".join(parts)
+
+
+def _paired_section(
+    baseline: System, metrics: list[Metric], diffs: dict[str, dict[str, Interval]]
+) -> list[str]:
+    lines = [
+        f"## Paired differences against {baseline.name}",
+        "",
+        f"Each cell: system − {baseline.name} on the same utterances [95 % paired bootstrap "
+        "interval]. **better** / **worse** marks an interval that excludes zero; an unmarked "
+        f"cell is no evidence of a difference. Direction: {_direction_note(metrics)}.",
+        "",
+        _row(["system", *(m.name for m in metrics)]),
+        _row(["---"] * (len(metrics) + 1)),
+    ]
+    for name, cells in diffs.items():
+        out = []
+        for m in metrics:
+            iv = cells.get(m.name)
+            text = _interval_cell(iv, _decimals(m), signed=True)
+            word = verdict(m.num, iv) if iv is not None else ""
+            out.append(f"{text} **{word}**" if word else text)
+        lines.append(_row([name, *out]))
+    return lines
+
+
+def _curves_section(runs: list[Run], keys: list[str]) -> list[str]:
+    lines = [
+        "## Training curves",
+        "",
+        f"![training curves]({CURVES_FILE})",
+        "",
+        "First → last logged value of each plotted key (— where a run does not log it).",
+        "",
+        _row(["run", "logged steps", "last step", *keys]),
+        _row(["---"] * (len(keys) + 3)),
+    ]
+    for run in runs:
+        cells = []
+        for key in keys:
+            values = [r[key] for r in run.records if key in r]
+            cells.append(f"{values[0]:.4g} → {values[-1]:.4g}" if values else "—")
+        last = str(run.records[-1]["step"]) if run.records else "—"
+        lines.append(_row([f"{run.name} (`{run.path}`)", str(len(run.records)), last, *cells]))
+    return lines
+
+
+def _scatter_section(
+    column: str, baseline: str, pairs: dict[str, tuple[list[float], list[float]]], png: str
+) -> list[str]:
+    better = "below" if lower_is_better(column) else "above"
+    lines = [
+        f"## Per-utterance {column}: {baseline} vs each system",
+        "",
+        f"![{column} scatter]({png})",
+        "",
+        f"Points {better} the diagonal are utterances where the system beats {baseline}.",
+        "",
+        _row(["system", "utterances", f"better than {baseline}", "worse", "equal"]),
+        _row(["---"] * 5),
+    ]
+    sign = -1.0 if lower_is_better(column) else 1.0
+    for name, (xs, ys) in pairs.items():
+        gains = [sign * (y - x) for x, y in zip(xs, ys)]
+        counts = (sum(g > 0 for g in gains), sum(g < 0 for g in gains), sum(g == 0 for g in gains))
+        lines.append(_row([name, str(len(gains)), *map(str, counts)]))
+    return lines
+
+
+def check_figures(figures: list[Path]) -> None:
+    """Each extra image must exist and have a file name no other one has (they share a dir)."""
+    names: set[str] = set()
+    for figure in figures:
+        if not figure.is_file():
+            raise ValueError(f"--figure {figure}: file not found")
+        if figure.name in names:
+            raise ValueError(f"--figure {figure}: another figure is also named {figure.name}")
+        names.add(figure.name)
+
+
+def _copy_figures(figures: list[Path], out_dir: Path) -> list[str]:
+    """Copy each extra image into ``figures/`` and return its markdown, in the order given."""
+    lines = ["## Other figures", ""]
+    for figure in figures:
+        with atomic_path(out_dir / FIGURES_DIR / figure.name) as tmp:
+            shutil.copyfile(figure, tmp)
+        lines += [f"![{figure.stem}]({FIGURES_DIR}/{figure.name})", f"(from `{figure}`)", ""]
+    return lines
+
+
+def _utterance_note(systems: list[System], dropped: dict[str, int] | None) -> str:
+    n = len(systems[0].rows)
+    if dropped is None:
+        return f"All systems were scored on the same {n} utterances."
+    lost = ", ".join(f"{k} {v}" for k, v in dropped.items())
+    return (
+        f"--common-utterances: every number below uses the {n} utterances all systems share "
+        f"(utterances left out per system: {lost})."
+    )
+
+
+def build_report(req: ReportRequest, out_dir: Path) -> str:
+    """Check the inputs, write the figures and REPORT.md into ``out_dir``; return the text."""
+    if req.metric_set not in METRIC_SETS:
+        raise ValueError(f"unknown metric set {req.metric_set!r}; known: {sorted(METRIC_SETS)}")
+    systems = load_systems(req.systems)
+    baseline = find_baseline(systems, req.baseline)
+    dropped = None
+    if req.common_utterances:
+        systems, dropped = restrict_to_common(systems)
+        baseline = find_baseline(systems, req.baseline)
+    else:
+        check_same_utterances(systems, baseline)
+    runs = load_runs(req.curves)
+    keys = curve_keys(runs, req.curve_keys) if runs else []
+    pairs = {col: scatter_pairs(systems, baseline, col) for col in dict.fromkeys(req.scatter)}
+    check_figures(req.figures)
+
+    table = system_table(systems, METRIC_SETS[req.metric_set], req.seed)
+    metrics = [m for m in METRIC_SETS[req.metric_set] if any(m.name in t for t in table.values())]
+    if not metrics:
+        raise ValueError("no metric is defined by any system's scores.tsv (empty score columns)")
+    log.info("report: %d systems, %d metrics", len(systems), len(metrics))
+    diffs = paired_table(systems, baseline, metrics, req.seed)
+
+    note = _utterance_note(systems, dropped)
+    lines = [f"# {req.title}", "", f"Baseline: **{baseline.name}**. {note}", ""]
+    lines += _systems_section(systems, metrics, table, out_dir) + [""]
+    if diffs:
+        lines += _paired_section(baseline, metrics, diffs) + [""]
+    plot_bars([m.name for m in metrics], [s.name for s in systems], table, out_dir / BARS_FILE)
+    lines += ["## Metrics with intervals", "", f"![metric bars]({BARS_FILE})", ""]
+    if runs and keys:
+        plot_curves(runs, keys, out_dir / CURVES_FILE)
+        lines += _curves_section(runs, keys) + [""]
+    for column, column_pairs in pairs.items():
+        if not column_pairs:
+            continue
+        png = f"scatter_{column}.png"
+        plot_scatter(column, baseline.name, column_pairs, out_dir / png)
+        lines += _scatter_section(column, baseline.name, column_pairs, png) + [""]
+    if req.figures:
+        lines += _copy_figures(req.figures, out_dir)
+    lines += [
+        "## How these numbers are made",
+        "",
+        f"Percentile bootstrap over utterances, 1000 resamples, seed {req.seed} (the same "
+        "functions as each system's RESULTS.md). WER/CER are corpus-level (errors / reference "
+        "units); the other metrics are means over the utterances where they are defined. "
+        "Set-level numbers such as speaker-verification EER are in each system's RESULTS.md.",
+        "",
+        "## Command",
+        "",
+        "```sh",
+        req.command,
+        "```",
+        "",
+    ]
+    text = "\n".join(lines)
+    write_text_atomic(out_dir / REPORT_FILE, text)
+    return text

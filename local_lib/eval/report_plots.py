@@ -1,0 +1,98 @@
+"""The report's PNG figures: training curves, per-utterance scatter, metric bars.
+
+Matplotlib runs on the Agg backend (no display on cluster nodes); each figure is written
+atomically, so a killed stage 8 never leaves a truncated PNG that a re-run would link.
+"""
+
+import math
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
+
+from local_lib.atomic_io import atomic_path  # noqa: E402
+from local_lib.eval.bootstrap import Interval  # noqa: E402
+from local_lib.eval.report_inputs import Run  # noqa: E402
+
+
+def _grid(n_panels: int, max_cols: int = 3, size: float = 3.6):
+    cols = min(max_cols, n_panels)
+    rows = math.ceil(n_panels / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(size * cols, size * rows), squeeze=False)
+    for ax in axes.flat[n_panels:]:
+        ax.set_visible(False)
+    return fig, list(axes.flat[:n_panels])
+
+
+def _save(fig, path: Path) -> None:
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
+
+
+def plot_curves(runs: list[Run], keys: list[str], path: Path) -> None:
+    """One panel per key, one line per run, logged step on x."""
+    fig, axes = _grid(len(keys))
+    for ax, key in zip(axes, keys):
+        for run in runs:
+            points = [
+                (r["step"], r[key])
+                for r in run.records
+                if key in r and isinstance(r[key], (int, float)) and math.isfinite(r[key])
+            ]
+            if points:
+                steps, values = zip(*points)
+                ax.plot(steps, values, label=run.name, linewidth=1.2)
+        ax.set_title(key, fontsize=10)
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    _save(fig, path)
+
+
+def plot_scatter(
+    column: str,
+    baseline: str,
+    pairs: dict[str, tuple[list[float], list[float]]],
+    path: Path,
+) -> None:
+    """One panel per system: its per-utterance ``column`` (y) against the baseline's (x), with
+    the diagonal y = x; points off the diagonal are utterances the system changed."""
+    fig, axes = _grid(len(pairs))
+    for ax, (name, (xs, ys)) in zip(axes, pairs.items()):
+        ax.scatter(xs, ys, s=12, alpha=0.6)
+        values = [*xs, *ys] or [0.0, 1.0]
+        lo, hi = min(values), max(values)
+        pad = 0.05 * (hi - lo or 1.0)
+        ax.plot([lo - pad, hi + pad], [lo - pad, hi + pad], color="grey", linewidth=1, ls="--")
+        ax.set_xlim(lo - pad, hi + pad)
+        ax.set_ylim(lo - pad, hi + pad)
+        ax.set_aspect("equal")
+        ax.set_xlabel(f"{baseline}: {column}")
+        ax.set_ylabel(f"{name}: {column}")
+        ax.set_title(f"{name} vs {baseline} ({len(xs)} utts)", fontsize=10)
+        ax.grid(alpha=0.3)
+    _save(fig, path)
+
+
+def plot_bars(
+    metric_names: list[str], systems: list[str], table: dict[str, dict[str, Interval]], path: Path
+) -> None:
+    """One panel per metric, one bar per system, whiskers at the 95 % bootstrap interval.
+    ``table[system][metric]`` may be missing where a system does not define the metric."""
+    fig, axes = _grid(len(metric_names), max_cols=4, size=3.2)
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for ax, metric in zip(axes, metric_names):
+        for k, name in enumerate(systems):
+            iv = table[name].get(metric)
+            if iv is None:
+                continue
+            err = [[iv.estimate - iv.low], [iv.high - iv.estimate]]
+            ax.bar(k, iv.estimate, yerr=err, capsize=4, color=colours[k % len(colours)])
+        ax.set_xticks(range(len(systems)), systems, rotation=30, ha="right", fontsize=8)
+        ax.set_title(metric, fontsize=9)
+        ax.grid(axis="y", alpha=0.3)
+    _save(fig, path)
