@@ -9,10 +9,16 @@
 * Training data: pairs noised the SPO way, both members at the same random ``t`` with the same
   ``ε`` (``make_noisy_pairs``), so the score learns emotion differences rather than noise
   differences; ``contrastive_loss`` is the symmetric CLEP loss over a batch.
+* Prior mean for training **[ours]**: EASPM trains in stage 3, before any Grad-TTS exists, so the
+  encoder's μ is not available. ``smoothed_prior_mean`` stands in for it: a centred moving average
+  of the mel over ``mu_window`` frames, which is what Grad-TTS's μ approximates (the mean of the
+  frames aligned to each character, a few frames long). A trained scorer travels as one file
+  (``save_easpm``/``load_easpm``) with its emotion labels, since ids mean nothing without them.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from local_lib.atomic_io import torch_save_atomic
 from local_lib.models.gradtts.config import load_dataclass_yaml
 from local_lib.models.gradtts.layers import AdaLayerNorm, TimeMLP, TransformerBlock
 from local_lib.models.gradtts.sde import NoiseSchedule
@@ -114,12 +121,23 @@ class EASPM(nn.Module):
         prompts = self.embed_prompts(torch.arange(self.n_emotions, device=mel.device))
         return self.scale() * audio @ prompts.T
 
+    def forward(self, mel: Tensor, t: Tensor, mask: Tensor) -> Tensor:
+        """``logits``, through ``forward`` so DistributedDataParallel syncs the gradients."""
+        return self.logits(mel, t, mask)
 
-def contrastive_loss(model: EASPM, mel: Tensor, t: Tensor, mask: Tensor, emotion: Tensor) -> Tensor:
+
+def contrastive_loss(
+    model: nn.Module, mel: Tensor, t: Tensor, mask: Tensor, emotion: Tensor
+) -> Tensor:
     """Symmetric CLEP loss: audio -> its emotion among all prompts, and each prompt present in the
     batch -> its audios (a uniform target over the items sharing that label, since labels repeat).
+    ``model`` is an ``EASPM``, possibly wrapped for DDP.
     """
-    logits = model.logits(mel, t, mask)  # [B, E]
+    return clep_loss(model(mel, t, mask), emotion)
+
+
+def clep_loss(logits: Tensor, emotion: Tensor) -> Tensor:
+    """``contrastive_loss`` from precomputed ``[B, n_emotions]`` logits."""
     audio_to_prompt = F.cross_entropy(logits, emotion)
     present = torch.unique(emotion)
     targets = (emotion[None, :] == present[:, None]).float()  # [P, B]
@@ -184,3 +202,68 @@ def preference_accuracy_by_t(
     hits = torch.bincount(bins, weights=correct, minlength=n_bins)
     accuracy = torch.where(counts > 0, hits / counts.clamp(min=1), torch.full_like(hits, math.nan))
     return PreferenceAccuracy(edges=edges, accuracy=accuracy, counts=counts)
+
+
+def smoothed_prior_mean(mel: Tensor, mask: Tensor, window: int) -> Tensor:
+    """Stand-in for Grad-TTS's frame-level μ: a centred ``window``-frame moving average of each
+    utterance's valid frames (``[B, frames, n_mels]``, zero on padding). ``window`` = 1 is the mel
+    itself."""
+    if window < 1 or window % 2 == 0:
+        raise ValueError(f"mu_window must be a positive odd number, got {window}")
+    fmask = mask.to(mel.dtype).unsqueeze(-1)
+    kernel = torch.ones(1, 1, window, dtype=mel.dtype, device=mel.device)
+
+    def box(x: Tensor) -> Tensor:  # sum over the window along frames, per mel bin
+        b, f, m = x.shape
+        flat = x.permute(0, 2, 1).reshape(b * m, 1, f)
+        return F.conv1d(flat, kernel, padding=window // 2).reshape(b, m, f).permute(0, 2, 1)
+
+    total = box(mel * fmask)
+    count = box(fmask.expand_as(mel)).clamp(min=1.0)
+    return total / count * fmask
+
+
+EASPM_FORMAT = "easpm-v1"
+
+
+@dataclass
+class EASPMBundle:
+    """A trained scorer with the names of its emotion ids and the μ stand-in it was trained on."""
+
+    model: EASPM
+    emotions: list[str]
+    mu_window: int
+
+    def emotion_id(self, emotion: str) -> int:
+        if emotion not in self.emotions:
+            raise ValueError(f"unknown emotion {emotion!r}; EASPM knows {self.emotions}")
+        return self.emotions.index(emotion)
+
+
+def save_easpm(bundle: EASPMBundle, path: str | Path) -> None:
+    """Write atomically, so an interrupted stage 3 never leaves a model file a re-run trusts."""
+    torch_save_atomic(
+        {
+            "format": EASPM_FORMAT,
+            "config": dataclasses.asdict(bundle.model.cfg),
+            "emotions": list(bundle.emotions),
+            "mu_window": bundle.mu_window,
+            "state_dict": bundle.model.state_dict(),
+        },
+        Path(path),
+    )
+
+
+def load_easpm(path: str | Path) -> EASPMBundle:
+    """Read a scorer written by ``save_easpm``; frozen and in eval mode (it is only ever a judge)."""
+    path = Path(path)
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except (OSError, RuntimeError, EOFError) as err:
+        raise ValueError(f"{path}: cannot read an EASPM model file: {err}") from err
+    if not isinstance(data, dict) or data.get("format") != EASPM_FORMAT:
+        raise ValueError(f"{path}: not an EASPM model file (expected format {EASPM_FORMAT})")
+    model = EASPM(EASPMConfig(**data["config"]), len(data["emotions"]))
+    model.load_state_dict(data["state_dict"])
+    model.requires_grad_(False).eval()
+    return EASPMBundle(model, list(data["emotions"]), int(data["mu_window"]))

@@ -15,6 +15,7 @@ from local_lib.models.easpm import (
     make_noisy_pairs,
     preference_accuracy_by_t,
 )
+from local_lib.models.easpm_training import load_easpm_config
 from local_lib.models.gradtts import NoiseSchedule
 
 CONF = Path(__file__).resolve().parents[2] / "egs" / "TEMPLATE" / "conf"
@@ -105,6 +106,7 @@ def test_preference_accuracy_by_t_bins() -> None:
         preference_accuracy_by_t(win, lose, t + 0.5)
 
 
-@pytest.mark.parametrize("name", ["easpm_mini.yaml", "easpm.yaml"])
+@pytest.mark.parametrize("name", ["easpm_mini.yaml", "easpm.yaml", "easpm_debug.yaml"])
 def test_recipe_configs_load(name: str) -> None:
-    assert EASPMConfig.from_yaml(CONF / name).n_mels == 80
+    model_cfg, train_cfg = load_easpm_config(CONF / name)
+    assert model_cfg.n_mels == 80 and train_cfg.mu_window % 2 == 1

@@ -1,0 +1,301 @@
+"""Stage-3 training of EASPM on a corpus with emotion labels, and its preference accuracy vs t.
+
+Batches are built from *groups*: the utterances of one speaker reading one sentence (ESD reads
+every sentence in each of the five emotions). A group shares one diffusion time ``t`` and one
+noise ``ε`` (the SPO pair recipe, extended from pairs to groups), so within a group the only
+difference the scorer can use is the emotional rendering, not the noise or the words.
+
+Preference accuracy (the question EASPO asks of the scorer): for two utterances of the same
+group in emotions A ≠ B, noised to the same ``t`` with the same ``ε``, does the scorer rank the
+A-utterance above the B-utterance for prompt A? Measured per ``t`` on a grid of bin centres.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import kaldiio
+import numpy as np
+import torch
+from torch import Tensor
+
+from local_lib.atomic_io import atomic_path, write_text_atomic
+from local_lib.data.kaldi_dir import load_data_dir, read_kv
+from local_lib.models.config_yaml import load_yaml_mapping
+from local_lib.models.easpm import (
+    EASPM,
+    EASPMConfig,
+    PreferenceAccuracy,
+    make_noisy_pairs,
+    preference_accuracy_by_t,
+    smoothed_prior_mean,
+)
+from local_lib.models.gradtts.layers import sequence_mask
+from local_lib.models.gradtts.sde import NoiseSchedule
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+def dataclass_from_mapping(cls: type[T], values: Mapping[str, Any] | None, where: str) -> T:
+    """Build a config section; an unknown key names the file and section instead of a TypeError."""
+    values = dict(values or {})
+    known = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ValueError(f"{where}: unknown key(s) {unknown}; known: {sorted(known)}")
+    values = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+    try:
+        return cls(**values)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{where}: {err}") from err
+
+
+@dataclass(frozen=True)
+class EASPMTrainConfig:
+    """The ``train`` section of conf/easpm*.yaml."""
+
+    steps: int = 1500
+    groups_per_batch: int = 8
+    crop_frames: int = 128
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    warmup_steps: int = 100
+    grad_clip: float = 1.0
+    mu_window: int = 9
+    log_every: int = 50
+    save_every: int = 250
+    max_utts: int | None = None
+    eval_bins: int = 10
+    eval_pairs: int = 400
+
+    def __post_init__(self) -> None:
+        positive = ("steps", "groups_per_batch", "crop_frames", "log_every", "save_every",
+                    "eval_bins", "eval_pairs")  # fmt: skip
+        bad = [name for name in positive if getattr(self, name) < 1]
+        if bad or self.lr <= 0 or self.warmup_steps < 0:
+            raise ValueError(f"{bad or 'lr/warmup_steps'} must be positive")
+        if self.mu_window < 1 or self.mu_window % 2 == 0:
+            raise ValueError(f"mu_window must be a positive odd number, got {self.mu_window}")
+
+
+def load_easpm_config(path: Path) -> tuple[EASPMConfig, EASPMTrainConfig]:
+    """conf/easpm*.yaml: the ``model`` and ``train`` sections."""
+    conf = load_yaml_mapping(Path(path), {"model", "train"})
+    model_cfg = dataclass_from_mapping(EASPMConfig, conf.get("model"), f"{path}: model")
+    return model_cfg, dataclass_from_mapping(EASPMTrainConfig, conf.get("train"), f"{path}: train")
+
+
+@dataclass
+class EmotionMels:
+    """Log-mels ``[frames, n_mels]`` with emotion ids and the groups of the same sentence."""
+
+    utts: list[str]
+    mels: list[Tensor]
+    emotions: list[int]
+    labels: list[str]
+    groups: list[list[int]]
+
+
+def _group_indices(keys: list[tuple[str, str]]) -> list[list[int]]:
+    by_key: dict[tuple[str, str], list[int]] = {}
+    for i, key in enumerate(keys):
+        by_key.setdefault(key, []).append(i)
+    return [by_key[k] for k in sorted(by_key)]
+
+
+def load_emotion_mels(
+    data_dir: Path,
+    feats_scp: Path,
+    labels: list[str] | None = None,
+    max_utts: int | None = None,
+) -> EmotionMels:
+    """Features of every utterance of ``data_dir`` with its ``utt2emo`` label.
+
+    ``labels`` fixes the emotion order (the training set's, for a dev set); by default it is the
+    sorted label set. ``max_utts`` keeps evenly spaced whole groups up to about that many
+    utterances, so a debug run still has every emotion of a sentence together.
+    """
+    data = load_data_dir(Path(data_dir))
+    utt2emo = data.extras.get("utt2emo")
+    if utt2emo is None:
+        raise ValueError(f"{data_dir}: EASPM needs utt2emo (the emotion of every utterance)")
+    feats = read_kv(Path(feats_scp))
+    utts = data.utts
+    for utt in utts:
+        if utt not in utt2emo:
+            raise ValueError(f"{data_dir}/utt2emo: {utt}: no emotion label")
+        if utt not in feats:
+            raise ValueError(f"{feats_scp}: {utt}: no features (run stage 2 for this set)")
+    labels = sorted(set(utt2emo[u] for u in utts)) if labels is None else list(labels)
+    unknown = sorted(set(utt2emo[u] for u in utts) - set(labels))
+    if unknown:
+        raise ValueError(f"{data_dir}/utt2emo: emotions {unknown} not among {labels}")
+    groups = _group_indices([(data.utt2spk[u], data.text[u]) for u in utts])
+    if max_utts is not None and max_utts < len(utts):
+        per_group = len(utts) / len(groups)
+        n_keep = max(1, min(len(groups), round(max_utts / per_group)))
+        keep = np.linspace(0, len(groups) - 1, n_keep).round().astype(int)
+        utts = [utts[i] for g in keep for i in groups[g]]
+        groups = _group_indices([(data.utt2spk[u], data.text[u]) for u in utts])
+    mels = []
+    for n, utt in enumerate(utts, start=1):
+        mels.append(torch.tensor(np.asarray(kaldiio.load_mat(feats[utt])), dtype=torch.float32))
+        if n % 1000 == 0:
+            log.info("read features of %d/%d utterances from %s", n, len(utts), feats_scp)
+    return EmotionMels(
+        utts=utts,
+        mels=mels,
+        emotions=[labels.index(utt2emo[u]) for u in utts],
+        labels=labels,
+        groups=groups,
+    )
+
+
+def pad_mels(mels: list[Tensor]) -> tuple[Tensor, Tensor]:
+    """``[frames_i, n_mels]`` list -> zero-padded ``[N, frames, n_mels]`` and its frame mask."""
+    lengths = torch.tensor([m.shape[0] for m in mels])
+    out = torch.zeros(len(mels), int(lengths.max()), mels[0].shape[1])
+    for i, m in enumerate(mels):
+        out[i, : m.shape[0]] = m
+    return out, sequence_mask(lengths, out.shape[1])
+
+
+@dataclass
+class NoisyBatch:
+    """Noised mels of whole groups: ``x_t`` ``[N, frames, n_mels]``, mask, ``t`` and emotion
+    ``[N]``."""
+
+    x_t: Tensor
+    mask: Tensor
+    t: Tensor
+    emotion: Tensor
+
+
+def noisy_group_batch(
+    data: EmotionMels,
+    group_ids: list[int],
+    crop_frames: int,
+    mu_window: int,
+    schedule: NoiseSchedule,
+    generator: torch.Generator,
+) -> NoisyBatch:
+    """Every member of the chosen groups, cropped to at most ``crop_frames`` at a random start,
+    noised with one ``t ~ U(0, 1)`` and one ``ε`` per group."""
+    items = [i for g in group_ids for i in data.groups[g]]
+    group_of = torch.tensor([n for n, g in enumerate(group_ids) for _ in data.groups[g]])
+    crops = []
+    for i in items:
+        mel = data.mels[i]
+        room = max(1, mel.shape[0] - crop_frames + 1)
+        start = int(torch.randint(0, room, (1,), generator=generator))
+        crops.append(mel[start : start + crop_frames])
+    x0, mask = pad_mels(crops)
+    mu = smoothed_prior_mean(x0, mask, mu_window)
+    t = torch.rand(len(group_ids), generator=generator)[group_of]
+    eps = torch.randn((len(group_ids), *x0.shape[1:]), generator=generator)[group_of]
+    x_t, _ = schedule.sample_marginal(x0, mu, t, mask, noise=eps)
+    emotion = torch.tensor([data.emotions[i] for i in items])
+    return NoisyBatch(x_t=x_t, mask=mask, t=t, emotion=emotion)
+
+
+def preference_pairs(data: EmotionMels, max_pairs: int) -> list[tuple[int, int]]:
+    """Ordered (correct, wrong) utterance pairs of the same group in different emotions; at most
+    ``max_pairs``, evenly spaced over the full list."""
+    pairs = [
+        (a, b)
+        for group in data.groups
+        for a in group
+        for b in group
+        if data.emotions[a] != data.emotions[b]
+    ]
+    if len(pairs) > max_pairs:
+        keep = np.linspace(0, len(pairs) - 1, max_pairs).round().astype(int)
+        pairs = [pairs[i] for i in keep]
+    return pairs
+
+
+@torch.no_grad()
+def preference_accuracy_vs_t(
+    model: EASPM,
+    data: EmotionMels,
+    schedule: NoiseSchedule,
+    mu_window: int,
+    n_bins: int,
+    max_pairs: int,
+    seed: int = 0,
+    batch_size: int = 64,
+) -> PreferenceAccuracy:
+    """Each pair scored at every bin centre ``t`` with one shared ``ε`` per pair and ``t``."""
+    pairs = preference_pairs(data, max_pairs)
+    if not pairs:
+        raise ValueError("no two utterances of one speaker and sentence differ in emotion")
+    model.eval()
+    generator = torch.Generator().manual_seed(seed)
+    centres = (torch.arange(n_bins, dtype=torch.float32) + 0.5) / n_bins
+    wins, loses, times = [], [], []
+    for start in range(0, len(pairs), batch_size):
+        chunk = pairs[start : start + batch_size]
+        x0, mask = pad_mels([data.mels[i] for pair in chunk for i in pair])
+        x0, mask = x0.view(len(chunk), 2, *x0.shape[1:]), mask.view(len(chunk), 2, -1)
+        x0, mask = x0.transpose(0, 1), mask.transpose(0, 1)  # [2, B, ...]: correct, wrong
+        mu = smoothed_prior_mean(x0.flatten(0, 1), mask.flatten(0, 1), mu_window).view_as(x0)
+        target = torch.tensor([data.emotions[a] for a, _ in chunk])
+        for t in centres.tolist():
+            t_batch = torch.full((len(chunk),), t)
+            x_t, _ = make_noisy_pairs(x0, mu, mask, schedule, t=t_batch, generator=generator)
+            wins.append(model.score(x_t[0], t_batch, mask[0], target))
+            loses.append(model.score(x_t[1], t_batch, mask[1], target))
+            times.append(t_batch)
+    return preference_accuracy_by_t(torch.cat(wins), torch.cat(loses), torch.cat(times), n_bins)
+
+
+def write_accuracy_tsv(acc: PreferenceAccuracy, path: Path) -> None:
+    """``t_lo t_hi accuracy pairs`` per bin (the plot's data, for tables and tests)."""
+    lines = ["t_lo\tt_hi\taccuracy\tpairs"]
+    for i in range(len(acc.accuracy)):
+        lines.append(
+            f"{float(acc.edges[i]):.3f}\t{float(acc.edges[i + 1]):.3f}\t"
+            f"{float(acc.accuracy[i]):.4f}\t{int(acc.counts[i])}"
+        )
+    write_text_atomic(path, "\n".join(lines) + "\n")
+
+
+def plot_accuracy(acc: PreferenceAccuracy, path: Path, title: str) -> None:
+    """Preference accuracy against diffusion time, chance level marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    centres = ((acc.edges[:-1] + acc.edges[1:]) / 2).numpy()
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    ax.plot(centres, acc.accuracy.numpy(), marker="o")
+    ax.axhline(0.5, color="grey", linestyle="--", linewidth=1, label="chance")
+    ax.set_xlabel("diffusion time t (0 = clean mel, 1 = noise)")
+    ax.set_ylabel("pairwise preference accuracy")
+    ax.set_ylim(0.0, 1.0)
+    ax.set_title(title)
+    ax.legend(loc="lower left")
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=120)
+    plt.close(fig)
+
+
+def warmup_cosine(warmup_steps: int, total_steps: int) -> Callable[[int], float]:
+    """LambdaLR factor: linear warm-up, then cosine decay to zero at ``total_steps``."""
+
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+    return factor
