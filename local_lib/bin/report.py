@@ -63,6 +63,13 @@ def build_parser() -> argparse.ArgumentParser:
         "logged key except step and time/*",
     )
     p.add_argument(
+        "--curve-smooth",
+        type=int,
+        default=1,
+        metavar="N",
+        help="also draw each curve's trailing mean over N logged steps (1: raw values only)",
+    )
+    p.add_argument(
         "--scatter",
         nargs="+",
         action="extend",
@@ -113,6 +120,7 @@ def main(argv: list[str] | None = None) -> None:
             baseline=args.baseline,
             curves=_pairs(args.curves, "--curves"),
             curve_keys=[k for spec in args.curve_keys for k in spec.split()],
+            curve_smooth=args.curve_smooth,
             scatter=args.scatter,
             figures=args.figure,
             metric_set=args.metric_set,

@@ -20,6 +20,7 @@ from local_lib.eval.report_inputs import (
     System,
     check_same_utterances,
     curve_keys,
+    curve_points,
     find_baseline,
     load_runs,
     load_systems,
@@ -60,6 +61,7 @@ class ReportRequest:
     baseline: str
     curves: list[tuple[str, Path]] = field(default_factory=list)
     curve_keys: list[str] = field(default_factory=list)
+    curve_smooth: int = 1
     scatter: list[str] = field(default_factory=list)
     figures: list[Path] = field(default_factory=list)
     metric_set: str = "corpus"
@@ -233,7 +235,7 @@ def _curves_section(runs: list[Run], keys: list[str]) -> list[str]:
     for run in runs:
         cells = []
         for key in keys:
-            values = [r[key] for r in run.records if key in r]
+            values = curve_points(run, key)[1]
             cells.append(f"{values[0]:.4g} → {values[-1]:.4g}" if values else "—")
         last = str(run.records[-1]["step"]) if run.records else "—"
         lines.append(_row([f"{run.name} (`{run.path}`)", str(len(run.records)), last, *cells]))
@@ -296,6 +298,8 @@ def _utterance_note(systems: list[System], dropped: dict[str, int] | None) -> st
 
 def build_report(req: ReportRequest, out_dir: Path) -> str:
     """Check the inputs, write the figures and REPORT.md into ``out_dir``; return the text."""
+    if req.curve_smooth < 1:
+        raise ValueError(f"--curve-smooth must be >= 1, got {req.curve_smooth}")
     if req.metric_set not in METRIC_SETS:
         raise ValueError(f"unknown metric set {req.metric_set!r}; known: {sorted(METRIC_SETS)}")
     systems = load_systems(req.systems)
@@ -326,7 +330,7 @@ def build_report(req: ReportRequest, out_dir: Path) -> str:
     plot_bars([m.name for m in metrics], [s.name for s in systems], table, out_dir / BARS_FILE)
     lines += ["## Metrics with intervals", "", f"![metric bars]({BARS_FILE})", ""]
     if runs and keys:
-        plot_curves(runs, keys, out_dir / CURVES_FILE)
+        plot_curves(runs, keys, out_dir / CURVES_FILE, req.curve_smooth)
         lines += _curves_section(runs, keys) + [""]
     for column, column_pairs in pairs.items():
         if not column_pairs:

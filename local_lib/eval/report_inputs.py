@@ -142,6 +142,17 @@ def load_runs(specs: list[tuple[str, Path]]) -> list[Run]:
     return runs
 
 
+def curve_points(run: Run, key: str) -> tuple[list[float], list[float]]:
+    """(steps, values) of ``key`` over the records that log it as a finite number."""
+    points = [
+        (r["step"], r[key])
+        for r in run.records
+        if isinstance(r.get(key), (int, float)) and math.isfinite(r[key])
+    ]
+    steps, values = zip(*points) if points else ((), ())
+    return list(steps), list(values)
+
+
 def curve_keys(runs: list[Run], requested: list[str]) -> list[str]:
     """The keys to plot: those requested (each must be logged by some run), else every key
     logged by some run, first-seen order, without ``step`` and the ``time/`` timings."""

@@ -8,13 +8,14 @@ import math
 from pathlib import Path
 
 import matplotlib
+import numpy as np
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
 
 from local_lib.atomic_io import atomic_path  # noqa: E402
 from local_lib.eval.bootstrap import Interval  # noqa: E402
-from local_lib.eval.report_inputs import Run  # noqa: E402
+from local_lib.eval.report_inputs import Run, curve_points  # noqa: E402
 
 
 def _grid(n_panels: int, max_cols: int = 3, size: float = 3.6):
@@ -33,19 +34,33 @@ def _save(fig, path: Path) -> None:
     plt.close(fig)
 
 
-def plot_curves(runs: list[Run], keys: list[str], path: Path) -> None:
-    """One panel per key, one line per run, logged step on x."""
+def moving_average(values: list[float], window: int) -> list[float]:
+    """Trailing mean over the last ``window`` points (fewer at the start), so RL curves that
+    jump from step to step still show their trend. ``window`` >= 1."""
+    sums = np.cumsum(np.asarray(values, dtype=np.float64))
+    out = []
+    for k in range(len(values)):
+        start = max(0, k + 1 - window)
+        total = sums[k] - (sums[start - 1] if start > 0 else 0.0)
+        out.append(float(total / (k + 1 - start)))
+    return out
+
+
+def plot_curves(runs: list[Run], keys: list[str], path: Path, smooth: int = 1) -> None:
+    """One panel per key, one line per run, logged step on x; with ``smooth`` > 1 the raw
+    values are drawn faint under their moving average."""
     fig, axes = _grid(len(keys))
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for ax, key in zip(axes, keys):
-        for run in runs:
-            points = [
-                (r["step"], r[key])
-                for r in run.records
-                if key in r and isinstance(r[key], (int, float)) and math.isfinite(r[key])
-            ]
-            if points:
-                steps, values = zip(*points)
-                ax.plot(steps, values, label=run.name, linewidth=1.2)
+        for k, run in enumerate(runs):
+            steps, values = curve_points(run, key)
+            if not steps:
+                continue
+            colour = colours[k % len(colours)]
+            if smooth > 1:
+                ax.plot(steps, values, color=colour, alpha=0.25, linewidth=0.8)
+                values = moving_average(values, smooth)
+            ax.plot(steps, values, color=colour, label=run.name, linewidth=1.2)
         ax.set_title(key, fontsize=10)
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)

@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 import matplotlib.image
+import matplotlib.pyplot as plt
 import pytest
 
 from local_lib.bin.report import main as report_main
@@ -17,6 +18,7 @@ from local_lib.eval.report import (
     verdict,
 )
 from local_lib.eval.report_inputs import load_systems
+from local_lib.eval.report_plots import moving_average
 from local_lib.eval.score_table import write_scores
 
 UTTS = ["u1", "u2", "u3", "u4"]
@@ -183,10 +185,18 @@ def test_curves_from_metrics_jsonl(systems, tmp_path):
     assert header[3:] == ["loss", "kl"]  # default keys: all but step and time/*
     row = _table_row(text, "Training curves", f"grpo (`{grpo}`)")
     assert row[1:] == ["3", "3", "2 → 1", "0 → 0.125"]
-    assert _table_row(text, "Training curves", f"other (`{other}`)")[1:] == ["1", "1", "3 → 3", "—"]
+    other_row = _table_row(text, "Training curves", f"other (`{other}`)")
+    assert other_row[1:] == ["1", "1", "3 → 3", "—"]
 
-    chosen = build_report(_request(systems, curves=runs, curve_keys=["kl"]), out)
+    chosen = build_report(_request(systems, curves=runs, curve_keys=["kl"], curve_smooth=2), out)
     assert _table_row(chosen, "Training curves", "run")[3:] == ["kl"]
+    assert _is_png(out / "curves.png")
+
+
+def test_moving_average_by_hand():
+    assert moving_average([1.0, 2.0, 3.0, 4.0, 6.0], 2) == [1.0, 1.5, 2.5, 3.5, 5.0]
+    assert moving_average([1.0, 2.0, 3.0, 4.0, 6.0], 3) == [1.0, 1.5, 2.0, 3.0, 13.0 / 3.0]
+    assert moving_average([4.0, 2.0], 1) == [4.0, 2.0]
 
 
 def test_common_utterances_restricts_every_number(tmp_path):
@@ -216,15 +226,14 @@ def test_seedtts_metric_set_averages_per_utterance_wer(tmp_path):
     write_scores(tmp_path / "sys" / "scores.tsv", rows)
     systems = [("sys", tmp_path / "sys")]
     corpus = build_report(ReportRequest("t", systems, "sys"), tmp_path / "r1")
-    seedtts = build_report(ReportRequest("t", systems, "sys", metric_set="seedtts"), tmp_path / "r2")
+    seedtts_req = ReportRequest("t", systems, "sys", metric_set="seedtts")
+    seedtts = build_report(seedtts_req, tmp_path / "r2")
     assert _table_row(corpus, "Systems", "sys")[2].startswith("8.33 [")  # 1 error / 12 words
     assert _table_row(seedtts, "Systems", "sys")[2].startswith("25.00 [")  # mean of 50 % and 0 %
     assert "Paired differences" not in corpus  # the baseline alone has nothing to pair with
 
 
 def test_extra_figures_are_copied_and_linked(systems, tmp_path):
-    import matplotlib.pyplot as plt
-
     figure = tmp_path / "elsewhere" / "attention.png"
     figure.parent.mkdir()
     plt.imsave(figure, [[0.0, 1.0], [1.0, 0.0]])
@@ -263,6 +272,9 @@ def test_cli_errors_name_what_is_wrong(systems, tmp_path, capsys):
         out + both + ["--baseline", "base", "--curves", f"a={curves}", "--curve-keys", "kl"]
     )
     assert "--curve-keys: unknown metric 'kl'" in msg and str(curves) in msg
+    assert "--curve-smooth must be >= 1" in _cli_error(
+        out + both + ["--baseline", "base", "--curves", f"a={curves}", "--curve-smooth", "0"]
+    )
     msg = _cli_error(out + both + ["--baseline", "base", "--figure", str(tmp_path / "x.png")])
     assert "--figure" in msg and "file not found" in msg
     assert "given twice" in _cli_error(
