@@ -1,16 +1,27 @@
 """Stage 8: compare scored TTS systems against a baseline in one REPORT.md with plots.
 
-Each --system names a directory holding scores.tsv (stage 7, local_lib.bin.score). The report
-has a table of every metric present (value [95 % bootstrap interval]), the paired difference
-of each system against --baseline (marked better / worse when its interval excludes zero),
-a bar chart of the metrics with interval whiskers, and optionally training curves from
-metrics.jsonl files, per-utterance scatter plots and extra figures::
+Each --system names a directory holding scores.tsv (stage 7, local_lib.bin.score). REPORT.md
+has a table of every metric present (value [95 % bootstrap interval]); the paired difference
+of each system against --baseline, and of any --pair SYSTEM:OTHER (an ablation against its
+full method), marked better / worse when its interval excludes zero; a bar chart of the
+metrics with interval whiskers; and optionally training curves from metrics.jsonl files,
+per-utterance scatter plots and extra figures.
+
+GRPO against its base model::
 
     python -m local_lib.bin.report --out-dir exp/report --title "GRPO on mini_libritts" \\
         --system base=exp/tts_base/synth/test --system grpo=exp/tts_grpo/synth/test \\
         --baseline base \\
         --curves grpo=exp/tts_grpo/metrics.jsonl --curve-keys "reward/mean kl" \\
         --scatter wer
+
+EASPO with its ablations::
+
+    python -m local_lib.bin.report --out-dir exp/report --title "EASPO ablations" \\
+        --system base=exp/tts_base/synth/test easpo=exp/tts_easpo/synth/test \\
+                 easpo_k2=exp/tts_easpo_k2/synth/test \\
+                 easpo_winner=exp/tts_easpo_winner/synth/test \\
+        --baseline base --pair easpo_k2:easpo easpo_winner:easpo --scatter emo_sim
 
 All systems must be scored on the same utterances; --common-utterances instead restricts every
 number (table, differences, plots) to the utterances all systems share and says how many each
@@ -25,7 +36,7 @@ import sys
 from pathlib import Path
 
 from local_lib.eval.report import METRIC_SETS, ReportRequest, build_report
-from local_lib.eval.report_inputs import parse_named_path
+from local_lib.eval.report_inputs import parse_named_path, parse_pair
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -45,6 +56,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="a system and the directory holding its scores.tsv (repeatable; order kept)",
     )
     p.add_argument("--baseline", required=True, metavar="NAME", help="one of the --system names")
+    p.add_argument(
+        "--pair",
+        nargs="+",
+        action="extend",
+        default=[],
+        metavar="SYSTEM:OTHER",
+        help="also report the paired difference SYSTEM − OTHER (e.g. an ablation against the "
+        "full method: easpo_k2:easpo)",
+    )
     p.add_argument(
         "--curves",
         nargs="+",
@@ -122,6 +142,7 @@ def main(argv: list[str] | None = None) -> None:
             curve_keys=[k for spec in args.curve_keys for k in spec.split()],
             curve_smooth=args.curve_smooth,
             scatter=args.scatter,
+            pairs=[parse_pair(spec) for spec in args.pair],
             figures=args.figure,
             metric_set=args.metric_set,
             common_utterances=args.common_utterances,

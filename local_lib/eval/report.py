@@ -21,7 +21,7 @@ from local_lib.eval.report_inputs import (
     check_same_utterances,
     curve_keys,
     curve_points,
-    find_baseline,
+    find_system,
     load_runs,
     load_systems,
     numeric_column,
@@ -63,6 +63,7 @@ class ReportRequest:
     curve_keys: list[str] = field(default_factory=list)
     curve_smooth: int = 1
     scatter: list[str] = field(default_factory=list)
+    pairs: list[tuple[str, str]] = field(default_factory=list)
     figures: list[Path] = field(default_factory=list)
     metric_set: str = "corpus"
     common_utterances: bool = False
@@ -96,15 +97,13 @@ def system_table(
 
 
 def paired_table(
-    systems: list[System], baseline: System, metrics: list[Metric], seed: int
+    pairs: list[tuple[System, System]], metrics: list[Metric], seed: int
 ) -> dict[str, dict[str, Interval]]:
-    """``{system: {metric name: system − baseline}}`` for every system but the baseline."""
+    """``{"A − B": {metric name: interval of A − B}}`` for each (A, B), in the order given."""
     table: dict[str, dict[str, Interval]] = {}
-    for system in systems:
-        if system is baseline:
-            continue
-        cells = {m.name: compare(system.rows, baseline.rows, m, seed) for m in metrics}
-        table[system.name] = {k: v for k, v in cells.items() if v is not None}
+    for system, other in pairs:
+        cells = {m.name: compare(system.rows, other.rows, m, seed) for m in metrics}
+        table[f"{system.name} − {other.name}"] = {k: v for k, v in cells.items() if v is not None}
     return table
 
 
@@ -198,26 +197,26 @@ def _direction_note(metrics: list[Metric]) -> str:
 
 
 def _paired_section(
-    baseline: System, metrics: list[Metric], diffs: dict[str, dict[str, Interval]]
+    heading: str, intro: str, metrics: list[Metric], diffs: dict[str, dict[str, Interval]]
 ) -> list[str]:
     lines = [
-        f"## Paired differences against {baseline.name}",
+        f"## {heading}",
         "",
-        f"Each cell: system − {baseline.name} on the same utterances [95 % paired bootstrap "
-        "interval]. **better** / **worse** marks an interval that excludes zero; an unmarked "
-        f"cell is no evidence of a difference. Direction: {_direction_note(metrics)}.",
+        f"{intro} [95 % paired bootstrap interval]. **better** / **worse** marks an interval "
+        "that excludes zero; an unmarked cell is no evidence of a difference. Direction: "
+        f"{_direction_note(metrics)}.",
         "",
-        _row(["system", *(m.name for m in metrics)]),
+        _row(["difference", *(m.name for m in metrics)]),
         _row(["---"] * (len(metrics) + 1)),
     ]
-    for name, cells in diffs.items():
+    for label, cells in diffs.items():
         out = []
         for m in metrics:
             iv = cells.get(m.name)
             text = _interval_cell(iv, _decimals(m), signed=True)
             word = verdict(m.num, iv) if iv is not None else ""
             out.append(f"{text} **{word}**" if word else text)
-        lines.append(_row([name, *out]))
+        lines.append(_row([label, *out]))
     return lines
 
 
@@ -303,11 +302,14 @@ def build_report(req: ReportRequest, out_dir: Path) -> str:
     if req.metric_set not in METRIC_SETS:
         raise ValueError(f"unknown metric set {req.metric_set!r}; known: {sorted(METRIC_SETS)}")
     systems = load_systems(req.systems)
-    baseline = find_baseline(systems, req.baseline)
+    baseline = find_system(systems, req.baseline, "--baseline")
+    for first, second in req.pairs:
+        find_system(systems, first, "--pair")
+        find_system(systems, second, "--pair")
     dropped = None
     if req.common_utterances:
         systems, dropped = restrict_to_common(systems)
-        baseline = find_baseline(systems, req.baseline)
+        baseline = find_system(systems, req.baseline, "--baseline")
     else:
         check_same_utterances(systems, baseline)
     runs = load_runs(req.curves)
@@ -320,13 +322,22 @@ def build_report(req: ReportRequest, out_dir: Path) -> str:
     if not metrics:
         raise ValueError("no metric is defined by any system's scores.tsv (empty score columns)")
     log.info("report: %d systems, %d metrics", len(systems), len(metrics))
-    diffs = paired_table(systems, baseline, metrics, req.seed)
+    against_base = [(s, baseline) for s in systems if s is not baseline]
+    diffs = paired_table(against_base, metrics, req.seed)
+    by_name = {s.name: s for s in systems}
+    extra = [(by_name[a], by_name[b]) for a, b in req.pairs]
+    extra_diffs = paired_table(extra, metrics, req.seed)
 
     note = _utterance_note(systems, dropped)
     lines = [f"# {req.title}", "", f"Baseline: **{baseline.name}**. {note}", ""]
     lines += _systems_section(systems, metrics, table, out_dir) + [""]
     if diffs:
-        lines += _paired_section(baseline, metrics, diffs) + [""]
+        intro = f"Each cell: system − {baseline.name} on the same utterances"
+        heading = f"Paired differences against {baseline.name}"
+        lines += _paired_section(heading, intro, metrics, diffs) + [""]
+    if extra_diffs:
+        intro = "Each cell: first − second system (--pair) on the same utterances"
+        lines += _paired_section("Other paired differences", intro, metrics, extra_diffs) + [""]
     plot_bars([m.name for m in metrics], [s.name for s in systems], table, out_dir / BARS_FILE)
     lines += ["## Metrics with intervals", "", f"![metric bars]({BARS_FILE})", ""]
     if runs and keys:

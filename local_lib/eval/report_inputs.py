@@ -68,12 +68,21 @@ def load_systems(specs: list[tuple[str, Path]]) -> list[System]:
     return systems
 
 
-def find_baseline(systems: list[System], baseline: str) -> System:
+def find_system(systems: list[System], name: str, option: str) -> System:
+    """The system called ``name``; ``option`` is the command-line option that named it."""
     for system in systems:
-        if system.name == baseline:
+        if system.name == name:
             return system
     names = ", ".join(s.name for s in systems)
-    raise ValueError(f"--baseline {baseline!r} is not one of the --system names ({names})")
+    raise ValueError(f"{option} {name!r} is not one of the --system names ({names})")
+
+
+def parse_pair(spec: str) -> tuple[str, str]:
+    """Split ``--pair A:B`` (report A − B) into its two system names."""
+    first, sep, second = spec.partition(":")
+    if not sep or not first.strip() or not second.strip():
+        raise ValueError(f"--pair {spec!r}: expected SYSTEM:OTHER")
+    return first.strip(), second.strip()
 
 
 def check_same_utterances(systems: list[System], baseline: System) -> None:

@@ -93,8 +93,10 @@ def test_table_means_and_paired_differences_by_hand(systems):
     assert table["base"][WER].n == 4
     assert "emotion SIM" not in table["base"]  # empty column: metric absent, not zero
 
-    diffs = paired_table(loaded, loaded[0], CORPUS_METRICS, seed=0)
-    assert set(diffs) == {"good", "mixed"}
+    base, good, mixed = loaded
+    diffs = paired_table([(good, base), (mixed, base)], CORPUS_METRICS, seed=0)
+    assert list(diffs) == ["good − base", "mixed − base"]
+    diffs = {label.split(" − ")[0]: cells for label, cells in diffs.items()}
     good_wer = diffs["good"][WER]
     # Every utterance loses 1 or 2 of its 10 errors, so any resample lies in [-20, -10] %.
     assert good_wer.estimate == pytest.approx(-15.0)
@@ -137,9 +139,9 @@ def test_report_markdown_marks_intervals_and_links(systems, tmp_path):
     # No RESULTS.md beside the scores: the link falls back to scores.tsv.
     assert _table_row(text, "Systems", "good")[-1] == "[scores.tsv](../../good/scores.tsv)"
 
-    paired_header = _table_row(text, "Paired differences against base", "system")
-    good = _table_row(text, "Paired differences against base", "good")
-    mixed = _table_row(text, "Paired differences against base", "mixed")
+    paired_header = _table_row(text, "Paired differences against base", "difference")
+    good = _table_row(text, "Paired differences against base", "good − base")
+    mixed = _table_row(text, "Paired differences against base", "mixed − base")
     assert good[paired_header.index(WER)].startswith("-15.00 [")
     assert good[paired_header.index(WER)].endswith("**better**")
     assert good[paired_header.index(SIM)] == "+0.200 [+0.200, +0.200] **better**"
@@ -147,6 +149,17 @@ def test_report_markdown_marks_intervals_and_links(systems, tmp_path):
     assert mixed[paired_header.index(SIM)].endswith("**worse**")
     assert "```sh\npython -m local_lib.bin.report ...\n```" in text
     assert _is_png(out / "bars.png")
+
+
+def test_pair_reports_an_ablation_against_its_full_method(systems, tmp_path):
+    text = build_report(_request(systems, pairs=[("mixed", "good")]), tmp_path / "report")
+    header = _table_row(text, "Other paired differences", "difference")
+    row = _table_row(text, "Other paired differences", "mixed − good")
+    # mixed 17.5 % vs good 2.5 %; per utterance +3, 0, +3, 0 errors of 10: all resamples >= 0.
+    assert row[header.index(WER)].startswith("+15.00 [")
+    # SIM: mixed - good = -0.3, -0.4, -0.3, -0.4 on the four utterances.
+    assert row[header.index(SIM)].startswith("-0.350 [")
+    assert row[header.index(SIM)].endswith("**worse**")
 
 
 def test_scatter_counts_and_png(systems, tmp_path):
@@ -215,7 +228,9 @@ def test_common_utterances_restricts_every_number(tmp_path):
     base_row = _table_row(text, "Systems", "base")
     assert base_row[1] == "3" and base_row[2].startswith("20.00 [")
     # short on u1-u3: 1 error / 30 words = 3.33 %, so 3.33 - 20.00 = -16.67.
-    assert _table_row(text, "Paired differences against base", "short")[1].startswith("-16.67 [")
+    assert _table_row(text, "Paired differences against base", "short − base")[1].startswith(
+        "-16.67 ["
+    )
 
 
 def test_seedtts_metric_set_averages_per_utterance_wer(tmp_path):
@@ -265,6 +280,11 @@ def test_cli_errors_name_what_is_wrong(systems, tmp_path, capsys):
     )
     msg = _cli_error(out + both + ["--baseline", "grpo"])
     assert "--baseline 'grpo' is not one of the --system names (base, good)" in msg
+    msg = _cli_error(out + both + ["--baseline", "base", "--pair", "good:grpo"])
+    assert "--pair 'grpo' is not one of the --system names" in msg
+    assert "--pair 'good-base': expected SYSTEM:OTHER" in _cli_error(
+        out + both + ["--baseline", "base", "--pair", "good-base"]
+    )
     msg = _cli_error(out + both + ["--baseline", "base", "--scatter", "wer_typo"])
     assert "unknown metric column 'wer_typo'" in msg and "scores.tsv" in msg
     curves = _write_metrics(tmp_path / "m.jsonl", [{"step": 1, "loss": 1.0}])
