@@ -295,8 +295,21 @@ def _utterance_note(systems: list[System], dropped: dict[str, int] | None) -> st
     )
 
 
-def build_report(req: ReportRequest, out_dir: Path) -> str:
-    """Check the inputs, write the figures and REPORT.md into ``out_dir``; return the text."""
+@dataclass(frozen=True)
+class _Inputs:
+    """The request's inputs after every check, restricted to common utterances if asked."""
+
+    systems: list[System]
+    baseline: System
+    dropped: dict[str, int] | None
+    runs: list[Run]
+    keys: list[str]
+    scatter: dict[str, dict[str, tuple[list[float], list[float]]]]
+
+
+def _checked_inputs(req: ReportRequest) -> _Inputs:
+    """Read and check everything before any figure is drawn, so a bad option fails fast and
+    leaves the previous report untouched."""
     if req.curve_smooth < 1:
         raise ValueError(f"--curve-smooth must be >= 1, got {req.curve_smooth}")
     if req.metric_set not in METRIC_SETS:
@@ -314,21 +327,42 @@ def build_report(req: ReportRequest, out_dir: Path) -> str:
         check_same_utterances(systems, baseline)
     runs = load_runs(req.curves)
     keys = curve_keys(runs, req.curve_keys) if runs else []
-    pairs = {col: scatter_pairs(systems, baseline, col) for col in dict.fromkeys(req.scatter)}
+    scatter = {col: scatter_pairs(systems, baseline, col) for col in dict.fromkeys(req.scatter)}
     check_figures(req.figures)
+    return _Inputs(systems, baseline, dropped, runs, keys, scatter)
 
+
+def _method_note(metrics: list[Metric], seed: int) -> list[str]:
+    corpus = [m.name for m in metrics if m.den is not None]
+    level = (
+        f"{', '.join(corpus)}: corpus-level (errors / reference units); the others: "
+        if corpus
+        else ""
+    )
+    return [
+        "## How these numbers are made",
+        "",
+        f"Percentile bootstrap over utterances, 1000 resamples, seed {seed} (the same "
+        f"functions as each system's RESULTS.md). {level}means over the utterances where the "
+        "metric is defined. Set-level numbers such as speaker-verification EER are in each "
+        "system's RESULTS.md.",
+    ]
+
+
+def build_report(req: ReportRequest, out_dir: Path) -> str:
+    """Check the inputs, write the figures and REPORT.md into ``out_dir``; return the text."""
+    inp = _checked_inputs(req)
+    systems, baseline = inp.systems, inp.baseline
     table = system_table(systems, METRIC_SETS[req.metric_set], req.seed)
     metrics = [m for m in METRIC_SETS[req.metric_set] if any(m.name in t for t in table.values())]
     if not metrics:
         raise ValueError("no metric is defined by any system's scores.tsv (empty score columns)")
     log.info("report: %d systems, %d metrics", len(systems), len(metrics))
-    against_base = [(s, baseline) for s in systems if s is not baseline]
-    diffs = paired_table(against_base, metrics, req.seed)
+    diffs = paired_table([(s, baseline) for s in systems if s is not baseline], metrics, req.seed)
     by_name = {s.name: s for s in systems}
-    extra = [(by_name[a], by_name[b]) for a, b in req.pairs]
-    extra_diffs = paired_table(extra, metrics, req.seed)
+    extra_diffs = paired_table([(by_name[a], by_name[b]) for a, b in req.pairs], metrics, req.seed)
 
-    note = _utterance_note(systems, dropped)
+    note = _utterance_note(systems, inp.dropped)
     lines = [f"# {req.title}", "", f"Baseline: **{baseline.name}**. {note}", ""]
     lines += _systems_section(systems, metrics, table, out_dir) + [""]
     if diffs:
@@ -340,32 +374,18 @@ def build_report(req: ReportRequest, out_dir: Path) -> str:
         lines += _paired_section("Other paired differences", intro, metrics, extra_diffs) + [""]
     plot_bars([m.name for m in metrics], [s.name for s in systems], table, out_dir / BARS_FILE)
     lines += ["## Metrics with intervals", "", f"![metric bars]({BARS_FILE})", ""]
-    if runs and keys:
-        plot_curves(runs, keys, out_dir / CURVES_FILE, req.curve_smooth)
-        lines += _curves_section(runs, keys) + [""]
-    for column, column_pairs in pairs.items():
-        if not column_pairs:
-            continue
-        png = f"scatter_{column}.png"
-        plot_scatter(column, baseline.name, column_pairs, out_dir / png)
-        lines += _scatter_section(column, baseline.name, column_pairs, png) + [""]
+    if inp.runs and inp.keys:
+        plot_curves(inp.runs, inp.keys, out_dir / CURVES_FILE, req.curve_smooth)
+        lines += _curves_section(inp.runs, inp.keys) + [""]
+    for column, column_pairs in inp.scatter.items():
+        if column_pairs:
+            png = f"scatter_{column}.png"
+            plot_scatter(column, baseline.name, column_pairs, out_dir / png)
+            lines += _scatter_section(column, baseline.name, column_pairs, png) + [""]
     if req.figures:
         lines += _copy_figures(req.figures, out_dir)
-    lines += [
-        "## How these numbers are made",
-        "",
-        f"Percentile bootstrap over utterances, 1000 resamples, seed {req.seed} (the same "
-        "functions as each system's RESULTS.md). WER/CER are corpus-level (errors / reference "
-        "units); the other metrics are means over the utterances where they are defined. "
-        "Set-level numbers such as speaker-verification EER are in each system's RESULTS.md.",
-        "",
-        "## Command",
-        "",
-        "```sh",
-        req.command,
-        "```",
-        "",
-    ]
+    lines += _method_note(metrics, req.seed)
+    lines += ["", "## Command", "", "```sh", req.command, "```", ""]
     text = "\n".join(lines)
     write_text_atomic(out_dir / REPORT_FILE, text)
     return text

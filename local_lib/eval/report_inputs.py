@@ -39,6 +39,8 @@ def parse_named_path(spec: str, option: str) -> tuple[str, Path]:
     name, sep, path = spec.partition("=")
     if not sep or not name.strip() or not path.strip():
         raise ValueError(f"{option} {spec!r}: expected NAME=PATH")
+    if "|" in name:
+        raise ValueError(f"{option} {spec!r}: a name may not hold '|' (it splits table cells)")
     return name.strip(), Path(path.strip())
 
 

@@ -246,6 +246,8 @@ def test_seedtts_metric_set_averages_per_utterance_wer(tmp_path):
     assert _table_row(corpus, "Systems", "sys")[2].startswith("8.33 [")  # 1 error / 12 words
     assert _table_row(seedtts, "Systems", "sys")[2].startswith("25.00 [")  # mean of 50 % and 0 %
     assert "Paired differences" not in corpus  # the baseline alone has nothing to pair with
+    assert "WER (%): corpus-level" in corpus
+    assert "corpus-level" not in seedtts
 
 
 def test_extra_figures_are_copied_and_linked(systems, tmp_path):
@@ -272,6 +274,7 @@ def test_cli_errors_name_what_is_wrong(systems, tmp_path, capsys):
     msg = _cli_error(out + both + [f"nope={missing}", "--baseline", "base"])
     assert f"--system nope={missing}" in msg and "scores.tsv not found" in msg
 
+    assert "may not hold '|'" in _cli_error(out + ["--system", "a|b=x", "--baseline", "a|b"])
     assert "--system 'base': expected NAME=PATH" in _cli_error(
         out + ["--system", "base", "--baseline", "base"]
     )
