@@ -1,0 +1,204 @@
+"""The GRPO training loop end to end on a tiny random codec LM with a fake reward ASR:
+logged keys, resume equality, failing rewards, the reference model and rollout reuse."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from local_lib.data.features import LogMelConfig
+from local_lib.data.speech_tokens import PromptPool
+from local_lib.data.text_tokenizer import CharTokenizer
+from local_lib.models.codec_lm import CodecLM
+from local_lib.models.speech_tokenizer import KMeansMelTokenizer, SpeechTokenizerConfig
+from local_lib.rewards import RewardError, build_rewards
+from local_lib.rl.grpo import GRPOConfig
+from local_lib.rl.grpo_loop import GRPOLoop, GRPOLoopConfig, SpeechDecoder
+from local_lib.train.trainer import Trainer, TrainerConfig, read_metrics
+
+TINY_LM = {
+    "hidden_size": 32,
+    "intermediate_size": 64,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+    "max_position_embeddings": 256,
+}
+MEL = LogMelConfig(n_fft=256, win_length=256, hop_length=64, n_mels=16, f_max=8000.0)
+LLASA = {"combine": "harmonic", "components": {"asr_wer": {"weight": 0.6}, "asr_nll": {"weight": 0.4}}}
+CONTRACT_KEYS = {
+    "loss", "reward/mean", "reward/std", "reward/asr_wer", "reward/asr_nll", "clip_frac",
+    "entropy", "zero_var_groups", "truncated_frac", "rollout_tokens_per_s", "time/generate",
+    "time/vocode", "time/reward",
+}  # fmt: skip
+
+
+class FakeASR:
+    """Deterministic in the audio: longer audio reads as more of the text and scores lower NLL."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def transcribe(self, wavs: list[np.ndarray]) -> list[str]:
+        self.calls += 1
+        words = "the cat sat on a mat".split()
+        return [" ".join(words[: min(len(words), len(w) // 2000)]) for w in wavs]
+
+    def nll(self, wavs: list[np.ndarray], texts: list[str]) -> torch.Tensor:
+        return torch.tensor([3.0 / (1.0 + len(w) / 4000) for w in wavs])
+
+
+class BrokenASR(FakeASR):
+    def nll(self, wavs: list[np.ndarray], texts: list[str]) -> torch.Tensor:
+        raise RuntimeError("decoder exploded")
+
+
+@pytest.fixture(scope="module")
+def tokenizer() -> KMeansMelTokenizer:
+    rng = np.random.default_rng(0)
+    feats = [rng.normal(size=(40, MEL.n_mels)).astype(np.float32) for _ in range(4)]
+    cfg = SpeechTokenizerConfig(num_tokens=8, kmeans_iters=3, decoder_channels=8,
+                                decoder_layers=1, decoder_steps=2)  # fmt: skip
+    return KMeansMelTokenizer.train(feats, cfg, MEL)
+
+
+def _lm() -> CodecLM:
+    torch.manual_seed(0)
+    return CodecLM.from_config(TINY_LM, CharTokenizer.build(["the cat sat on a mat"]), 8)
+
+
+def _pool() -> PromptPool:
+    """Two speakers with two utterances each, so every target has a same-speaker prompt."""
+    texts = {"a_1": "the cat sat", "a_2": "a mat", "b_1": "on the mat", "b_2": "the cat"}
+    tokens = {utt: [1, 2, 3, i] for i, utt in enumerate(texts)}
+    return PromptPool(texts, {u: u[0] for u in texts}, tokens, "fake")
+
+
+def _cfg(**overrides) -> GRPOLoopConfig:
+    loss = overrides.pop("loss", GRPOConfig(max_completion_length=12))
+    base = dict(group_size=3, prompts_per_step=2, max_new_tokens=12, num_steps=2, lr=1e-3,
+                save_every=1, vocoder_iters=2, min_wav_s=0.05)  # fmt: skip
+    return GRPOLoopConfig(loss=loss, rewards=LLASA, **{**base, **overrides})
+
+
+def _loop(tokenizer: KMeansMelTokenizer, cfg: GRPOLoopConfig, scorer: FakeASR | None = None) -> GRPOLoop:
+    rewards = build_rewards(cfg.rewards, {"scorer": scorer or FakeASR()})
+    decoder = SpeechDecoder(tokenizer, cfg.vocoder_iters, cfg.min_wav_s)
+    return GRPOLoop(_lm(), decoder, rewards, _pool(), cfg, seed=7)
+
+
+def _fit(loop: GRPOLoop, out_dir: Path, num_steps: int) -> Trainer:
+    opt = torch.optim.AdamW(loop.policy.parameters(), lr=loop.cfg.lr)
+    loop.attach(opt)
+    tcfg = TrainerConfig(out_dir=out_dir, num_steps=num_steps, save_every=loop.cfg.save_every, log_every=1)
+    trainer = Trainer(loop.policy, opt, tcfg)
+    trainer.fit(loop.loss, loop.batch)
+    return trainer
+
+
+def test_two_steps_update_the_policy_and_log_the_contract_keys(tokenizer, tmp_path) -> None:
+    loop = _loop(tokenizer, _cfg())
+    before = [p.detach().clone() for p in loop.lm.model.parameters()]
+    _fit(loop, tmp_path, 2)
+    records = read_metrics(tmp_path / "metrics.jsonl")
+    assert [r["step"] for r in records] == [1, 2]
+    assert CONTRACT_KEYS <= set(records[0]) and "kl" not in records[0]
+    assert "time/update" in records[1]  # the first update's own time is known after it
+    for r in records:
+        assert 0.0 <= r["truncated_frac"] <= 1.0 and 0 <= r["zero_var_groups"] <= 2
+        assert 0.0 < r["reward/mean"] <= 1.0 and r["rollout_tokens_per_s"] > 0
+    changed = any(not torch.equal(a, b) for a, b in zip(before, loop.lm.model.parameters()))
+    assert changed
+    assert not loop.lm.model.training  # dropout stays off although the Trainer calls train()
+
+
+def test_checkpoint_resume_gives_the_same_next_step(tokenizer, tmp_path) -> None:
+    whole = _loop(tokenizer, _cfg())
+    _fit(whole, tmp_path / "whole", 2)
+    first = _loop(tokenizer, _cfg())
+    _fit(first, tmp_path / "split", 1)
+    resumed = _loop(tokenizer, _cfg())  # a new process: base weights, then the checkpoint
+    trainer = _fit(resumed, tmp_path / "split", 2)
+    assert trainer.step == 2
+    for a, b in zip(whole.lm.model.parameters(), resumed.lm.model.parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    want = read_metrics(tmp_path / "whole" / "metrics.jsonl")[-1]
+    got = read_metrics(tmp_path / "split" / "metrics.jsonl")[-1]
+    for key in ("loss", "reward/mean", "reward/asr_wer", "entropy", "truncated_frac"):
+        assert got[key] == want[key], key
+
+
+def test_rollouts_differ_between_batches_and_ranks(tokenizer) -> None:
+    loop = _loop(tokenizer, _cfg())
+    a, b = loop.make_rollout(0), loop.make_rollout(1)
+    assert not torch.equal(a.rollout.completion_ids, b.rollout.completion_ids) or a.prompts != b.prompts
+    other_rank = GRPOLoop(loop.lm, loop.decoder, loop.rewards, loop.pool, loop.cfg, seed=7, rank=1)
+    c = other_rank.make_rollout(0)
+    assert not torch.equal(a.rollout.completion_ids, c.rollout.completion_ids) or a.prompts != c.prompts
+    again = loop.make_rollout(0)
+    assert torch.equal(a.rollout.completion_ids, again.rollout.completion_ids)
+
+
+def test_a_failing_reward_raises(tokenizer, tmp_path) -> None:
+    loop = _loop(tokenizer, _cfg(), scorer=BrokenASR())
+    with pytest.raises(RewardError, match="asr_nll.*decoder exploded"):
+        _fit(loop, tmp_path, 1)
+    assert not (tmp_path / "checkpoints").exists() or not any((tmp_path / "checkpoints").iterdir())
+
+
+def test_reference_only_with_beta_and_kl_logged(tokenizer, tmp_path) -> None:
+    assert _loop(tokenizer, _cfg()).reference is None
+    cfg = _cfg(loss=GRPOConfig(beta=0.1, max_completion_length=12), lr=5e-2)
+    loop = _loop(tokenizer, cfg)
+    assert loop.reference is not None
+    assert all(not p.requires_grad for p in loop.reference.model.parameters())
+    _fit(loop, tmp_path, 2)
+    records = read_metrics(tmp_path / "metrics.jsonl")
+    assert records[0]["kl"] == pytest.approx(0.0, abs=1e-6)  # policy == reference at step 1
+    assert records[1]["kl"] > 0.0  # after one update they differ
+
+
+def test_several_updates_reuse_one_rollout(tokenizer, tmp_path) -> None:
+    scorer = FakeASR()
+    cfg = _cfg(num_iterations=2, num_steps=4, save_every=2, lr=5e-2)
+    loop = _loop(tokenizer, cfg, scorer)
+    _fit(loop, tmp_path, 4)
+    assert scorer.calls == 2  # 4 updates from 2 rollout batches
+    records = read_metrics(tmp_path / "metrics.jsonl")
+    assert records[0]["reward/mean"] == records[1]["reward/mean"]
+    assert records[1]["time/generate"] == 0.0 < records[0]["time/generate"]
+    assert records[0]["clip_frac"] == pytest.approx(0.0, abs=1e-6)  # ratio 1 on the first update
+    with pytest.raises(ValueError, match="multiples of num_iterations"):
+        _cfg(num_iterations=2, save_every=3, num_steps=4)
+
+
+def test_truncation_penalty_lowers_the_reward(tokenizer) -> None:
+    plain = _loop(tokenizer, _cfg(max_new_tokens=2)).make_rollout(0)
+    penalised_cfg = _cfg(max_new_tokens=2, loss=GRPOConfig(truncation_penalty=0.5, max_completion_length=2))
+    penalised = _loop(tokenizer, penalised_cfg).make_rollout(0)
+    truncated = plain.stats["truncated_frac"]
+    assert truncated > 0
+    assert penalised.stats["reward/mean"] == pytest.approx(plain.stats["reward/mean"] - 0.5 * truncated)
+
+
+def test_config_from_yaml_fills_completion_length_and_rejects_typos(tmp_path) -> None:
+    good = tmp_path / "good.yaml"
+    good.write_text("max_new_tokens: 33\nloss: {loss_type: dr_grpo}\nrewards: {components: {asr_wer: {}}}\n")
+    cfg = GRPOLoopConfig.from_yaml(good)
+    assert cfg.loss.max_completion_length == 33 and cfg.loss.loss_type == "dr_grpo"
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("group_sise: 4\nloss: {}\nrewards: {}\n")
+    with pytest.raises(ValueError, match="group_sise"):
+        GRPOLoopConfig.from_yaml(bad)
+
+
+@pytest.mark.parametrize("name", ["grpo.yaml", "grpo_mini.yaml", "grpo_debug.yaml"])
+def test_template_configs_load(name: str) -> None:
+    conf = Path(__file__).resolve().parents[2] / "egs" / "TEMPLATE" / "conf" / name
+    cfg = GRPOLoopConfig.from_yaml(conf)
+    assert dataclasses.asdict(cfg)["loss"]["max_completion_length"] == cfg.max_new_tokens
+    build_rewards(cfg.rewards, {"scorer": FakeASR()})
