@@ -9,17 +9,10 @@ import pytest
 
 from local_lib.bin.report import main as report_main
 from local_lib.eval.bootstrap import Interval
-from local_lib.eval.report import (
-    CORPUS_METRICS,
-    ReportRequest,
-    build_report,
-    paired_table,
-    system_table,
-    verdict,
-)
+from local_lib.eval.report import ReportRequest, build_report, paired_table, system_table, verdict
 from local_lib.eval.report_inputs import load_systems
 from local_lib.eval.report_plots import moving_average
-from local_lib.eval.score_table import write_scores
+from local_lib.eval.score_table import CORPUS_METRICS, write_scores
 
 UTTS = ["u1", "u2", "u3", "u4"]
 WER, SIM = "WER (%)", "speaker SIM"
