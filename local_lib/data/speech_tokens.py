@@ -1,4 +1,5 @@
-"""Speech-token files: ``<utt> <t1> <t2> ...`` (ints), one line per utterance, LC_ALL=C sorted.
+"""Speech-token files: ``<utt> <t1> <t2> ...`` (ints), one line per utterance, LC_ALL=C sorted,
+and the prompt pool (texts, speakers, tokens) that zero-shot prompts are drawn from.
 
 Stage 2 writes ``dump/<set>/speech_tokens`` with the speech tokenizer; SFT, RL and synthesis
 read prompts and targets from it. The reader is strict (every defect named as
@@ -8,10 +9,12 @@ read prompts and targets from it. The reader is strict (every defect named as
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from local_lib.atomic_io import atomic_path
-from local_lib.data.kaldi_dir import DataDirError, Problem, c_sort_key, scan_kv
+from local_lib.data.kaldi_dir import DataDirError, Problem, c_sort_key, read_kv, scan_kv
+from local_lib.data.prompts import pick_prompts
 
 SPEECH_TOKENS = "speech_tokens"
 
@@ -66,3 +69,32 @@ def write_speech_tokens(path: str | Path, tokens: Mapping[str, Sequence[int]]) -
     with atomic_path(Path(path)) as tmp:
         tmp.write_text(text, encoding="utf-8")
 
+
+
+@dataclass(frozen=True)
+class PromptPool:
+    """A set's texts, speakers and speech tokens: targets and the speaker prompts picked for them."""
+
+    texts: dict[str, str]
+    utt2spk: dict[str, str]
+    tokens: dict[str, list[int]]
+    source: str  # the token file, named in errors
+
+    @classmethod
+    def load(cls, data_dir: str | Path, tokens_path: str | Path, vocab_size: int | None = None) -> PromptPool:
+        """``text`` and ``utt2spk`` of a Kaldi data dir plus its speech-token file; every
+        utterance must have tokens."""
+        data_dir = Path(data_dir)
+        texts, utt2spk = read_kv(data_dir / "text"), read_kv(data_dir / "utt2spk")
+        tokens = read_speech_tokens(tokens_path, vocab_size)
+        missing = [utt for utt in utt2spk if utt not in tokens or utt not in texts]
+        if missing:
+            raise SpeechTokensError(
+                f"{tokens_path}: {missing[0]}: utterance of {data_dir} has no speech tokens or text "
+                f"({len(missing)} such)"
+            )
+        return cls(texts, utt2spk, tokens, str(tokens_path))
+
+    def pick(self, utts: Sequence[str], seed: int) -> dict[str, str]:
+        """Each target's speaker prompt (``local_lib.data.prompts.pick_prompts`` over this pool)."""
+        return pick_prompts({u: self.utt2spk[u] for u in utts}, self.utt2spk, seed, source=self.source)

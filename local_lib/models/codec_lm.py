@@ -18,12 +18,15 @@ import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
 from local_lib.data.text_tokenizer import CharTokenizer
+
+if TYPE_CHECKING:
+    from local_lib.data.speech_tokens import PromptPool
 
 LOG = logging.getLogger(__name__)
 LAYOUT_FILE = "codec_lm_layout.json"
@@ -116,10 +119,20 @@ class Rollout:
 class CodecLM:
     """A causal LM plus its token layout; everything the SFT, RL and synthesis stages call."""
 
-    def __init__(self, model: LlamaForCausalLM, layout: TokenLayout, char_tokenizer: CharTokenizer | None = None) -> None:
+    def __init__(
+        self,
+        model: LlamaForCausalLM,
+        layout: TokenLayout,
+        char_tokenizer: CharTokenizer | None = None,
+        hf_tokenizer: Any | None = None,
+    ) -> None:
+        """Exactly one text tokenizer: our ``CharTokenizer`` or a Llasa-style HF tokenizer."""
         if model.config.vocab_size < layout.vocab_size:
             raise ValueError(f"model vocab {model.config.vocab_size} < layout vocab {layout.vocab_size}")
-        self.model, self.layout, self.char_tokenizer = model, layout, char_tokenizer
+        if (char_tokenizer is None) == (hf_tokenizer is None):
+            raise ValueError("give exactly one of char_tokenizer and hf_tokenizer")
+        self.model, self.layout = model, layout
+        self.char_tokenizer, self.hf_tokenizer = char_tokenizer, hf_tokenizer
 
     @classmethod
     def from_config(cls, model_cfg: Mapping[str, Any], tokenizer: CharTokenizer, num_speech_tokens: int) -> CodecLM:
@@ -148,22 +161,26 @@ class CodecLM:
             meta = json.loads((path / LAYOUT_FILE).read_text(encoding="utf-8"))
             layout = TokenLayout.for_char_tokenizer(tokenizer, int(meta["num_speech_tokens"]))
             return cls(model, layout, tokenizer)
-        layout = TokenLayout.for_hf_tokenizer(AutoTokenizer.from_pretrained(path))
+        hf_tokenizer = AutoTokenizer.from_pretrained(path)
+        layout = TokenLayout.for_hf_tokenizer(hf_tokenizer)
         LOG.info("%s: Llasa-style checkpoint, %d speech tokens", path, layout.num_speech_tokens)
-        return cls(model, layout)
+        return cls(model, layout, hf_tokenizer=hf_tokenizer)
 
     def save_pretrained(self, path: str | Path) -> None:
-        """Written to a temporary sibling and renamed, so a half-written model is never loaded."""
-        if self.char_tokenizer is None:
-            raise ValueError("saving is for models built here; a Llasa checkpoint is already on disk")
+        """Written to a temporary sibling and renamed, so a half-written model is never loaded.
+        A model loaded from a Llasa-style directory is saved in the same layout (with its HF
+        tokenizer), so fine-tuned Llasa checkpoints load back through ``from_pretrained``."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}."))
         try:
             self.model.save_pretrained(tmp)
-            self.char_tokenizer.save(tmp / TOKENS_FILE)
-            meta = {"num_speech_tokens": self.layout.num_speech_tokens}
-            (tmp / LAYOUT_FILE).write_text(json.dumps(meta) + "\n", encoding="utf-8")
+            if self.char_tokenizer is not None:
+                self.char_tokenizer.save(tmp / TOKENS_FILE)
+                meta = {"num_speech_tokens": self.layout.num_speech_tokens}
+                (tmp / LAYOUT_FILE).write_text(json.dumps(meta) + "\n", encoding="utf-8")
+            else:
+                self.hf_tokenizer.save_pretrained(tmp)
             if path.exists():
                 shutil.rmtree(path)
             os.replace(tmp, path)
@@ -178,6 +195,15 @@ class CodecLM:
         full_text = f"{prompt_text} {text}" if prompt_text else text
         speech = self.layout.speech_ids(prompt_speech) if prompt_speech is not None else []
         return [*self.layout.encode_text(full_text), self.layout.speech_start_id, *speech]
+
+    def zero_shot_prompt_ids(self, utts: Sequence[str], pool: PromptPool, seed: int) -> dict[str, list[int]]:
+        """Each target's text after its speaker prompt's text, then the prompt's speech tokens
+        (the prompt picked from ``pool`` by ``pick_prompts``, so every stage agrees on it)."""
+        prompts = pool.pick(utts, seed)
+        return {
+            utt: self.prompt_ids(pool.texts[utt], pool.texts[prompt], pool.tokens[prompt])
+            for utt, prompt in prompts.items()
+        }
 
     def training_batch(
         self, prompts: Sequence[Sequence[int]], targets: Sequence[Sequence[int]]

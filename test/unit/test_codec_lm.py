@@ -124,8 +124,9 @@ def test_loads_and_samples_llasa_style_checkpoint(tmp_path: Path) -> None:
     assert all(0 <= int(s.min()) and int(s.max()) < 16 for s in out.speech_tokens if len(s))
     tf, _ = lm.completion_logprobs(prompts, out.completion_ids, out.mask)
     torch.testing.assert_close(tf, out.logprobs, atol=1e-4, rtol=1e-4)
-    with pytest.raises(ValueError, match="saving is for models built here"):
-        lm.save_pretrained(tmp_path / "copy")
+    lm.save_pretrained(tmp_path / "copy")  # a fine-tuned Llasa checkpoint keeps its layout
+    again = CodecLM.from_pretrained(tmp_path / "copy")
+    assert again.prompt_ids("hello world") == [5, 2, 3, 6, 7] and again.char_tokenizer is None
 
 
 def test_rejects_non_llasa_tokenizer_and_bad_config(tmp_path: Path) -> None:

@@ -1,0 +1,139 @@
+"""Stage 6 (codec LM): synthesise a test set with a codec LM, or resynthesise it through the
+speech tokenizer alone, as one shard of a JOB array.
+
+    python -m local_lib.bin.synth_codec_lm --model-dir exp/tts_base/model \\
+        --config conf/codec_lm_mini.yaml --tokenizer dump/speech_tokenizer/tokenizer.pt \\
+        --data-dir data/test --tokens dump/test/speech_tokens --feats-config conf/feats.yaml \\
+        --out-dir exp/tts_base/synth/test [--seed 0] [--nj N --job J]
+    python -m local_lib.bin.synth_codec_lm --tokens-only --tokenizer ... --data-dir data/test \\
+        --tokens dump/test/speech_tokens --feats-config conf/feats.yaml --out-dir exp/tokenizer_resynth/test
+
+With a model, each utterance is generated after a speaker prompt (another utterance of the same
+speaker in the set, ``pick_prompts``) by KV-cache sampling with the config's ``sample`` section,
+from a generator seeded by the seed and the utterance id alone: any split into jobs gives the
+same audio. ``--tokens-only`` decodes the set's own speech tokens instead, so scoring shows what
+the tokenizer costs. Tokens -> tokenizer mel decoder -> Griffin-Lim -> ``<out-dir>/wav/<utt>.wav``
+and ``wav.scp`` (``wav.J.scp`` for shard J of N).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from local_lib.data.audio import save_audio
+from local_lib.data.features import LogMelConfig
+from local_lib.data.kaldi_dir import shard_bounds, write_kv
+from local_lib.data.speech_tokens import PromptPool
+from local_lib.models.codec_lm import CodecLM
+from local_lib.models.config_yaml import load_yaml_mapping
+from local_lib.models.speech_tokenizer import load_speech_tokenizer
+from local_lib.models.vocoder import GriffinLimVocoder
+
+log = logging.getLogger("synth_codec_lm")
+SAMPLE_KEYS = {"temperature", "top_k", "top_p", "max_new_tokens"}
+
+
+def utterance_generator(seed: int, utt: str) -> torch.Generator:
+    """A generator that depends on the seed and the utterance only (never on shard or order)."""
+    digest = hashlib.sha256(f"{seed}\0{utt}".encode()).digest()
+    return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little"))
+
+
+def sample_settings(config: Path) -> dict[str, float | int]:
+    """The ``sample`` section of a codec_lm config (unknown keys are an error)."""
+    sample = load_yaml_mapping(config, {"pretrained", "model", "train", "sample"}).get("sample") or {}
+    unknown = sorted(set(sample) - SAMPLE_KEYS)
+    if unknown:
+        raise ValueError(f"{config}: sample: unknown key(s) {unknown}; known: {sorted(SAMPLE_KEYS)}")
+    return sample
+
+
+def padded_vocoder(vocoder: GriffinLimVocoder, cfg: LogMelConfig) -> Callable[[np.ndarray], np.ndarray]:
+    """The vocoder with very short mels (a model that stopped after a token or two) padded with
+    silence frames up to what Griffin-Lim's STFT needs (and at least 8 frames)."""
+    min_frames = max(8, cfg.n_fft // (2 * cfg.hop_length) + 2)
+
+    def vocode(mel: np.ndarray) -> np.ndarray:
+        mel = np.asarray(mel, dtype=np.float32)
+        missing = min_frames - len(mel)
+        if missing > 0:
+            silence = np.full((missing, cfg.n_mels), np.log(cfg.log_floor), dtype=np.float32)
+            mel = np.concatenate([mel, silence])
+        return vocoder(mel)
+
+    return vocode
+
+
+def generate_tokens(lm: CodecLM, pool: PromptPool, utts: list[str], settings: dict, seed: int) -> dict[str, torch.Tensor]:
+    """Speech tokens of each utterance, sampled one at a time after its speaker prompt."""
+    prompts = lm.zero_shot_prompt_ids(utts, pool, seed)
+    out, truncated, n_tokens, t0 = {}, 0, 0, time.monotonic()
+    for utt in utts:
+        rollout = lm.sample([prompts[utt]], generator=utterance_generator(seed, utt), **settings)
+        out[utt] = rollout.speech_tokens[0]
+        truncated += int(not bool(rollout.has_eos[0]))
+        n_tokens += len(out[utt])
+    log.info(
+        "generated %d utterances, %d tokens (%.1f tokens/s), %d without an end marker",
+        len(utts), n_tokens, n_tokens / max(time.monotonic() - t0, 1e-9), truncated,
+    )  # fmt: skip
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model-dir", type=Path, help="CodecLM directory (save_pretrained or Llasa-style)")
+    p.add_argument("--config", type=Path, help="codec_lm config whose sample section is used")
+    p.add_argument("--tokens-only", action="store_true", help="decode the set's own tokens (tokenizer resynthesis)")
+    p.add_argument("--tokenizer", type=Path, required=True)
+    p.add_argument("--data-dir", type=Path, required=True)
+    p.add_argument("--tokens", type=Path, required=True, help="speech tokens of the data dir (prompts)")
+    p.add_argument("--feats-config", type=Path, required=True)
+    p.add_argument("--out-dir", type=Path, required=True)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--griffin-lim-iters", type=int, default=32)
+    p.add_argument("--nj", type=int, default=1)
+    p.add_argument("--job", type=int, default=1)
+    args = p.parse_args(argv)
+    if args.tokens_only == (args.model_dir is not None) or (args.model_dir is not None and args.config is None):
+        p.error("give either --model-dir with --config, or --tokens-only")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True)
+    torch.set_num_threads(1)
+    tokenizer = load_speech_tokenizer(args.tokenizer)
+    mel_cfg = LogMelConfig.from_yaml(args.feats_config)
+    vocoder = padded_vocoder(GriffinLimVocoder(mel_cfg, n_iter=args.griffin_lim_iters), mel_cfg)
+    pool = PromptPool.load(args.data_dir, args.tokens, tokenizer.vocab_size)
+    utts = sorted(pool.utt2spk, key=lambda u: u.encode("utf-8"))
+    start, end = shard_bounds(len(utts), args.nj, args.job)
+    utts = utts[start:end]
+    if args.tokens_only:
+        tokens = {utt: torch.tensor(pool.tokens[utt]) for utt in utts}
+    else:
+        lm = CodecLM.from_pretrained(args.model_dir)
+        lm.model.eval()
+        tokens = generate_tokens(lm, pool, utts, sample_settings(args.config), args.seed)
+    scp = {}
+    for i, utt in enumerate(utts, start=1):
+        if len(tokens[utt]):
+            wav = tokenizer.decode_wav(tokens[utt], vocoder)
+        else:  # the model ended at once: silence, which scoring counts as all words missed
+            log.warning("%s: no speech tokens generated; writing silence", utt)
+            wav = vocoder(np.zeros((0, mel_cfg.n_mels), dtype=np.float32))
+        out = args.out_dir / "wav" / f"{utt}.wav"
+        save_audio(out, wav, mel_cfg.sample_rate)
+        scp[utt] = str(out.resolve())
+        if i % 50 == 0 or i == len(utts):
+            log.info("wrote %d/%d utterances", i, len(utts))
+    write_kv(args.out_dir / ("wav.scp" if args.nj == 1 else f"wav.{args.job}.scp"), scp)
+
+
+if __name__ == "__main__":
+    main()

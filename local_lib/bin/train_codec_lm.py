@@ -1,0 +1,216 @@
+"""Stage 4 (codec LM): supervised training of the base TTS on zero-shot prompted utterances.
+
+    utils/launch.sh --nproc N -- local_lib.bin.train_codec_lm --config conf/codec_lm_mini.yaml \\
+        --seed 0 --tokenizer dump/speech_tokenizer/tokenizer.pt \\
+        --train-dir data/train --train-tokens dump/train/speech_tokens \\
+        --valid-dir data/dev --valid-tokens dump/dev/speech_tokens --out-dir exp/tts_base
+
+Each example is ``[prompt text + text ; <speech> prompt tokens + target tokens <end>]`` with the
+loss on the target part only; the prompt is another utterance of the same speaker
+(``pick_prompts``, re-drawn every epoch). Config: ``pretrained`` (a Llasa-style directory that
+is loaded and fine-tuned instead of building ``model``), ``model`` (LlamaConfig sizes),
+``train`` (``SFTConfig``), ``sample`` (read by synthesis, not here). The Trainer writes
+``checkpoints/`` (a killed run resumes), ``metrics.jsonl`` (loss, dev_loss, lr, grad_norm) and
+``train.log`` under ``--out-dir``; the model goes to ``<out-dir>/model`` (CodecLM format).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import math
+import random
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from local_lib.data.speech_tokens import PromptPool
+from local_lib.data.text_tokenizer import CharTokenizer
+from local_lib.models.codec_lm import CodecLM
+from local_lib.models.config_yaml import load_yaml_mapping
+from local_lib.models.fit import length_batches
+from local_lib.models.speech_tokenizer import load_speech_tokenizer
+from local_lib.train.distributed import DistInfo, cleanup, init_distributed
+from local_lib.train.trainer import Trainer, TrainerConfig, seed_everything
+
+log = logging.getLogger("train_codec_lm")
+CONFIG_KEYS = {"pretrained", "model", "train", "sample"}
+
+
+@dataclass(frozen=True)
+class SFTConfig:
+    batch_size: int = 16  # examples per optimizer step, over all processes
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    warmup_steps: int = 100
+    min_lr_ratio: float = 0.1  # cosine decay ends at lr * min_lr_ratio
+    num_steps: int = 2000
+    grad_accum: int = 1
+    grad_clip: float = 1.0
+    save_every: int = 200
+    log_every: int = 20
+    valid_every: int = 200  # a multiple of log_every: dev loss is logged with the step
+    valid_utts: int = 200  # evenly spaced dev utterances for the dev loss
+    max_length: int | None = None  # longest example in LM tokens (default: the model's limit)
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any]) -> SFTConfig:
+        unknown = sorted(set(data) - {f.name for f in dataclasses.fields(cls)})
+        if unknown:
+            raise ValueError(f"codec_lm train: unknown key(s) {unknown}")
+        cfg = cls(**data)
+        if cfg.valid_every % cfg.log_every:
+            raise ValueError(f"codec_lm train: valid_every {cfg.valid_every} is not a multiple of log_every {cfg.log_every}")
+        return cfg
+
+
+def lr_factor(cfg: SFTConfig):
+    """Linear warm-up, then cosine decay to ``min_lr_ratio``."""
+
+    def factor(step: int) -> float:
+        if step < cfg.warmup_steps:
+            return (step + 1) / cfg.warmup_steps
+        progress = min(1.0, (step - cfg.warmup_steps) / max(1, cfg.num_steps - cfg.warmup_steps))
+        return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+    return factor
+
+
+class SFTData:
+    """Batches derived from the micro-step index alone, so a resumed run sees the same data.
+
+    Epoch ``e`` re-draws the speaker prompts with seed ``seed * 100003 + e`` and orders the
+    examples in length buckets; each process takes its stride of every global batch.
+    """
+
+    def __init__(self, lm: CodecLM, pool: PromptPool, cfg: SFTConfig, seed: int, dist: DistInfo, max_length: int):
+        self.lm, self.pool, self.cfg, self.seed, self.dist = lm, pool, cfg, seed, dist
+        self.max_length = max_length
+        self.utts = sorted(pool.utt2spk)
+        self.batches_per_epoch = math.ceil(len(self.utts) / cfg.batch_size)
+        self._epoch: tuple[int, list[list[tuple[list[int], list[int]]]]] | None = None
+
+    def examples(self, epoch: int) -> list[tuple[list[int], list[int]]]:
+        """(prompt ids, target speech tokens) of every utterance that fits ``max_length``."""
+        prompts = self.lm.zero_shot_prompt_ids(self.utts, self.pool, self.seed * 100003 + epoch)
+        pairs = [(prompts[u], self.pool.tokens[u]) for u in self.utts]
+        kept = [(p, t) for p, t in pairs if len(p) + len(t) + 1 <= self.max_length]
+        if len(kept) < len(pairs):
+            log.info("epoch %d: %d of %d examples longer than %d tokens left out", epoch, len(pairs) - len(kept), len(pairs), self.max_length)
+        if not kept:
+            raise ValueError(f"{self.pool.source}: no example fits in {self.max_length} tokens")
+        return kept
+
+    def __call__(self, micro_step: int) -> dict[str, torch.Tensor]:
+        epoch, index = divmod(micro_step, self.batches_per_epoch)
+        if self._epoch is None or self._epoch[0] != epoch:
+            pairs = self.examples(epoch)
+            rng = random.Random(self.seed * 100003 + epoch)
+            order = length_batches([len(p) + len(t) for p, t in pairs], self.cfg.batch_size, rng)
+            self._epoch = (epoch, [[pairs[i] for i in batch] for batch in order])
+        batches = self._epoch[1]
+        batch = batches[index % len(batches)][self.dist.rank :: self.dist.world_size]
+        if not batch:
+            raise ValueError(f"batch_size {self.cfg.batch_size} leaves process {self.dist.rank} without examples")
+        prompts, targets = zip(*batch, strict=True)
+        return self.lm.training_batch(prompts, targets)
+
+
+@torch.no_grad()
+def mean_token_loss(model: nn.Module, batches: Sequence[Mapping[str, torch.Tensor]]) -> float:
+    """Cross-entropy per target token over all batches (not the mean of batch means)."""
+    device = next(model.parameters()).device
+    total, count = 0.0, 0
+    for batch in batches:
+        n = int((batch["labels"][:, 1:] != -100).sum())
+        loss = model(**{k: v.to(device) for k, v in batch.items()}).loss
+        total, count = total + float(loss) * n, count + n
+    return total / max(count, 1)
+
+
+def build_lm(conf: Mapping[str, Any], pool: PromptPool, num_speech_tokens: int) -> CodecLM:
+    """Load ``pretrained`` or build the configured Llama with a character vocabulary."""
+    if conf.get("pretrained"):
+        lm = CodecLM.from_pretrained(conf["pretrained"])
+        if lm.layout.num_speech_tokens < num_speech_tokens:
+            raise ValueError(
+                f"{conf['pretrained']}: {lm.layout.num_speech_tokens} speech tokens, the tokenizer has {num_speech_tokens}"
+            )
+        return lm
+    return CodecLM.from_config(conf.get("model", {}), CharTokenizer.build(pool.texts.values()), num_speech_tokens)
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", type=Path, required=True)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--tokenizer", type=Path, required=True, help="speech tokenizer (its vocab size)")
+    p.add_argument("--train-dir", type=Path, required=True)
+    p.add_argument("--train-tokens", type=Path, required=True)
+    p.add_argument("--valid-dir", type=Path, required=True)
+    p.add_argument("--valid-tokens", type=Path, required=True)
+    p.add_argument("--out-dir", type=Path, required=True)
+    p.add_argument("--num-threads", type=int, default=1, help="torch CPU threads per process")
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.num_threads)
+    dist = init_distributed()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True)
+    conf = load_yaml_mapping(args.config, CONFIG_KEYS)
+    cfg = SFTConfig.from_mapping(conf.get("train", {}))
+    num_speech = load_speech_tokenizer(args.tokenizer).vocab_size
+    train = PromptPool.load(args.train_dir, args.train_tokens, num_speech)
+    valid = PromptPool.load(args.valid_dir, args.valid_tokens, num_speech)
+    seed_everything(args.seed)
+    lm = build_lm(conf, train, num_speech)
+    lm.model.to(dist.device)
+    max_length = cfg.max_length or lm.model.config.max_position_embeddings
+    n_params = sum(p.numel() for p in lm.model.parameters())
+    log.info("codec LM: %.2fM parameters, vocab %d, %d train utterances", n_params / 1e6, lm.layout.vocab_size, len(train.utt2spk))
+
+    valid_utts = sorted(valid.utt2spk)
+    if cfg.valid_utts < len(valid_utts):
+        valid_utts = [valid_utts[i] for i in np.linspace(0, len(valid_utts) - 1, cfg.valid_utts).round().astype(int)]
+    valid_prompts = lm.zero_shot_prompt_ids(valid_utts, valid, args.seed)
+    valid_pairs = [(valid_prompts[u], valid.tokens[u]) for u in valid_utts]
+    valid_pairs = [(pr, t) for pr, t in valid_pairs if len(pr) + len(t) + 1 <= max_length]
+    valid_batches = [
+        lm.training_batch(*zip(*valid_pairs[i : i + cfg.batch_size], strict=True))
+        for i in range(0, len(valid_pairs), cfg.batch_size)
+    ]
+    data = SFTData(lm, train, cfg, args.seed, dist, max_length)
+    dev_loss_at: dict[int, float] = {}
+
+    def loss_fn(model: nn.Module, batch: tuple[int, dict[str, torch.Tensor]]):
+        step, tensors = batch
+        extra = {}
+        if dist.is_main and ((step + 1) % cfg.valid_every == 0 or step + 1 == cfg.num_steps):
+            if step not in dev_loss_at:  # once per step, reused by its accumulation micro-steps
+                lm.model.eval()
+                dev_loss_at[step] = mean_token_loss(lm.model, valid_batches)
+                model.train()
+            extra["dev_loss"] = dev_loss_at[step]
+        out = model(**{k: v.to(dist.device) for k, v in tensors.items()})
+        return out.loss, extra
+
+    optimizer = torch.optim.AdamW(lm.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(cfg))
+    trainer_cfg = TrainerConfig(
+        out_dir=args.out_dir, num_steps=cfg.num_steps, grad_accum=cfg.grad_accum, grad_clip=cfg.grad_clip,
+        save_every=cfg.save_every, log_every=cfg.log_every,
+    )  # fmt: skip
+    trainer = Trainer(lm.model, optimizer, trainer_cfg, scheduler=scheduler, dist_info=dist)
+    trainer.fit(loss_fn, lambda micro: (micro // cfg.grad_accum, data(micro)))
+    if dist.is_main:
+        lm.save_pretrained(args.out_dir / "model")
+        log.info("wrote %s", args.out_dir / "model")
+    cleanup()
+
+
+if __name__ == "__main__":
+    main()
