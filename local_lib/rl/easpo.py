@@ -25,7 +25,6 @@ import copy
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -33,7 +32,6 @@ from torch import Tensor, nn
 
 from local_lib.models.gradtts import (
     GradTTS,
-    load_dataclass_yaml,
     log_ratio,
     prior_sample,
     reverse_step,
@@ -92,9 +90,6 @@ class EASPOConfig:
                 f"steps_per_chain={self.steps_per_chain}"
             )
 
-    @classmethod
-    def from_yaml(cls, path: str | Path) -> EASPOConfig:
-        return load_dataclass_yaml(cls, path)
 
 
 def eligible_steps(cfg: EASPOConfig) -> list[int]:
@@ -187,7 +182,10 @@ def frozen_reference(model: GradTTS) -> GradTTS:
 
 @dataclass
 class EASPOOutput:
-    """Mean loss over preference steps and items (backpropagate it) and logging scalars."""
+    """Mean loss over preference steps and items (backpropagate it) and logging scalars:
+    ``score_gap`` (scorer's win − lose), ``ratio_mean``/``ratio_std`` (log-likelihood ratios of
+    winners and losers), ``ratio_margin`` (mean ``r_w − r_l``), ``acc`` (fraction with
+    ``r_w > r_l``: the policy already prefers the winner)."""
 
     loss: Tensor
     stats: dict[str, float] = field(default_factory=dict)
@@ -217,7 +215,7 @@ def easpo_rollout(
         return policy.score(x_t, mu, mask, t, speaker, emotion)
 
     chosen = preference_steps(cfg, generator)
-    losses, margins, gaps, win_scores = [], [], [], []
+    losses, ratios, margins, gaps = [], [], [], []
     for step in range(chosen[-1] + 1):
         if step not in chosen:
             with torch.no_grad():
@@ -242,17 +240,20 @@ def easpo_rollout(
         r_lose = log_ratio(take(candidates, lose), mean_policy, mean_ref, beta_t, h, mask)
         s_win, s_lose = take(scores, win), take(scores, lose)
         losses.append(preference_loss(r_win, r_lose, cfg.beta, cfg.loss, s_win, s_lose))
+        ratios += [r_win.detach(), r_lose.detach()]
         margins.append((r_win - r_lose).detach())
         gaps.append(s_win - s_lose)
-        win_scores.append(s_win)
         x = choose_continuation(candidates, win, cfg.continuation, generator)
     loss = torch.stack(losses).mean()
+    ratio, margin = torch.cat(ratios), torch.cat(margins)
     return EASPOOutput(
         loss=loss,
         stats={
             "loss": float(loss.detach()),
-            "ratio_margin": float(torch.stack(margins).mean()),
-            "score_gap": float(torch.stack(gaps).mean()),
-            "score_win": float(torch.stack(win_scores).mean()),
+            "score_gap": float(torch.cat(gaps).mean()),
+            "ratio_mean": float(ratio.mean()),
+            "ratio_std": float(ratio.std(unbiased=False)),
+            "ratio_margin": float(margin.mean()),
+            "acc": float((margin > 0).double().mean()),
         },
     )

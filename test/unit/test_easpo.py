@@ -23,6 +23,7 @@ from local_lib.rl.easpo import (
     select_pair,
     take,
 )
+from local_lib.rl.easpo_loop import load_easpo_config
 
 CONF = Path(__file__).resolve().parents[2] / "egs" / "TEMPLATE" / "conf"
 TINY = GradTTSConfig(
@@ -66,13 +67,21 @@ def test_config_validation_and_yaml(tmp_path: Path) -> None:
         EASPOConfig(loss="dpo")
     with pytest.raises(ValueError, match="only 2 steps are eligible"):
         EASPOConfig(n_steps=4, kappa=0.5, steps_per_chain=3)
-    for name in ("easpo_mini.yaml", "easpo.yaml"):
-        cfg = EASPOConfig.from_yaml(CONF / name)
+    for name in ("easpo_mini.yaml", "easpo.yaml", "easpo_debug.yaml"):
+        cfg, _ = load_easpo_config(CONF / name)
         assert (cfg.k, cfg.kappa, cfg.t_max, cfg.continuation) == (4, 0.25, 0.75, "random")
+    for suffix in ("_mini", "_debug"):
+        k2, k2_train = load_easpo_config(CONF / f"easpo_k2{suffix}.yaml")
+        winner, winner_train = load_easpo_config(CONF / f"easpo_winner{suffix}.yaml")
+        main, main_train = load_easpo_config(CONF / f"easpo{suffix}.yaml")
+        # each ablation changes exactly one thing against the main run
+        assert k2 == dataclasses.replace(main, k=2) and k2_train == main_train
+        assert winner == dataclasses.replace(main, continuation="winner")
+        assert winner_train == main_train
     bad = tmp_path / "easpo.yaml"
-    bad.write_text("kapa: 0.3\n")
-    with pytest.raises(ValueError, match="unknown key"):
-        EASPOConfig.from_yaml(bad)
+    bad.write_text("rollout:\n  kapa: 0.3\n")
+    with pytest.raises(ValueError, match="rollout: unknown key"):
+        load_easpo_config(bad)
 
 
 def test_candidates_are_drawn_from_the_transition() -> None:
@@ -168,6 +177,9 @@ def test_rollout_trains_only_the_decoder(form: str) -> None:
     )
     # policy == reference at the start: every ratio is 0, so the SPO loss is exactly log 2
     assert out.stats["ratio_margin"] == pytest.approx(0.0, abs=1e-5)
+    assert out.stats["ratio_mean"] == pytest.approx(0.0, abs=1e-5)
+    assert out.stats["ratio_std"] == pytest.approx(0.0, abs=1e-5)
+    assert out.stats["acc"] == 0.0  # no margin is > 0 when every ratio is 0
     if form == "spo":
         assert float(out.loss.detach()) == pytest.approx(math.log(2.0), abs=1e-5)
     assert out.stats["score_gap"] >= 0.0
@@ -197,5 +209,6 @@ def test_rollout_is_reproducible_and_continuation_matters() -> None:
         for c in (cfg, cfg, dataclasses.replace(cfg, continuation="winner"))
     ]
     assert runs[0] == runs[1]
-    assert runs[0]["ratio_margin"] != 0.0
+    assert runs[0]["ratio_margin"] != 0.0 and runs[0]["ratio_std"] > 0.0
+    assert 0.0 <= runs[0]["acc"] <= 1.0
     assert runs[2] != runs[0]  # the winner continuation takes another path through the chain

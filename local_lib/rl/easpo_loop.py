@@ -1,0 +1,160 @@
+"""The EASPO training loop: a trained Grad-TTS decoder tuned by stepwise preferences of EASPM.
+
+Pieces: the training prompts (train texts with their speaker and emotion), the scorer (EASPM
+with the Grad-TTS emotion ids mapped onto its own), and ``EASPOPolicy``, the module the Trainer
+optimises. ``EASPOPolicy.forward`` runs one ``easpo_rollout`` so that DistributedDataParallel
+syncs the decoder's gradients; the frozen reference and the scorer are kept out of its
+parameters and state dict (never trained, never checkpointed) and the policy stays in eval mode
+(dropout off during RL) whatever mode the Trainer sets.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from local_lib.data.kaldi_dir import load_data_dir, read_kv
+from local_lib.models.config_yaml import load_yaml_mapping
+from local_lib.models.easpm import EASPMBundle
+from local_lib.models.easpm_training import dataclass_from_mapping
+from local_lib.models.gradtts import GradTTSBundle
+from local_lib.rl.easpo import EASPOConfig, Scorer, easpo_rollout, frozen_reference
+
+
+@dataclass(frozen=True)
+class EASPOTrainConfig:
+    """The ``train`` section of conf/easpo*.yaml (the rollout options are in ``rollout``)."""
+
+    steps: int = 100
+    batch_size: int = 4
+    lr: float = 1e-5  # decoder learning rate (paper: 1e-5)
+    grad_clip: float = 1.0
+    max_frames: int | None = None  # skip prompts whose natural audio is longer (rollout cost)
+    log_every: int = 5
+    save_every: int = 25
+
+    def __post_init__(self) -> None:
+        if min(self.steps, self.batch_size, self.log_every, self.save_every) < 1 or self.lr <= 0:
+            raise ValueError("steps, batch_size, log_every, save_every and lr must be positive")
+
+
+def load_easpo_config(path: Path) -> tuple[EASPOConfig, EASPOTrainConfig]:
+    """conf/easpo*.yaml: the ``rollout`` and ``train`` sections."""
+    conf = load_yaml_mapping(Path(path), {"rollout", "train"})
+    rollout = dataclass_from_mapping(EASPOConfig, conf.get("rollout"), f"{path}: rollout")
+    return rollout, dataclass_from_mapping(EASPOTrainConfig, conf.get("train"), f"{path}: train")
+
+
+@dataclass
+class Prompts:
+    """Training prompts as model ids: one per utterance of the train set."""
+
+    utts: list[str]
+    texts: list[str]
+    speakers: Tensor
+    emotions: Tensor
+
+
+def load_prompts(
+    data_dir: Path, feats_dir: Path, tts: GradTTSBundle, max_frames: int | None
+) -> Prompts:
+    """Text, speaker and emotion of every train utterance, as the base model's ids.
+
+    ``feats_dir/utt2num_frames`` gives each utterance's natural length; with ``max_frames`` the
+    longer ones are left out, which bounds the cost of a rollout.
+    """
+    data = load_data_dir(Path(data_dir))
+    utt2emo = data.extras.get("utt2emo")
+    if utt2emo is None:
+        raise ValueError(f"{data_dir}: EASPO needs utt2emo (the target emotion of each text)")
+    frames_file = Path(feats_dir) / "utt2num_frames"
+    frames = {u: int(n) for u, n in read_kv(frames_file).items()}
+    utts = []
+    for utt in data.utts:
+        if utt not in utt2emo:
+            raise ValueError(f"{data_dir}/utt2emo: {utt}: no emotion label")
+        if utt not in frames:
+            raise ValueError(f"{frames_file}: {utt}: no frame count (run stage 2 for this set)")
+        if max_frames is None or frames[utt] <= max_frames:
+            utts.append(utt)
+    if not utts:
+        raise ValueError(f"{data_dir}: no utterance has at most max_frames={max_frames} frames")
+    return Prompts(
+        utts=utts,
+        texts=[data.text[u] for u in utts],
+        speakers=torch.tensor([tts.speaker_id(data.utt2spk[u]) for u in utts]),
+        emotions=torch.tensor([tts.emotion_id(utt2emo[u]) for u in utts]),
+    )
+
+
+def easpm_scorer(easpm: EASPMBundle, tts_emotions: list[str]) -> Scorer:
+    """``EASPM.score`` taking the TTS model's emotion ids (the two models order labels apart)."""
+    to_easpm = torch.tensor([easpm.emotion_id(e) for e in tts_emotions])
+
+    def score(mel: Tensor, t: Tensor, mask: Tensor, emotion: Tensor) -> Tensor:
+        return easpm.model.score(mel, t, mask, to_easpm[emotion])
+
+    return score
+
+
+@dataclass
+class PromptBatch:
+    """One rollout's prompts and the seed of its random draws."""
+
+    text: Tensor
+    text_lengths: Tensor
+    speaker: Tensor
+    emotion: Tensor
+    seed: int
+
+
+class EASPOPolicy(nn.Module):
+    """The trained policy; reference and scorer ride along outside the module tree."""
+
+    def __init__(self, policy: nn.Module, scorer: Scorer, cfg: EASPOConfig) -> None:
+        super().__init__()
+        self.policy = policy
+        self.cfg = cfg
+        # A tuple hides them from nn.Module: not parameters, not in state_dict, not in DDP.
+        self._frozen = (frozen_reference(policy), scorer)
+
+    def train(self, mode: bool = True) -> EASPOPolicy:
+        super().train(mode)
+        self.policy.eval()  # dropout off during RL
+        return self
+
+    def forward(self, batch: PromptBatch) -> tuple[Tensor, dict[str, float]]:
+        reference, scorer = self._frozen
+        start = time.monotonic()
+        out = easpo_rollout(
+            self.policy,
+            reference,
+            scorer,
+            batch.text,
+            batch.text_lengths,
+            batch.speaker,
+            batch.emotion,
+            self.cfg,
+            torch.Generator().manual_seed(batch.seed),
+        )
+        return out.loss, {**out.stats, "time/step": time.monotonic() - start}
+
+
+def prompt_batch(
+    prompts: Prompts, tts: GradTTSBundle, batch_size: int, seed: int
+) -> PromptBatch:
+    """``batch_size`` prompts drawn without replacement by a generator seeded with ``seed``."""
+    gen = torch.Generator().manual_seed(seed)
+    pick = torch.randperm(len(prompts.utts), generator=gen)[:batch_size]
+    text, lengths = tts.encode_texts([prompts.texts[i] for i in pick.tolist()])
+    return PromptBatch(
+        text=text,
+        text_lengths=lengths,
+        speaker=prompts.speakers[pick],
+        emotion=prompts.emotions[pick],
+        seed=int(torch.randint(2**62, (1,), generator=gen)),
+    )
