@@ -18,7 +18,7 @@ SAMPLE_RATE = 24000  # LibriTTS's own rate; espeak-ng's 22050 Hz is resampled
 SENTENCES_PER_PARAGRAPH = 3
 # subset -> (chapters per speaker, utterances per chapter)
 SUBSET_SIZES: dict[str, tuple[int, int]] = {
-    "train-clean-100": (2, 30),
+    "train-clean-100": (2, 40),
     "dev-clean": (1, 20),
     "test-clean": (1, 20),
 }
