@@ -7,6 +7,7 @@ Writes ``<out-dir>/model.pt`` after every epoch (training resumes from it) and `
 Config keys: ``kind`` (asr | emotion | speaker), ``model`` (EvaluatorNetConfig),
 ``train`` (TrainConfig), ``features`` (LogMelConfig overrides), ``spec_augment``, ``max_utts``,
 ``crop_frames`` (classifiers: train on random crops of at most this many frames, for speed).
+``--device auto`` (the default) trains on the GPU when torch sees one.
 """
 
 import dataclasses
@@ -22,7 +23,7 @@ from local_lib.models.asr_units import AsrUnits
 from local_lib.models.config_yaml import load_yaml_mapping, setup_logging, stage3_parser
 from local_lib.models.evaluator_nets import EvaluatorNetConfig
 from local_lib.models.evaluators import build_evaluator, pad_frames
-from local_lib.models.fit import TrainConfig, fit
+from local_lib.models.fit import TrainConfig, add_device_option, fit, resolve_device
 from local_lib.models.training_data import Utterances, load_utterances
 
 log = logging.getLogger("train_evaluator")
@@ -64,7 +65,10 @@ def labels_of(kind: str, data: Utterances) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = stage3_parser(__doc__).parse_args(argv)
+    parser = stage3_parser(__doc__)
+    add_device_option(parser)
+    args = parser.parse_args(argv)
+    device = resolve_device(args.device)
     torch.set_num_threads(args.num_threads)
     setup_logging(args.out_dir / "train.log")
     conf = load_yaml_mapping(args.config, CONFIG_KEYS)
@@ -92,7 +96,7 @@ def main(argv: list[str] | None = None) -> None:
         targets = [torch.tensor(labels.index(x)) for x in labels_of(net_cfg.kind, train)]
     torch.manual_seed(train_cfg.seed)  # the initial weights, so a seed reproduces the run
     evaluator = build_evaluator(state)
-    net = evaluator.net
+    net = evaluator.net.to(device)
     gen = torch.Generator().manual_seed(train_cfg.seed)
     ctc = torch.nn.CTCLoss(blank=AsrUnits.blank_id, zero_infinity=True)
 
@@ -101,17 +105,19 @@ def main(argv: list[str] | None = None) -> None:
         mel, lens = pad_frames([random_crop(mels[i], crop, gen) for i in idx])
         if conf.get("spec_augment", True):
             mel = spec_augment(mel, gen)
+        mel, lens = mel.to(device), lens.to(device)
         if net_cfg.kind == "asr":
             log_probs, out_lens = net(mel, lens)
             ys = [targets[i] for i in idx]
             return ctc(
                 log_probs.transpose(0, 1),
-                torch.cat(ys),
+                torch.cat(ys).to(device),
                 out_lens,
-                torch.tensor([len(y) for y in ys]),
+                torch.tensor([len(y) for y in ys], device=device),
             )
         logits, _ = net(mel, lens)
-        return torch.nn.functional.cross_entropy(logits, torch.stack([targets[i] for i in idx]))
+        gold = torch.stack([targets[i] for i in idx]).to(device)
+        return torch.nn.functional.cross_entropy(logits, gold)
 
     def validate() -> dict[str, float]:
         batches = [valid.wavs[i : i + 32] for i in range(0, len(valid.wavs), 32)]
@@ -137,10 +143,11 @@ def main(argv: list[str] | None = None) -> None:
         return out
 
     log.info(
-        "training %s evaluator on %d utterances (%d parameters)",
+        "training %s evaluator on %d utterances (%d parameters) on %s",
         net_cfg.kind,
         len(mels),
         sum(p.numel() for p in net.parameters()),
+        device,
     )
     fit(
         net,

@@ -7,7 +7,8 @@ Writes ``<out-dir>/model.pt`` after every epoch (training resumes from it) and `
 load it with ``EspnetRewardASR.from_checkpoint``. Config keys: ``model`` (EspnetASRConfig),
 ``train`` (TrainConfig), ``max_utts``, and ``updates``: a budget of optimizer steps that, when
 given, replaces ``train.epochs`` by as many epochs as it takes, so one config costs about the
-same time on corpora of different size.
+same time on corpora of different size. ``--device auto`` (the default) trains on the GPU when
+torch sees one; the saved model loads on any device.
 """
 
 import dataclasses
@@ -25,19 +26,23 @@ from local_lib.models.espnet_asr import (
     build_espnet_asr,
     pad_waveforms,
 )
-from local_lib.models.fit import TrainConfig, fit
+from local_lib.models.fit import TrainConfig, add_device_option, fit, resolve_device
 from local_lib.models.training_data import load_utterances
 
 log = logging.getLogger("train_reward_asr")
 VALID_WER_UTTS = 64
 VALID_EVERY_UPDATES = 125
+CONFIG_KEYS = {"model", "train", "max_utts", "updates"}
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = stage3_parser(__doc__).parse_args(argv)
+    parser = stage3_parser(__doc__)
+    add_device_option(parser)
+    args = parser.parse_args(argv)
+    device = resolve_device(args.device)
     torch.set_num_threads(args.num_threads)
     setup_logging(args.out_dir / "train.log")
-    conf = load_yaml_mapping(args.config, {"model", "train", "max_utts", "updates"})
+    conf = load_yaml_mapping(args.config, CONFIG_KEYS)
     cfg = EspnetASRConfig.from_dict(conf.get("model", {}))
     train_cfg = TrainConfig.from_dict(conf.get("train", {}))
     if args.seed is not None:
@@ -51,7 +56,7 @@ def main(argv: list[str] | None = None) -> None:
         train_cfg = dataclasses.replace(train_cfg, epochs=epochs)
     units = AsrUnits.from_texts(train.texts)
     torch.manual_seed(train_cfg.seed)
-    asr = EspnetRewardASR(build_espnet_asr(units, cfg), units, cfg)
+    asr = EspnetRewardASR(build_espnet_asr(units, cfg).to(device), units, cfg)
     targets = [units.encode(t) for t in train.texts]
 
     def batch_loss(idx: list[int]) -> torch.Tensor:
@@ -60,14 +65,19 @@ def main(argv: list[str] | None = None) -> None:
         text = torch.full((len(ys), max(len(y) for y in ys)), -1, dtype=torch.long)
         for b, y in enumerate(ys):
             text[b, : len(y)] = torch.tensor(y, dtype=torch.long)
-        loss, _, _ = asr.model(speech, lens, text, torch.tensor([len(y) for y in ys]))
+        text_lens = torch.tensor([len(y) for y in ys])
+        loss, _, _ = asr.model(
+            speech.to(device), lens.to(device), text.to(device), text_lens.to(device)
+        )
         return loss
 
     # Small corpora run many short epochs under an update budget: validate about every
     # VALID_EVERY_UPDATES updates (and after the last epoch) so validation stays a small cost.
     valid_every = max(1, round(VALID_EVERY_UPDATES / n_batches))
     ckpt = args.out_dir / "model.pt"
-    resumed = torch.load(ckpt, weights_only=False)["train_state"]["epoch"] if ckpt.is_file() else 0
+    resumed = 0
+    if ckpt.is_file():
+        resumed = torch.load(ckpt, map_location="cpu", weights_only=False)["train_state"]["epoch"]
     epoch = [resumed]
 
     def validate() -> dict[str, float]:
@@ -86,14 +96,17 @@ def main(argv: list[str] | None = None) -> None:
         errs = [word_errors(r, h) for r, h in zip(valid.texts[:n_wer], hyps)]
         return {
             "valid_nll": float(nll.mean()),
+            # Spread across utterances: GRPO's NLL reward needs it to rank a group's rollouts.
+            "valid_nll_std": float(nll.std()) if len(nll) > 1 else 0.0,
             "valid_wer": sum(e.errors for e in errs) / max(1, sum(e.ref_len for e in errs)),
         }
 
     log.info(
-        "training reward ASR on %d utterances for %d epochs (%d parameters)",
+        "training reward ASR on %d utterances for %d epochs (%d parameters) on %s",
         len(train.wavs),
         train_cfg.epochs,
         sum(p.numel() for p in asr.model.parameters()),
+        device,
     )
     fit(
         asr.model,

@@ -97,7 +97,7 @@ class RewardASR(ABC):
             )
         memory, memory_lens = self.encode(wavs)
         logits, attn = self.decoder_forward(memory, memory_lens, batch, lens)
-        return ids, logits, attn, targets, memory_lens
+        return ids, logits, attn, targets.to(logits.device), memory_lens
 
     def nll(
         self, wavs: Sequence[np.ndarray], texts: Sequence[str], reduction: str = "mean"
@@ -149,10 +149,10 @@ class RewardASR(ABC):
         memory, memory_lens = self.encode(wavs)
         limit = int(memory_lens.max()) if max_len is None else max_len
         prefix = self.prefix_ids()
-        tokens = torch.tensor([prefix] * len(wavs), dtype=torch.long)
-        done = torch.zeros(len(wavs), dtype=torch.bool)
+        tokens = torch.tensor([prefix] * len(wavs), dtype=torch.long, device=memory.device)
+        done = torch.zeros(len(wavs), dtype=torch.bool, device=memory.device)
         for _ in range(limit):
-            lens = torch.full((len(wavs),), tokens.shape[1])
+            lens = torch.full((len(wavs),), tokens.shape[1], device=memory.device)
             logits, _ = self.decoder_forward(memory, memory_lens, tokens, lens)
             nxt = logits[:, -1].argmax(dim=-1)
             nxt = torch.where(done, torch.full_like(nxt, self.eos_id), nxt)

@@ -18,6 +18,7 @@ from espnet2.asr.decoder.transformer_decoder import TransformerDecoder
 from espnet2.asr.encoder.transformer_encoder import TransformerEncoder
 from espnet2.asr.espnet_model import ESPnetASRModel
 from espnet2.asr.frontend.default import DefaultFrontend
+from espnet2.asr.specaug.specaug import SpecAug
 from espnet2.layers.utterance_mvn import UtteranceMVN
 
 from local_lib.models.asr_reward import RewardASR
@@ -41,6 +42,9 @@ class EspnetASRConfig:
     ctc_weight: float = 0.3
     lsm_weight: float = 0.1
     decode_ctc_weight: float = 0.3
+    # SpecAugment in training only (ESPnet applies it in train mode): two frequency masks of
+    # up to n_mels/5 bins and two time masks of up to 0.4 s, no time warp.
+    specaug: bool = False
 
     @classmethod
     def from_dict(cls, values: dict) -> "EspnetASRConfig":
@@ -84,7 +88,7 @@ def build_espnet_asr(vocab: AsrUnits, cfg: EspnetASRConfig) -> ESPnetASRModel:
         frontend=DefaultFrontend(
             fs=cfg.sample_rate, n_fft=cfg.n_fft, hop_length=cfg.hop_length, n_mels=cfg.n_mels
         ),
-        specaug=None,
+        specaug=spec_augment(cfg) if cfg.specaug else None,
         normalize=UtteranceMVN(),
         preencoder=None,
         encoder=encoder,
@@ -96,6 +100,17 @@ def build_espnet_asr(vocab: AsrUnits, cfg: EspnetASRConfig) -> ESPnetASRModel:
         lsm_weight=cfg.lsm_weight,
         report_cer=False,
         report_wer=False,
+    )
+
+
+def spec_augment(cfg: EspnetASRConfig) -> SpecAug:
+    """ESPnet's SpecAug sized to the config's mel bins and hop."""
+    return SpecAug(
+        apply_time_warp=False,
+        freq_mask_width_range=(0, max(1, cfg.n_mels // 5)),
+        num_freq_mask=2,
+        time_mask_width_range=(0, max(1, round(0.4 * cfg.sample_rate / cfg.hop_length))),
+        num_time_mask=2,
     )
 
 
@@ -114,7 +129,8 @@ class CtcPrefixScorer:
     a small-data attention decoder alone drifts into its training sentences and misses eos."""
 
     def __init__(self, logp: torch.Tensor, lens: torch.Tensor, blank: int, eos: int):
-        frames = torch.arange(logp.shape[1])[None, :, None]
+        device = logp.device
+        frames = torch.arange(logp.shape[1], device=device)[None, :, None]
         padding = torch.full_like(logp, float("-inf"))
         padding[..., blank] = 0.0
         # Past its length an utterance only emits blank, so every path ends at the last frame.
@@ -122,8 +138,8 @@ class CtcPrefixScorer:
         self.blank, self.eos = blank, eos
         self.r_blank = self.logp[..., blank].cumsum(dim=1)
         self.r_label = torch.full_like(self.r_blank, float("-inf"))
-        self.last = torch.full((logp.shape[0],), -1, dtype=torch.long)
-        self.score = torch.zeros(logp.shape[0])
+        self.last = torch.full((logp.shape[0],), -1, dtype=torch.long, device=device)
+        self.score = torch.zeros(logp.shape[0], device=device)
         self._pending: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def extension_scores(self) -> torch.Tensor:
@@ -132,7 +148,7 @@ class CtcPrefixScorer:
         logp, ninf = self.logp, float("-inf")
         _, n_frames, vocab = logp.shape
         total = torch.logaddexp(self.r_blank, self.r_label)
-        repeat = torch.arange(vocab)[None, None, :] == self.last[:, None, None]
+        repeat = torch.arange(vocab, device=logp.device)[None, None, :] == self.last[:, None, None]
         phi = torch.where(repeat, self.r_blank[..., None], total[..., None])  # [B, T, V]
         first = logp[:, 0] if bool((self.last < 0).all()) else torch.full_like(logp[:, 0], ninf)
         label, blank = [first], [torch.full_like(first, ninf)]
@@ -181,11 +197,16 @@ class EspnetRewardASR(RewardASR):
             "model": self.model.state_dict(),
         }
 
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
     def encode(self, wavs):
         speech, lens = pad_waveforms(wavs)
-        return self.model.encode(speech, lens)
+        return self.model.encode(speech.to(self.device), lens.to(self.device))
 
     def decoder_forward(self, memory, memory_lens, tokens, token_lens):
+        tokens, token_lens = tokens.to(memory.device), token_lens.to(memory.device)
         logits, _ = self.model.decoder(memory, memory_lens, tokens, token_lens)
         attn = [layer.src_attn.attn for layer in self.model.decoder.decoders]
         return logits, attn
@@ -203,10 +224,10 @@ class EspnetRewardASR(RewardASR):
             ctc = CtcPrefixScorer(logp, memory_lens, self.vocab.blank_id, eos)
         # Per-utterance limit, so a batch decodes exactly as its utterances one by one.
         limit = memory_lens if max_len is None else torch.full_like(memory_lens, max_len)
-        tokens = torch.full((len(wavs), 1), eos, dtype=torch.long)
+        tokens = torch.full((len(wavs), 1), eos, dtype=torch.long, device=memory.device)
         done = limit <= 0
         for step in range(int(limit.max())):
-            lens = torch.full((len(wavs),), tokens.shape[1])
+            lens = torch.full((len(wavs),), tokens.shape[1], device=memory.device)
             logits, _ = self.decoder_forward(memory, memory_lens, tokens, lens)
             scores = torch.log_softmax(logits[:, -1].float(), dim=-1)
             ctc_scores = None

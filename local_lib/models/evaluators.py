@@ -44,13 +44,22 @@ def ctc_greedy(log_probs: torch.Tensor, lens: torch.Tensor, blank: int) -> list[
     return out
 
 
+def net_inputs(
+    net: torch.nn.Module, wavs: Sequence[np.ndarray], cfg: LogMelConfig
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``mel_batch`` on the device of ``net``'s weights (features are computed on the CPU)."""
+    device = next(net.parameters()).device
+    mel, lens = mel_batch(wavs, cfg)
+    return mel.to(device), lens.to(device)
+
+
 class CtcEvaluatorASR:
     def __init__(self, net: CtcASRNet, units: AsrUnits, mel_cfg: LogMelConfig):
         self.net, self.units, self.mel_cfg = net.eval(), units, mel_cfg
 
     @torch.no_grad()
     def transcribe(self, wavs: Sequence[np.ndarray]) -> list[str]:
-        log_probs, lens = self.net(*mel_batch(wavs, self.mel_cfg))
+        log_probs, lens = self.net(*net_inputs(self.net, wavs, self.mel_cfg))
         return [self.units.decode(ids) for ids in ctc_greedy(log_probs, lens, self.units.blank_id)]
 
 
@@ -62,11 +71,11 @@ class ClassifierEvaluator:
 
     @torch.no_grad()
     def embed(self, wavs: Sequence[np.ndarray]) -> np.ndarray:
-        return self.net.embedding(*mel_batch(wavs, self.mel_cfg)).numpy()
+        return self.net.embedding(*net_inputs(self.net, wavs, self.mel_cfg)).cpu().numpy()
 
     @torch.no_grad()
     def classify(self, wavs: Sequence[np.ndarray]) -> list[str]:
-        logits, _ = self.net(*mel_batch(wavs, self.mel_cfg))
+        logits, _ = self.net(*net_inputs(self.net, wavs, self.mel_cfg))
         return [self.labels[i] for i in logits.argmax(dim=-1).tolist()]
 
 

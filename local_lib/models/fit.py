@@ -5,9 +5,11 @@ checkpoint after every epoch written atomically (weights + optimizer + scheduler
 resume from that checkpoint when the output already exists.
 """
 
+import argparse
 import logging
 import math
 import random
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -35,6 +37,22 @@ class TrainConfig:
         if unknown:
             raise ValueError(f"unknown training keys: {unknown}")
         return cls(**values)
+
+
+def add_device_option(parser: argparse.ArgumentParser) -> None:
+    """``--device``: ``auto`` trains on the GPU when torch sees one (full-size configs on a GPU
+    node), else on the CPU."""
+    parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+
+
+def resolve_device(name: str) -> torch.device:
+    """The device ``--device`` names; ``auto`` is ``cuda`` when available, else ``cpu``."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {name}: torch sees no CUDA device here")
+    return device
 
 
 def length_batches(lengths: Sequence[int], batch_size: int, rng: random.Random) -> list[list[int]]:
@@ -100,7 +118,8 @@ def fit(
             sched.step()
             total, count = total + loss.item() * len(batch), count + len(batch)
         model.eval()
-        metrics = {"epoch": epoch + 1, "train_loss": total / count}
+        # Process CPU time, not wall time: on a shared machine it is what a config costs.
+        metrics = {"epoch": epoch + 1, "train_loss": total / count, "cpu_s": time.process_time()}
         if validate is not None:
             with torch.no_grad():
                 metrics.update(validate())
