@@ -14,6 +14,7 @@ from local_lib.models.gradtts.alignment import (
     mel_log_likelihood,
     path_from_durations,
 )
+from local_lib.models.gradtts.recipe_config import load_recipe_config
 
 CONF = Path(__file__).resolve().parents[2] / "egs" / "TEMPLATE" / "conf"
 TINY = GradTTSConfig(
@@ -144,9 +145,9 @@ def test_bad_inputs_raise() -> None:
         model.encode(b["text"] + 20, b["text_lengths"])
 
 
-@pytest.mark.parametrize("name", ["gradtts_mini.yaml", "gradtts.yaml"])
+@pytest.mark.parametrize("name", ["gradtts_debug.yaml", "gradtts_mini.yaml", "gradtts.yaml"])
 def test_recipe_configs_load(name: str) -> None:
-    cfg = GradTTSConfig.from_yaml(CONF / name)
+    cfg = load_recipe_config(CONF / name).model
     assert cfg.n_mels == 80 and cfg.beta_min == 0.05 and cfg.beta_max == 20.0
 
 

@@ -17,19 +17,24 @@ def load_dataclass_yaml(cls: type[T], path: str | Path) -> T:
     path = Path(path)
     with open(path, encoding="utf-8") as fd:
         data: Any = yaml.safe_load(fd) or {}
+    return dataclass_from_mapping(cls, data, str(path))
+
+
+def dataclass_from_mapping(cls: type[T], data: Any, where: str) -> T:
+    """Build ``cls`` from a mapping (lists become tuples); ``where`` names it in every error."""
     if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected a mapping of settings, got {type(data).__name__}")
+        raise ValueError(f"{where}: expected a mapping of settings, got {type(data).__name__}")
     known = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     unknown = sorted(set(data) - known)
     if unknown:
         raise ValueError(
-            f"{path}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
+            f"{where}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
         )
     data = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
     try:
         return cls(**data)
     except (TypeError, ValueError) as err:
-        raise ValueError(f"{path}: {err}") from err
+        raise ValueError(f"{where}: {err}") from err
 
 
 @dataclass(frozen=True)
