@@ -1,4 +1,7 @@
 #!/usr/bin/env bash
 # EASPO (METHODS.md §5): stepwise emotional preference optimisation of Grad-TTS on ESD.
+# Stage 3 trains the EASPM preference model beside the evaluators; stage 5 trains EASPO and the
+# two ablations of issue 6: k = 2 candidates, and continuation from the winner.
 set -euo pipefail
-./tts_rl.sh --method easpo --evaluators "eval_asr eval_emotion eval_speaker" "$@"
+./tts_rl.sh --method easpo --reward_models easpm --method_variants "k2 winner" \
+  --evaluators "eval_asr eval_emotion eval_speaker" "$@"
