@@ -1,4 +1,157 @@
 # Stages of the codec_lm model family, sourced by tts_rl.sh (which has parsed the options and
 # defined log, run_stage and score_system). It sets family_stages, the stages it builds beyond
 # the common ones, and defines family_stage<N> for its part of stage N.
-family_stages=""
+#
+#   2  speech tokenizer on the training features, speech tokens of every set (JOB array)
+#        -> dump/speech_tokenizer/tokenizer.pt, dump/<set>/speech_tokens
+#   4  base codec LM (supervised, zero-shot prompted)      -> exp/tts_base/model/
+#   5  GRPO (method grpo; each of ${method_systems})        -> exp/tts_<system>/model/
+#   6  synthesis of each natural test set by base and every trained system, and resynthesis of
+#      the natural audio through the tokenizer (JOB arrays)
+#        -> exp/tts_<system>/synth/<set>/, exp/tokenizer_resynth/<set>/
+#   7  scoring: tokenizer resynthesis paired with natural, each method system paired with base
+#   8  report -> exp/report/REPORT.md
+family_stages="2 4 6 7 8"
+if [ "${method}" = grpo ]; then family_stages+=" 5"; fi
+
+speech_tokenizer=dump/speech_tokenizer/tokenizer.pt
+
+# CPU threads per training process: the cores shared out among the DDP processes.
+train_threads=$(( $(getconf _NPROCESSORS_ONLN) / nproc ))
+[ "${train_threads}" -ge 1 ] || train_threads=1
+
+# merge_shards <file>: join <file>.1 .. <file>.${nj} of a JOB array into <file>, C-sorted.
+merge_shards() {
+  local file=$1 j
+  [ "${nj}" -gt 1 ] || return 0
+  for j in $(seq "${nj}"); do cat "${file}.${j}"; done | sort > "${file}"
+  for j in $(seq "${nj}"); do rm "${file}.${j}"; done
+}
+
+family_stage2() {
+  if [ -f dump/speech_tokenizer/.done ]; then
+    log "stage 2: dump/speech_tokenizer/.done exists, skipping"
+  else
+    log "stage 2: speech tokenizer (conf/speech_tokenizer${config_suffix}.yaml)"
+    rm -f dump/*/.speech_tokens.done  # tokens of an older tokenizer are stale
+    ${train_cmd} dump/speech_tokenizer/log/train.log python -m local_lib.bin.train_speech_tokenizer \
+      --config "conf/speech_tokenizer${config_suffix}.yaml" --feats-config "${feats_config}" \
+      --feats-scp "dump/${train_set}/feats.scp" --out "${speech_tokenizer}" --seed "${seed}"
+    touch dump/speech_tokenizer/.done
+  fi
+  local dset
+  for dset in ${all_sets}; do
+    if [ -f "dump/${dset}/.speech_tokens.done" ]; then
+      log "stage 2: dump/${dset}/.speech_tokens.done exists, skipping"
+      continue
+    fi
+    ${train_cmd} JOB=1:"${nj}" "dump/${dset}/log/speech_tokens.JOB.log" \
+      python -m local_lib.bin.dump_speech_tokens --tokenizer "${speech_tokenizer}" \
+      --feats-scp "dump/${dset}/feats.scp" --out "dump/${dset}/speech_tokens" --nj "${nj}" --job JOB
+    merge_shards "dump/${dset}/speech_tokens"
+    touch "dump/${dset}/.speech_tokens.done"
+  done
+}
+
+# train_system <out dir> <module> <args...>: one (DDP) training job, skipped when done.
+train_system() {
+  local out=$1 module=$2
+  shift 2
+  if [ -f "${out}/.done" ]; then
+    log "stage ${current_stage}: ${out}/.done exists, skipping"
+    return 0
+  fi
+  log "stage ${current_stage}: ${module} -> ${out} (${nproc} process(es), ${train_threads} thread(s) each; log ${out}/log/train.log)"
+  ${cuda_cmd} --gpu "${ngpu}" "${out}/log/train.log" utils/launch.sh --nproc "${nproc}" -- \
+    "local_lib.bin.${module}" --seed "${seed}" --num-threads "${train_threads}" --out-dir "${out}" "$@"
+  touch "${out}/.done"
+}
+
+family_stage4() {
+  current_stage=4
+  train_system exp/tts_base train_codec_lm --config "conf/codec_lm${config_suffix}.yaml" \
+    --tokenizer "${speech_tokenizer}" \
+    --train-dir "data/${train_set}" --train-tokens "dump/${train_set}/speech_tokens" \
+    --valid-dir "data/${dev_set}" --valid-tokens "dump/${dev_set}/speech_tokens"
+}
+
+family_stage5() {
+  current_stage=5
+  local sys
+  for sys in ${method_systems}; do
+    train_system "exp/tts_${sys}" train_grpo --config "conf/${sys}${config_suffix}.yaml" \
+      --base-dir exp/tts_base/model --tokenizer "${speech_tokenizer}" \
+      --reward-asr exp/reward_asr/model.pt --train-dir "data/${train_set}" \
+      --tokens "dump/${train_set}/speech_tokens"
+  done
+}
+
+# synth_set <out dir> <synth_codec_lm args...>: one test set ${dset} as a JOB array.
+synth_set() {
+  local out=$1
+  shift
+  if [ -f "${out}/.done" ]; then
+    log "stage 6: ${out}/.done exists, skipping"
+    return 0
+  fi
+  log "stage 6: ${out}"
+  ${train_cmd} JOB=1:"${nj}" "${out}/log/synth.JOB.log" python -m local_lib.bin.synth_codec_lm "$@" \
+    --tokenizer "${speech_tokenizer}" --data-dir "data/${dset}" --tokens "dump/${dset}/speech_tokens" \
+    --feats-config "${feats_config}" --out-dir "${out}" --seed "${seed}" --nj "${nj}" --job JOB
+  merge_shards "${out}/wav.scp"
+  touch "${out}/.done"
+}
+
+# The trained TTS systems: base, then each method system whose model exists.
+tts_systems() {
+  local sys
+  for sys in base ${method_systems}; do
+    if [ -d "exp/tts_${sys}/model" ]; then echo "${sys}"; else log "no exp/tts_${sys}/model: ${sys} is left out" >&2; fi
+  done
+}
+
+family_stage6() {
+  local sys
+  for dset in ${natural_sets}; do
+    synth_set "exp/tokenizer_resynth/${dset}" --tokens-only
+    for sys in $(tts_systems); do
+      synth_set "exp/tts_${sys}/synth/${dset}" --model-dir "exp/tts_${sys}/model" --config "conf/codec_lm${config_suffix}.yaml"
+    done
+  done
+}
+
+family_stage7() {
+  local sys synth
+  for dset in ${natural_sets}; do
+    score_system --wav-scp "exp/tokenizer_resynth/${dset}/wav.scp" "exp/tokenizer_resynth/${dset}" \
+      "resynthesis through the speech tokenizer (tokens -> mel decoder -> Griffin-Lim)" \
+      "exp/natural/${dset}" natural
+    for sys in $(tts_systems); do
+      synth="exp/tts_${sys}/synth/${dset}"
+      if [ "${sys}" = base ]; then
+        score_system --wav-scp "${synth}/wav.scp" "${synth}" "base codec LM"
+      else
+        score_system --wav-scp "${synth}/wav.scp" "${synth}" "${sys}" exp/tts_base/synth/"${dset}" base
+      fi
+    done
+  done
+}
+
+family_stage8() {
+  local sets=(${natural_sets}) sys
+  local dset=${sets[0]:-}
+  if [ -z "${dset}" ]; then
+    log "stage 8: no test set with natural audio to report on"
+    return 0
+  fi
+  local opts=(--system "natural=exp/natural/${dset}" "resynth=exp/resynth/${dset}"
+    "tokenizer_resynth=exp/tokenizer_resynth/${dset}")
+  for sys in $(tts_systems); do opts+=("${sys}=exp/tts_${sys}/synth/${dset}"); done
+  for sys in ${method_systems}; do
+    if [ -f "exp/tts_${sys}/metrics.jsonl" ]; then opts+=(--curves "${sys}=exp/tts_${sys}/metrics.jsonl"); fi
+  done
+  ${train_cmd} exp/report/log/report.log python -m local_lib.bin.report --out-dir exp/report \
+    --title "${method}${tag:+ (${tag})}: ${dset}" "${opts[@]}" --baseline base \
+    --curve-keys "reward/mean reward/asr_wer reward/asr_nll kl entropy" --scatter wer --seed "${seed}"
+  log "stage 8: exp/report/REPORT.md"
+}
