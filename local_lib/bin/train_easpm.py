@@ -21,6 +21,7 @@ from local_lib.models.config_yaml import stage3_parser
 from local_lib.models.easpm import EASPM, EASPMBundle, clep_loss, save_easpm
 from local_lib.models.easpm_training import (
     NoisyBatch,
+    attach_prior_means,
     load_easpm_config,
     load_emotion_mels,
     noisy_group_batch,
@@ -56,6 +57,8 @@ def main(argv: list[str] | None = None) -> None:
             f"{feats_of(args.train_dir)}: features have {train.mels[0].shape[1]} bins, "
             f"{args.config} says n_mels {model_cfg.n_mels}"
         )
+    for data in (train, valid):
+        attach_prior_means(data, cfg.mu_source, cfg.mu_window, cfg.neutral_emotion)
     log.info("EASPM on %d utterances in %d groups, emotions %s; valid %d utterances",
              len(train.utts), len(train.groups), train.labels, len(valid.utts))  # fmt: skip
 
@@ -77,7 +80,7 @@ def main(argv: list[str] | None = None) -> None:
         # Randomness from the step index alone, so a resumed run draws the same batches.
         gen = torch.Generator().manual_seed(seed * 1_000_003 + micro_step)
         groups = torch.randperm(len(train.groups), generator=gen)[:n_groups].tolist()
-        return noisy_group_batch(train, groups, cfg.crop_frames, cfg.mu_window, schedule, gen)
+        return noisy_group_batch(train, groups, cfg.crop_frames, schedule, gen)
 
     def loss_fn(net: torch.nn.Module, batch: NoisyBatch) -> tuple[torch.Tensor, dict[str, float]]:
         logits = net(batch.x_t, batch.t, batch.mask)
@@ -87,8 +90,7 @@ def main(argv: list[str] | None = None) -> None:
     trainer.fit(loss_fn, next_batch)
     if not trainer.dist.is_main:
         return
-    acc = preference_accuracy_vs_t(model, valid, schedule, cfg.mu_window, cfg.eval_bins,
-                                   cfg.eval_pairs, seed=seed)  # fmt: skip
+    acc = preference_accuracy_vs_t(model, valid, schedule, cfg.eval_bins, cfg.eval_pairs, seed=seed)
     write_accuracy_tsv(acc, args.out_dir / "preference_accuracy_vs_t.tsv")
     plot_accuracy(acc, args.out_dir / "preference_accuracy_vs_t.png",
                   f"EASPM on {args.valid_dir.name}: correct vs wrong emotion")  # fmt: skip

@@ -11,8 +11,8 @@
   differences; ``contrastive_loss`` is the symmetric CLEP loss over a batch.
 * Prior mean for training **[ours]**: EASPM trains in stage 3, before any Grad-TTS exists, so the
   encoder's μ is not available. ``smoothed_prior_mean`` stands in for it: a centred moving average
-  of the mel over ``mu_window`` frames, which is what Grad-TTS's μ approximates (the mean of the
-  frames aligned to each character, a few frames long). A trained scorer travels as one file
+  of a mel over ``mu_window`` frames, which is what Grad-TTS's μ approximates (the mean of the
+  frames aligned to each character, a few frames long); ``easpm_training`` says whose mel. A trained scorer travels as one file
   (``save_easpm``/``load_easpm``) with its emotion labels, since ids mean nothing without them.
 """
 

@@ -5,6 +5,15 @@ every sentence in each of the five emotions). A group shares one diffusion time 
 noise ``ε`` (the SPO pair recipe, extended from pairs to groups), so within a group the only
 difference the scorer can use is the emotional rendering, not the noise or the words.
 
+Prior mean μ **[ours]**: EASPM trains before any Grad-TTS exists, so the encoder's μ stands in
+as a smoothed mel (``smoothed_prior_mean``). ``mu_source: neutral`` (default) takes it from the
+group's *neutral* rendering, linearly stretched to each member's length: μ then carries the words
+and the voice but no emotion, as the noise grows the emotion is visible only through the
+``e^{−Γ/2}X₀`` part, and the scorer has to read it there, which is the part EASPO's candidates
+differ in. ``mu_source: self`` smooths each utterance's own mel; its μ carries the emotion, so
+even pure noise around it is easy to rank (preference accuracy stays ~1 at every t on mini_esd)
+and the scorer learns little that separates EASPO's candidates.
+
 Preference accuracy (the question EASPO asks of the scorer): for two utterances of the same
 group in emotions A ≠ B, noised to the same ``t`` with the same ``ε``, does the scorer rank the
 A-utterance above the B-utterance for prompt A? Measured per ``t`` on a grid of bin centres.
@@ -23,6 +32,7 @@ from typing import Any, TypeVar
 import kaldiio
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from local_lib.atomic_io import atomic_path, write_text_atomic
@@ -57,6 +67,9 @@ def dataclass_from_mapping(cls: type[T], values: Mapping[str, Any] | None, where
         raise ValueError(f"{where}: {err}") from err
 
 
+MU_SOURCES = ("neutral", "self")
+
+
 @dataclass(frozen=True)
 class EASPMTrainConfig:
     """The ``train`` section of conf/easpm*.yaml."""
@@ -69,6 +82,8 @@ class EASPMTrainConfig:
     warmup_steps: int = 100
     grad_clip: float = 1.0
     mu_window: int = 9
+    mu_source: str = "neutral"
+    neutral_emotion: str = "Neutral"
     log_every: int = 50
     save_every: int = 250
     max_utts: int | None = None
@@ -83,6 +98,8 @@ class EASPMTrainConfig:
             raise ValueError(f"{bad or 'lr/warmup_steps'} must be positive")
         if self.mu_window < 1 or self.mu_window % 2 == 0:
             raise ValueError(f"mu_window must be a positive odd number, got {self.mu_window}")
+        if self.mu_source not in MU_SOURCES:
+            raise ValueError(f"mu_source must be one of {MU_SOURCES}, got {self.mu_source!r}")
 
 
 def load_easpm_config(path: Path) -> tuple[EASPMConfig, EASPMTrainConfig]:
@@ -94,13 +111,50 @@ def load_easpm_config(path: Path) -> tuple[EASPMConfig, EASPMTrainConfig]:
 
 @dataclass
 class EmotionMels:
-    """Log-mels ``[frames, n_mels]`` with emotion ids and the groups of the same sentence."""
+    """Log-mels ``[frames, n_mels]`` with emotion ids, the groups of the same sentence and the
+    prior mean μ standing in for Grad-TTS's (``attach_prior_means``; empty until then)."""
 
     utts: list[str]
     mels: list[Tensor]
     emotions: list[int]
     labels: list[str]
     groups: list[list[int]]
+    mus: list[Tensor] = dataclasses.field(default_factory=list)
+
+
+def stretch_frames(x: Tensor, frames: int) -> Tensor:
+    """``[n, n_mels]`` -> ``[frames, n_mels]`` by linear interpolation along time."""
+    if x.shape[0] == frames:
+        return x
+    out = F.interpolate(x.T[None], size=frames, mode="linear", align_corners=True)
+    return out[0].T
+
+
+def attach_prior_means(data: EmotionMels, source: str, window: int, neutral: str) -> None:
+    """Fill ``data.mus``; with ``source="neutral"`` a group without a ``neutral`` member is an
+    error naming one of its utterances."""
+    def smooth(mel: Tensor) -> Tensor:
+        mask = torch.ones(1, mel.shape[0], dtype=torch.bool)
+        return smoothed_prior_mean(mel[None], mask, window)[0]
+
+    if source == "self":
+        data.mus = [smooth(m) for m in data.mels]
+        return
+    if neutral not in data.labels:
+        raise ValueError(f"mu_source neutral: no {neutral!r} among the emotions {data.labels}")
+    neutral_id = data.labels.index(neutral)
+    mus: list[Tensor | None] = [None] * len(data.mels)
+    for group in data.groups:
+        found = [i for i in group if data.emotions[i] == neutral_id]
+        if not found:
+            raise ValueError(
+                f"mu_source neutral: {data.utts[group[0]]} has no {neutral} rendering of its "
+                "sentence by its speaker (use mu_source: self for such a corpus)"
+            )
+        base = smooth(data.mels[found[0]])
+        for i in group:
+            mus[i] = stretch_frames(base, data.mels[i].shape[0])
+    data.mus = [m for m in mus if m is not None]
 
 
 def _group_indices(keys: list[tuple[str, str]]) -> list[list[int]]:
@@ -182,22 +236,21 @@ def noisy_group_batch(
     data: EmotionMels,
     group_ids: list[int],
     crop_frames: int,
-    mu_window: int,
     schedule: NoiseSchedule,
     generator: torch.Generator,
 ) -> NoisyBatch:
-    """Every member of the chosen groups, cropped to at most ``crop_frames`` at a random start,
-    noised with one ``t ~ U(0, 1)`` and one ``ε`` per group."""
+    """Every member of the chosen groups, cropped to at most ``crop_frames`` at a random start
+    (its μ with it), noised with one ``t ~ U(0, 1)`` and one ``ε`` per group."""
     items = [i for g in group_ids for i in data.groups[g]]
     group_of = torch.tensor([n for n, g in enumerate(group_ids) for _ in data.groups[g]])
-    crops = []
+    crops, mu_crops = [], []
     for i in items:
-        mel = data.mels[i]
-        room = max(1, mel.shape[0] - crop_frames + 1)
+        room = max(1, data.mels[i].shape[0] - crop_frames + 1)
         start = int(torch.randint(0, room, (1,), generator=generator))
-        crops.append(mel[start : start + crop_frames])
+        crops.append(data.mels[i][start : start + crop_frames])
+        mu_crops.append(data.mus[i][start : start + crop_frames])
     x0, mask = pad_mels(crops)
-    mu = smoothed_prior_mean(x0, mask, mu_window)
+    mu, _ = pad_mels(mu_crops)
     t = torch.rand(len(group_ids), generator=generator)[group_of]
     eps = torch.randn((len(group_ids), *x0.shape[1:]), generator=generator)[group_of]
     x_t, _ = schedule.sample_marginal(x0, mu, t, mask, noise=eps)
@@ -226,7 +279,6 @@ def preference_accuracy_vs_t(
     model: EASPM,
     data: EmotionMels,
     schedule: NoiseSchedule,
-    mu_window: int,
     n_bins: int,
     max_pairs: int,
     seed: int = 0,
@@ -242,10 +294,12 @@ def preference_accuracy_vs_t(
     wins, loses, times = [], [], []
     for start in range(0, len(pairs), batch_size):
         chunk = pairs[start : start + batch_size]
-        x0, mask = pad_mels([data.mels[i] for pair in chunk for i in pair])
-        x0, mask = x0.view(len(chunk), 2, *x0.shape[1:]), mask.view(len(chunk), 2, -1)
-        x0, mask = x0.transpose(0, 1), mask.transpose(0, 1)  # [2, B, ...]: correct, wrong
-        mu = smoothed_prior_mean(x0.flatten(0, 1), mask.flatten(0, 1), mu_window).view_as(x0)
+        members = [i for pair in chunk for i in pair]
+        x0, mask = pad_mels([data.mels[i] for i in members])
+        mu, _ = pad_mels([data.mus[i] for i in members])
+        # [2, B, ...]: the correct member first, then the wrong one
+        x0, mu = (x.view(len(chunk), 2, *x.shape[1:]).transpose(0, 1) for x in (x0, mu))
+        mask = mask.view(len(chunk), 2, -1).transpose(0, 1)
         target = torch.tensor([data.emotions[a] for a, _ in chunk])
         for t in centres.tolist():
             t_batch = torch.full((len(chunk),), t)

@@ -13,6 +13,7 @@ import torch
 from local_lib.bin import train_easpm
 from local_lib.models.easpm import load_easpm, smoothed_prior_mean
 from local_lib.models.easpm_training import (
+    attach_prior_means,
     load_emotion_mels,
     noisy_group_batch,
     preference_pairs,
@@ -96,15 +97,42 @@ def test_load_groups_and_errors(tmp_path: Path) -> None:
 def test_group_members_share_time_and_noise(tmp_path: Path) -> None:
     data_dir = write_fake_corpus(tmp_path, "train", n_sentences=3, seed=1)
     data = load_emotion_mels(data_dir, tmp_path / "dump/train/feats.scp")
+    attach_prior_means(data, "neutral", 3, "Neutral")
     schedule = NoiseSchedule()
-    batch = noisy_group_batch(data, [0, 4], 16, 3, schedule, torch.Generator().manual_seed(0))
+    batch = noisy_group_batch(data, [0, 4], 16, schedule, torch.Generator().manual_seed(0))
     assert batch.x_t.shape == (6, 16, N_MELS) and batch.mask.all()
     assert batch.t[:3].unique().numel() == 1 and batch.t[3:].unique().numel() == 1
     assert batch.t[0] != batch.t[3]
     # the three emotions of one sentence: same t, same noise, different clean mel
     gen = torch.Generator().manual_seed(0)
-    again = noisy_group_batch(data, [0, 4], 16, 3, schedule, gen)
+    again = noisy_group_batch(data, [0, 4], 16, schedule, gen)
     assert torch.equal(again.x_t, batch.x_t)
+
+
+def test_prior_means_from_the_neutral_rendering(tmp_path: Path) -> None:
+    data_dir = write_fake_corpus(tmp_path, "train", n_sentences=2, seed=2)
+    data = load_emotion_mels(data_dir, tmp_path / "dump/train/feats.scp")
+    attach_prior_means(data, "neutral", 3, "Neutral")
+    neutral = EMOTIONS.index("Neutral")
+    for group in data.groups:
+        (n,) = [i for i in group if data.emotions[i] == neutral]
+        smooth = smoothed_prior_mean(data.mels[n][None], torch.ones(1, len(data.mels[n]), dtype=torch.bool), 3)[0]
+        for i in group:
+            # every member gets the neutral rendering's smoothed mel, stretched to its length
+            assert data.mus[i].shape == data.mels[i].shape
+            assert torch.allclose(data.mus[i][0], smooth[0]) and torch.allclose(data.mus[i][-1], smooth[-1])
+        assert torch.equal(data.mus[n], smooth)
+    # the neutral μ lies on the neutral bins (2, 3), not on the item's own emotion bins
+    sad = [i for i in range(len(data.utts)) if data.emotions[i] == EMOTIONS.index("Sad")][0]
+    assert data.mus[sad][:, 2:4].mean() > 1.5 and data.mus[sad][:, 4:6].mean() < 0.5
+    attach_prior_means(data, "self", 1, "Neutral")
+    assert all(torch.equal(m, x) for m, x in zip(data.mus, data.mels))
+    with pytest.raises(ValueError, match="no 'Calm' among the emotions"):
+        attach_prior_means(data, "neutral", 3, "Calm")
+    lonely = load_emotion_mels(data_dir, tmp_path / "dump/train/feats.scp")
+    lonely.groups = [[i] for i in range(len(lonely.utts)) if lonely.emotions[i] != neutral]
+    with pytest.raises(ValueError, match="has no Neutral rendering"):
+        attach_prior_means(lonely, "neutral", 3, "Neutral")
 
 
 def test_train_easpm_cli_end_to_end_and_resume(tmp_path: Path) -> None:
