@@ -102,8 +102,9 @@ def main(argv: list[str] | None = None) -> None:
         except ValueError as err:
             raise ValueError(f"{args.data_dir}: {utt}: {err}") from err
         out = args.out_dir / "wav" / f"{utt}.wav"
-        save_audio(out, vocoder(mel.numpy(), length=mel.shape[0] * feats.hop_length),
-                   feats.sample_rate)  # fmt: skip
+        # F centred STFT frames come from (F - 1) * hop samples.
+        length = (mel.shape[0] - 1) * feats.hop_length
+        save_audio(out, vocoder(mel.numpy(), length=length), feats.sample_rate)
         scp[utt] = str(out.resolve())
         done = i - start + 1
         if done % 25 == 0 or i == end - 1:

@@ -67,9 +67,11 @@ def test_duration_path_expands_tokens() -> None:
     assert expand_by_path(values, path)[0, :, 0].tolist() == [1, 1, 2, 3, 3, 3, 0]
 
 
-def test_losses_finite_and_decrease() -> None:
+@pytest.mark.parametrize("dec_kind", ["unet", "conv1d"])
+def test_losses_finite_and_decrease(dec_kind: str) -> None:
     torch.manual_seed(0)
-    model = GradTTS(TINY, vocab_size=12, n_speakers=2, n_emotions=3)
+    cfg = dataclasses.replace(TINY, dec_kind=dec_kind, dec_blocks=2, dec_dim=16)
+    model = GradTTS(cfg, vocab_size=12, n_speakers=2, n_emotions=3)
     batch = toy_batch()
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
     history = []
@@ -170,3 +172,22 @@ def test_aligned_prior_recovers_known_durations() -> None:
     mu_y, found = model.aligned_prior(enc, mel, torch.tensor([10]))
     assert found.tolist() == durations.tolist()
     assert torch.equal(mu_y[:, :10], mel[:, :10])
+
+
+def test_conv1d_score_ignores_padding_and_uses_conditioning() -> None:
+    """Valid frames must not see what lies past an item's length; emotion changes the score."""
+    torch.manual_seed(0)
+    cfg = dataclasses.replace(TINY, dec_kind="conv1d", dec_blocks=3, dec_dim=16)
+    model = GradTTS(cfg, vocab_size=12, n_speakers=2, n_emotions=3)
+    for p in model.decoder.parameters():  # zero-initialised parts would hide a dependence
+        torch.nn.init.normal_(p, 0.0, 0.3)
+    x, mu = torch.randn(2, 12, 16), torch.randn(2, 12, 16)
+    mask = torch.arange(12)[None, :] < torch.tensor([12, 7])[:, None]
+    t, spk, emo = torch.tensor([0.3, 0.6]), torch.tensor([0, 1]), torch.tensor([2, 0])
+    score = model.score(x, mu, mask, t, spk, emo)
+    assert score.shape == x.shape and not score[1, 7:].any()
+    x2, mu2 = x.clone(), mu.clone()
+    x2[1, 7:], mu2[1, 7:] = 50.0, -50.0
+    assert torch.allclose(model.score(x2, mu2, mask, t, spk, emo)[1, :7], score[1, :7], atol=1e-5)
+    other = model.score(x, mu, mask, t, spk, torch.tensor([1, 0]))
+    assert not torch.allclose(other[0], score[0])

@@ -37,6 +37,9 @@ def dataclass_from_mapping(cls: type[T], data: Any, where: str) -> T:
         raise ValueError(f"{where}: {err}") from err
 
 
+DECODER_KINDS = ("unet", "conv1d")
+
+
 @dataclass(frozen=True)
 class GradTTSConfig:
     """Architecture and diffusion settings; vocabulary, speaker, emotion counts come from data."""
@@ -55,7 +58,9 @@ class GradTTSConfig:
     # duration predictor
     dp_filter_channels: int = 256
     dp_kernel_size: int = 3
-    # U-Net score model
+    # score model: "unet" (Grad-TTS's 2-D U-Net) or "conv1d" (mel bins as channels, CPU-cheap)
+    dec_kind: str = "unet"
+    dec_blocks: int = 6  # conv1d only
     dec_dim: int = 64
     dec_dim_mults: tuple[int, ...] = (1, 2, 4)
     dec_groups: int = 8
@@ -70,9 +75,13 @@ class GradTTSConfig:
             raise ValueError(
                 f"enc_channels {self.enc_channels} not divisible by enc_heads {self.enc_heads}"
             )
+        if self.dec_kind not in DECODER_KINDS:
+            raise ValueError(f"dec_kind must be one of {DECODER_KINDS}, got {self.dec_kind!r}")
+        if self.dec_blocks < 1:
+            raise ValueError(f"dec_blocks must be >= 1, got {self.dec_blocks}")
         if not self.dec_dim_mults or min(self.dec_dim_mults) <= 0:
             raise ValueError(f"dec_dim_mults must be positive, got {self.dec_dim_mults}")
-        factor = 2 ** (len(self.dec_dim_mults) - 1)
+        factor = 2 ** (len(self.dec_dim_mults) - 1) if self.dec_kind == "unet" else 1
         if self.n_mels % factor:
             raise ValueError(
                 f"n_mels {self.n_mels} must be divisible by {factor} for "

@@ -19,6 +19,7 @@ from local_lib.models.gradtts.alignment import (
     path_from_durations,
 )
 from local_lib.models.gradtts.config import GradTTSConfig
+from local_lib.models.gradtts.convnet import ScoreConvNet
 from local_lib.models.gradtts.layers import sequence_mask
 from local_lib.models.gradtts.sampler import prior_sample, reverse_diffusion
 from local_lib.models.gradtts.sde import NoiseSchedule
@@ -61,7 +62,8 @@ class GradTTS(nn.Module):
         self.cfg = cfg
         self.vocab_size, self.n_speakers, self.n_emotions = vocab_size, n_speakers, n_emotions
         self.encoder = TextEncoder(cfg, vocab_size, n_speakers, n_emotions)
-        self.decoder = ScoreUNet(cfg, n_speakers, n_emotions)
+        decoder = ScoreUNet if cfg.dec_kind == "unet" else ScoreConvNet
+        self.decoder: nn.Module = decoder(cfg, n_speakers, n_emotions)
         self.schedule = NoiseSchedule(cfg.beta_min, cfg.beta_max)
 
     def _ids(
