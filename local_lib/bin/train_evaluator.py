@@ -6,7 +6,9 @@
 Writes ``<out-dir>/model.pt`` after every epoch (training resumes from it) and ``train.log``.
 Config keys: ``kind`` (asr | emotion | speaker), ``model`` (EvaluatorNetConfig),
 ``train`` (TrainConfig), ``features`` (LogMelConfig overrides), ``spec_augment``, ``max_utts``,
-``crop_frames`` (classifiers: train on random crops of at most this many frames, for speed).
+``crop_frames`` (classifiers: train on random crops of at most this many frames, for speed),
+``lexicon`` (ASR: true stores the training transcripts' words, and transcription snaps each
+output word to the nearest of them; see ``evaluators.snap_to_lexicon``).
 ``--device auto`` (the default) trains on the GPU when torch sees one.
 """
 
@@ -18,6 +20,7 @@ import torch
 
 from local_lib.data.features import LogMelConfig, log_mel_torch
 from local_lib.eval.error_rate import char_errors, word_errors
+from local_lib.eval.text_norm import normalize_text
 from local_lib.eval.verification import verification_trials
 from local_lib.models.asr_units import AsrUnits
 from local_lib.models.config_yaml import load_yaml_mapping, setup_logging, stage3_parser
@@ -27,7 +30,9 @@ from local_lib.models.fit import TrainConfig, add_device_option, fit, resolve_de
 from local_lib.models.training_data import Utterances, load_utterances
 
 log = logging.getLogger("train_evaluator")
-CONFIG_KEYS = {"kind", "model", "train", "features", "spec_augment", "max_utts", "crop_frames"}
+CONFIG_KEYS = {
+    "kind", "model", "train", "features", "spec_augment", "max_utts", "crop_frames", "lexicon"
+}
 
 
 def spec_augment(mel: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -89,6 +94,8 @@ def main(argv: list[str] | None = None) -> None:
     if net_cfg.kind == "asr":
         units = AsrUnits.from_texts(train.texts)
         state["tokens"] = units.tokens
+        if conf.get("lexicon", False):
+            state["lexicon"] = sorted({w for t in train.texts for w in normalize_text(t).split()})
         targets = [torch.tensor(units.encode(t), dtype=torch.long) for t in train.texts]
     else:
         labels = sorted(set(labels_of(net_cfg.kind, train)))

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from rapidfuzz import process
+from rapidfuzz.distance import Levenshtein
 
 from local_lib.data.features import LogMelConfig, log_mel_torch
 from local_lib.models.asr_units import AsrUnits
@@ -53,14 +55,46 @@ def net_inputs(
     return mel.to(device), lens.to(device)
 
 
+def snap_to_lexicon(text: str, lexicon: Sequence[str]) -> str:
+    """Closed-vocabulary output: each word not in ``lexicon`` becomes the lexicon word at the
+    smallest character edit distance (the first in lexicon order on a tie) when that distance
+    is at most a third of the word's length (at least 1); a word further from every lexicon
+    word stays as it is, so it still counts as an error."""
+    known = set(lexicon)
+    out = []
+    for word in text.split():
+        if word not in known:
+            limit = max(1, len(word) // 3)
+            best = process.extractOne(
+                word, lexicon, scorer=Levenshtein.distance, score_cutoff=limit
+            )
+            word = best[0] if best is not None else word
+        out.append(word)
+    return " ".join(out)
+
+
 class CtcEvaluatorASR:
-    def __init__(self, net: CtcASRNet, units: AsrUnits, mel_cfg: LogMelConfig):
+    """Greedy CTC transcription; with a ``lexicon`` (the training transcripts' words) the output
+    is closed-vocabulary, as a Kaldi decoder's is (``snap_to_lexicon``)."""
+
+    def __init__(
+        self,
+        net: CtcASRNet,
+        units: AsrUnits,
+        mel_cfg: LogMelConfig,
+        lexicon: Sequence[str] | None = None,
+    ):
         self.net, self.units, self.mel_cfg = net.eval(), units, mel_cfg
+        self.lexicon = sorted(lexicon) if lexicon else None
 
     @torch.no_grad()
     def transcribe(self, wavs: Sequence[np.ndarray]) -> list[str]:
         log_probs, lens = self.net(*net_inputs(self.net, wavs, self.mel_cfg))
-        return [self.units.decode(ids) for ids in ctc_greedy(log_probs, lens, self.units.blank_id)]
+        ids = ctc_greedy(log_probs, lens, self.units.blank_id)
+        texts = [self.units.decode(row) for row in ids]
+        if self.lexicon is None:
+            return texts
+        return [snap_to_lexicon(t, self.lexicon) for t in texts]
 
 
 class ClassifierEvaluator:
@@ -81,13 +115,13 @@ class ClassifierEvaluator:
 
 def build_evaluator(state: dict) -> CtcEvaluatorASR | ClassifierEvaluator:
     """An evaluator from a checkpoint dict (``kind``, ``net_config``, ``mel_config``, ``model``
-    and ``tokens`` or ``labels``), its network weights loaded when present."""
+    and ``tokens`` (+ optional ``lexicon``) or ``labels``), its weights loaded when present."""
     cfg = EvaluatorNetConfig.from_dict(state["net_config"])
     mel_cfg = LogMelConfig(**state["mel_config"])
     if cfg.kind == "asr":
         units = AsrUnits(state["tokens"])
         net = CtcASRNet(cfg, units.size)
-        wrapper = CtcEvaluatorASR(net, units, mel_cfg)
+        wrapper = CtcEvaluatorASR(net, units, mel_cfg, state.get("lexicon"))
     else:
         net = UtteranceClassifierNet(cfg, len(state["labels"]))
         wrapper = ClassifierEvaluator(net, state["labels"], mel_cfg)

@@ -18,6 +18,7 @@ from local_lib.models.evaluators import (
     CtcEvaluatorASR,
     ctc_greedy,
     load_evaluator,
+    snap_to_lexicon,
 )
 
 CONF = Path(__file__).resolve().parents[2] / "egs" / "TEMPLATE" / "conf"
@@ -92,10 +93,21 @@ def test_ctc_greedy_merges_repeats_and_drops_blanks():
     assert ctc_greedy(log_probs, torch.tensor([3]), blank=0) == [[3]]
 
 
+def test_snap_to_lexicon_fixes_near_misses_only():
+    lexicon = ["bat", "fence", "hat", "new", "the", "was"]
+    # fense/nw: one edit from a known word; fens: two edits, more than a third of 4 letters;
+    # xyzzy: far from everything; cat: one edit from bat and hat, the first in lexicon order.
+    assert snap_to_lexicon("the fense was nw", lexicon) == "the fence was new"
+    assert snap_to_lexicon("the fens was xyzzy", lexicon) == "the fens was xyzzy"
+    assert snap_to_lexicon("cat", lexicon) == "bat"
+    assert snap_to_lexicon("", lexicon) == ""
+
+
 def test_trained_evaluators_load_and_answer(trained, data_dir):
     wavs = [np.zeros(8000, np.float32) + 0.01, np.full(12000, 0.02, np.float32)]
     asr = load_evaluator(trained["asr"])
     assert isinstance(asr, CtcEvaluatorASR)
+    assert asr.lexicon == ["a", "big", "cat", "dog", "hat", "red", "sun", "the"]
     assert all(isinstance(h, str) for h in asr.transcribe(wavs))
     emo = load_evaluator(trained["emotion"])
     assert isinstance(emo, ClassifierEvaluator) and emo.labels == ["Angry", "Sad"]
