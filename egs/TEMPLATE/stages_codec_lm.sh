@@ -20,12 +20,13 @@ speech_tokenizer=dump/speech_tokenizer/tokenizer.pt
 train_threads=$(( $(getconf _NPROCESSORS_ONLN) / nproc ))
 [ "${train_threads}" -ge 1 ] || train_threads=1
 
-# merge_shards <file>: join <file>.1 .. <file>.${nj} of a JOB array into <file>, C-sorted.
+# merge_shards <shard name with JOB> <file>: join the shards 1..${nj} of a JOB array into
+# <file>, C-sorted (with one job the tools write <file> themselves).
 merge_shards() {
-  local file=$1 j
+  local pattern=$1 file=$2 j
   [ "${nj}" -gt 1 ] || return 0
-  for j in $(seq "${nj}"); do cat "${file}.${j}"; done | sort > "${file}"
-  for j in $(seq "${nj}"); do rm "${file}.${j}"; done
+  for j in $(seq "${nj}"); do cat "${pattern//JOB/${j}}"; done | sort > "${file}"
+  for j in $(seq "${nj}"); do rm "${pattern//JOB/${j}}"; done
 }
 
 family_stage2() {
@@ -48,7 +49,7 @@ family_stage2() {
     ${train_cmd} JOB=1:"${nj}" "dump/${dset}/log/speech_tokens.JOB.log" \
       python -m local_lib.bin.dump_speech_tokens --tokenizer "${speech_tokenizer}" \
       --feats-scp "dump/${dset}/feats.scp" --out "dump/${dset}/speech_tokens" --nj "${nj}" --job JOB
-    merge_shards "dump/${dset}/speech_tokens"
+    merge_shards "dump/${dset}/speech_tokens.JOB" "dump/${dset}/speech_tokens"
     touch "dump/${dset}/.speech_tokens.done"
   done
 }
@@ -98,7 +99,7 @@ synth_set() {
   ${train_cmd} JOB=1:"${nj}" "${out}/log/synth.JOB.log" python -m local_lib.bin.synth_codec_lm "$@" \
     --tokenizer "${speech_tokenizer}" --data-dir "data/${dset}" --tokens "dump/${dset}/speech_tokens" \
     --feats-config "${feats_config}" --out-dir "${out}" --seed "${seed}" --nj "${nj}" --job JOB
-  merge_shards "${out}/wav.scp"
+  merge_shards "${out}/wav.JOB.scp" "${out}/wav.scp"
   touch "${out}/.done"
 }
 

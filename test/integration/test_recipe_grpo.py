@@ -1,0 +1,132 @@
+"""The GRPO recipe (egs/libritts/grpo) end to end, stages 1-8, with the debug configs.
+
+One run of ./run.sh --nj 2 --config_suffix _debug (CI budget: 5 minutes on two idle cores);
+the tests then check what each stage left behind, that a re-run skips finished work, and that
+stage 4 resumes from its last checkpoint after an interruption.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from recipe_sandbox import make_sandbox, run_recipe
+
+from local_lib.data.kaldi_dir import read_kv
+from local_lib.data.speech_tokens import read_speech_tokens
+from local_lib.models.codec_lm import CodecLM
+from local_lib.models.speech_tokenizer import load_speech_tokenizer
+
+pytestmark = pytest.mark.slow
+SETS = ("train", "dev", "test")
+
+
+def read_scores(path: Path) -> list[dict[str, str]]:
+    with path.open() as f:
+        return list(csv.DictReader(f, delimiter="\t"))
+
+
+def utts_of(recipe_dir: Path, dset: str) -> list[str]:
+    return list(read_kv(recipe_dir / f"data/{dset}/wav.scp"))
+
+
+@pytest.fixture(scope="module")
+def recipe(tmp_path_factory) -> tuple[Path, str]:
+    recipe_dir = make_sandbox(tmp_path_factory.mktemp("grpo"), "libritts/grpo")
+    result = run_recipe(recipe_dir, "--nj", "2", "--config_suffix", "_debug")
+    print(f"libritts/grpo stages 1-8 (debug configs) took {result.seconds:.1f} s")
+    assert result.returncode == 0, result.output
+    return recipe_dir, result.output
+
+
+def test_every_stage_runs(recipe):
+    _, output = recipe
+    assert "not built yet" not in output
+    assert "finished grpo: stages 1 2 3 4 5 6 7 8" in output
+
+
+def test_stage_2_tokenizes_every_set(recipe):
+    recipe_dir, _ = recipe
+    vocab = load_speech_tokenizer(recipe_dir / "dump/speech_tokenizer/tokenizer.pt").vocab_size
+    for dset in SETS:
+        tokens = read_speech_tokens(recipe_dir / f"dump/{dset}/speech_tokens", vocab_size=vocab)
+        assert list(tokens) == utts_of(recipe_dir, dset), dset  # shards merged in C order
+        assert not list((recipe_dir / f"dump/{dset}").glob("speech_tokens.*")), dset
+
+
+def test_stage_3_trains_the_reward_model_and_each_evaluator(recipe):
+    recipe_dir, _ = recipe
+    for name in ("reward_asr", "eval_asr", "eval_speaker"):
+        assert (recipe_dir / f"exp/{name}/model.pt").stat().st_size > 0, name
+        assert "# Ended (code 0)" in (recipe_dir / f"exp/{name}/log/train.log").read_text()
+
+
+def test_stages_4_and_5_train_base_and_grpo(recipe):
+    recipe_dir, _ = recipe
+    base = CodecLM.from_pretrained(recipe_dir / "exp/tts_base/model")
+    grpo = CodecLM.from_pretrained(recipe_dir / "exp/tts_grpo/model")
+    assert grpo.layout.vocab_size == base.layout.vocab_size
+    changed = [not torch.equal(p, q) for p, q in zip(base.model.parameters(), grpo.model.parameters(), strict=True)]
+    assert any(changed), "GRPO left the base model unchanged"
+    base_log = [json.loads(line) for line in (recipe_dir / "exp/tts_base/metrics.jsonl").open()]
+    assert "dev_loss" in base_log[-1] and base_log[-1]["loss"] > 0
+    grpo_log = [json.loads(line) for line in (recipe_dir / "exp/tts_grpo/metrics.jsonl").open()]
+    assert {"loss", "reward/mean", "reward/asr_wer", "reward/asr_nll"} <= set(grpo_log[-1])
+
+
+def test_stage_6_synthesises_with_every_system(recipe):
+    recipe_dir, _ = recipe
+    utts = utts_of(recipe_dir, "test")
+    for out in ("exp/tokenizer_resynth/test", "exp/tts_base/synth/test", "exp/tts_grpo/synth/test"):
+        scp = read_kv(recipe_dir / out / "wav.scp")
+        assert list(scp) == utts, out  # merged from the two jobs of --nj 2
+        assert all(Path(p).is_file() for p in scp.values()), out
+
+
+def test_stage_7_scores_against_natural_and_base(recipe):
+    recipe_dir, _ = recipe
+    utts = utts_of(recipe_dir, "test")
+    for out, compare in (("exp/tokenizer_resynth/test", "natural"), ("exp/tts_grpo/synth/test", "base")):
+        assert [row["utt"] for row in read_scores(recipe_dir / out / "scores.tsv")] == utts
+        results = (recipe_dir / out / "RESULTS.md").read_text()
+        assert "| WER (%) |" in results and f"Paired difference: this system − {compare}" in results
+    assert [row["utt"] for row in read_scores(recipe_dir / "exp/tts_base/synth/test/scores.tsv")] == utts
+
+
+def test_stage_8_reports_every_system(recipe):
+    recipe_dir, _ = recipe
+    report = (recipe_dir / "exp/report/REPORT.md").read_text()
+    for name in ("natural", "resynth", "tokenizer_resynth", "base", "grpo"):
+        assert name in report, name
+    assert (recipe_dir / "exp/report/curves.png").is_file()
+    assert (recipe_dir / "exp/report/scatter_wer.png").is_file()
+
+
+def test_rerun_skips_finished_work(recipe):
+    recipe_dir, _ = recipe
+    result = run_recipe(recipe_dir, "--stage", "2", "--stop-stage", "6", "--nj", "2", "--config_suffix", "_debug")
+    assert result.returncode == 0, result.output
+    for done in ("dump/speech_tokenizer/.done", "dump/test/.speech_tokens.done", "exp/tts_base/.done",
+                 "exp/tts_grpo/.done", "exp/tts_grpo/synth/test/.done", "exp/reward_asr/.done"):  # fmt: skip
+        assert f"{done} exists, skipping" in result.output, done
+
+
+def test_interrupted_stage_4_resumes_from_its_checkpoint(recipe):
+    recipe_dir, _ = recipe
+    out = recipe_dir / "exp/tts_base"
+    final = CodecLM.from_pretrained(out / "model").model.state_dict()
+    checkpoints = sorted((out / "checkpoints").glob("checkpoint_*.pt"))
+    assert len(checkpoints) == 2
+    # As if killed after the first kept checkpoint: the last one, the model and the marker are gone.
+    checkpoints[-1].unlink()
+    shutil.rmtree(out / "model")
+    (out / ".done").unlink()
+    result = run_recipe(recipe_dir, "--stage", "4", "--stop-stage", "4", "--config_suffix", "_debug")
+    assert result.returncode == 0, result.output
+    assert f"resumed from exp/tts_base/checkpoints/{checkpoints[0].name}" in (out / "log/train.log").read_text()
+    again = CodecLM.from_pretrained(out / "model").model.state_dict()
+    assert all(torch.equal(final[k], again[k]) for k in final)
