@@ -16,10 +16,6 @@ if [ "${method}" = grpo ]; then family_stages+=" 5"; fi
 
 speech_tokenizer=dump/speech_tokenizer/tokenizer.pt
 
-# CPU threads per training process: the cores shared out among the DDP processes.
-train_threads=$(( $(getconf _NPROCESSORS_ONLN) / nproc ))
-[ "${train_threads}" -ge 1 ] || train_threads=1
-
 # merge_shards <shard name with JOB> <file>: join the shards 1..${nj} of a JOB array into
 # <file>, C-sorted (with one job the tools write <file> themselves).
 merge_shards() {
@@ -54,7 +50,9 @@ family_stage2() {
   done
 }
 
-# train_system <out dir> <module> <args...>: one (DDP) training job, skipped when done.
+# train_system <out dir> <module> <args...>: one (DDP) training job, skipped when done. Each
+# process computes single-threaded (intra-op threads on a shared CPU cost far more than they
+# gain); --nproc N puts N cores to work through DDP instead.
 train_system() {
   local out=$1 module=$2
   shift 2
@@ -62,9 +60,9 @@ train_system() {
     log "stage ${current_stage}: ${out}/.done exists, skipping"
     return 0
   fi
-  log "stage ${current_stage}: ${module} -> ${out} (${nproc} process(es), ${train_threads} thread(s) each; log ${out}/log/train.log)"
+  log "stage ${current_stage}: ${module} -> ${out} (${nproc} process(es); log ${out}/log/train.log)"
   ${cuda_cmd} --gpu "${ngpu}" "${out}/log/train.log" utils/launch.sh --nproc "${nproc}" -- \
-    "local_lib.bin.${module}" --seed "${seed}" --num-threads "${train_threads}" --out-dir "${out}" "$@"
+    "local_lib.bin.${module}" --seed "${seed}" --num-threads 1 --out-dir "${out}" "$@"
   touch "${out}/.done"
 }
 
