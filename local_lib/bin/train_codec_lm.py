@@ -82,6 +82,33 @@ def lr_factor(cfg: SFTConfig):
     return factor
 
 
+Example = tuple[list[int], list[int]]  # (prompt ids, target speech tokens)
+
+
+def prompted_examples(lm: CodecLM, pool: PromptPool, utts: Sequence[str], seed: int, max_length: int) -> list[Example]:
+    """Each utterance with its speaker prompt, leaving out those longer than ``max_length``."""
+    prompts = lm.zero_shot_prompt_ids(utts, pool, seed)
+    pairs = [(prompts[u], pool.tokens[u]) for u in utts]
+    kept = [(p, t) for p, t in pairs if len(p) + len(t) + 1 <= max_length]
+    if len(kept) < len(pairs):
+        log.info("%s: %d of %d examples longer than %d tokens left out", pool.source, len(pairs) - len(kept), len(pairs), max_length)
+    if not kept:
+        raise ValueError(f"{pool.source}: no example fits in {max_length} tokens")
+    return kept
+
+
+def dev_batches(lm: CodecLM, pool: PromptPool, cfg: SFTConfig, seed: int, max_length: int) -> list[dict[str, torch.Tensor]]:
+    """Fixed batches of ``valid_utts`` evenly spaced dev utterances, prompts drawn once."""
+    utts = sorted(pool.utt2spk)
+    if cfg.valid_utts < len(utts):
+        utts = [utts[i] for i in np.linspace(0, len(utts) - 1, cfg.valid_utts).round().astype(int)]
+    pairs = prompted_examples(lm, pool, utts, seed, max_length)
+    return [
+        lm.training_batch(*zip(*pairs[i : i + cfg.batch_size], strict=True))
+        for i in range(0, len(pairs), cfg.batch_size)
+    ]
+
+
 class SFTData:
     """Batches derived from the micro-step index alone, so a resumed run sees the same data.
 
@@ -94,23 +121,12 @@ class SFTData:
         self.max_length = max_length
         self.utts = sorted(pool.utt2spk)
         self.batches_per_epoch = math.ceil(len(self.utts) / cfg.batch_size)
-        self._epoch: tuple[int, list[list[tuple[list[int], list[int]]]]] | None = None
-
-    def examples(self, epoch: int) -> list[tuple[list[int], list[int]]]:
-        """(prompt ids, target speech tokens) of every utterance that fits ``max_length``."""
-        prompts = self.lm.zero_shot_prompt_ids(self.utts, self.pool, self.seed * 100003 + epoch)
-        pairs = [(prompts[u], self.pool.tokens[u]) for u in self.utts]
-        kept = [(p, t) for p, t in pairs if len(p) + len(t) + 1 <= self.max_length]
-        if len(kept) < len(pairs):
-            log.info("epoch %d: %d of %d examples longer than %d tokens left out", epoch, len(pairs) - len(kept), len(pairs), self.max_length)
-        if not kept:
-            raise ValueError(f"{self.pool.source}: no example fits in {self.max_length} tokens")
-        return kept
+        self._epoch: tuple[int, list[list[Example]]] | None = None
 
     def __call__(self, micro_step: int) -> dict[str, torch.Tensor]:
         epoch, index = divmod(micro_step, self.batches_per_epoch)
         if self._epoch is None or self._epoch[0] != epoch:
-            pairs = self.examples(epoch)
+            pairs = prompted_examples(self.lm, self.pool, self.utts, self.seed * 100003 + epoch, self.max_length)
             rng = random.Random(self.seed * 100003 + epoch)
             order = length_batches([len(p) + len(t) for p, t in pairs], self.cfg.batch_size, rng)
             self._epoch = (epoch, [[pairs[i] for i in batch] for batch in order])
@@ -172,17 +188,7 @@ def main(argv: list[str] | None = None) -> None:
     max_length = cfg.max_length or lm.model.config.max_position_embeddings
     n_params = sum(p.numel() for p in lm.model.parameters())
     log.info("codec LM: %.2fM parameters, vocab %d, %d train utterances", n_params / 1e6, lm.layout.vocab_size, len(train.utt2spk))
-
-    valid_utts = sorted(valid.utt2spk)
-    if cfg.valid_utts < len(valid_utts):
-        valid_utts = [valid_utts[i] for i in np.linspace(0, len(valid_utts) - 1, cfg.valid_utts).round().astype(int)]
-    valid_prompts = lm.zero_shot_prompt_ids(valid_utts, valid, args.seed)
-    valid_pairs = [(valid_prompts[u], valid.tokens[u]) for u in valid_utts]
-    valid_pairs = [(pr, t) for pr, t in valid_pairs if len(pr) + len(t) + 1 <= max_length]
-    valid_batches = [
-        lm.training_batch(*zip(*valid_pairs[i : i + cfg.batch_size], strict=True))
-        for i in range(0, len(valid_pairs), cfg.batch_size)
-    ]
+    valid_batches = dev_batches(lm, valid, cfg, args.seed, max_length)
     data = SFTData(lm, train, cfg, args.seed, dist, max_length)
     dev_loss_at: dict[int, float] = {}
 
