@@ -24,10 +24,9 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
 
 import kaldiio
 import numpy as np
@@ -46,25 +45,11 @@ from local_lib.models.easpm import (
     preference_accuracy_by_t,
     smoothed_prior_mean,
 )
+from local_lib.models.gradtts.config import dataclass_from_mapping
 from local_lib.models.gradtts.layers import sequence_mask
 from local_lib.models.gradtts.sde import NoiseSchedule
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
-
-
-def dataclass_from_mapping(cls: type[T], values: Mapping[str, Any] | None, where: str) -> T:
-    """Build a config section; an unknown key names the file and section instead of a TypeError."""
-    values = dict(values or {})
-    known = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise ValueError(f"{where}: unknown key(s) {unknown}; known: {sorted(known)}")
-    values = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
-    try:
-        return cls(**values)
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"{where}: {err}") from err
 
 
 MU_SOURCES = ("neutral", "self")
@@ -105,8 +90,9 @@ class EASPMTrainConfig:
 def load_easpm_config(path: Path) -> tuple[EASPMConfig, EASPMTrainConfig]:
     """conf/easpm*.yaml: the ``model`` and ``train`` sections."""
     conf = load_yaml_mapping(Path(path), {"model", "train"})
-    model_cfg = dataclass_from_mapping(EASPMConfig, conf.get("model"), f"{path}: model")
-    return model_cfg, dataclass_from_mapping(EASPMTrainConfig, conf.get("train"), f"{path}: train")
+    model_cfg = dataclass_from_mapping(EASPMConfig, conf.get("model", {}), f"{path}: model")
+    train_cfg = dataclass_from_mapping(EASPMTrainConfig, conf.get("train", {}), f"{path}: train")
+    return model_cfg, train_cfg
 
 
 @dataclass

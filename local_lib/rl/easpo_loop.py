@@ -20,8 +20,8 @@ from torch import Tensor, nn
 from local_lib.data.kaldi_dir import load_data_dir, read_kv
 from local_lib.models.config_yaml import load_yaml_mapping
 from local_lib.models.easpm import EASPMBundle
-from local_lib.models.easpm_training import dataclass_from_mapping
 from local_lib.models.gradtts import GradTTSBundle
+from local_lib.models.gradtts.config import dataclass_from_mapping
 from local_lib.rl.easpo import EASPOConfig, Scorer, easpo_rollout, frozen_reference
 
 
@@ -45,8 +45,9 @@ class EASPOTrainConfig:
 def load_easpo_config(path: Path) -> tuple[EASPOConfig, EASPOTrainConfig]:
     """conf/easpo*.yaml: the ``rollout`` and ``train`` sections."""
     conf = load_yaml_mapping(Path(path), {"rollout", "train"})
-    rollout = dataclass_from_mapping(EASPOConfig, conf.get("rollout"), f"{path}: rollout")
-    return rollout, dataclass_from_mapping(EASPOTrainConfig, conf.get("train"), f"{path}: train")
+    rollout = dataclass_from_mapping(EASPOConfig, conf.get("rollout", {}), f"{path}: rollout")
+    train = dataclass_from_mapping(EASPOTrainConfig, conf.get("train", {}), f"{path}: train")
+    return rollout, train
 
 
 @dataclass
