@@ -21,7 +21,8 @@ from local_lib.data.speech_tokens import read_speech_tokens
 from local_lib.models.codec_lm import CodecLM
 from local_lib.models.speech_tokenizer import load_speech_tokenizer
 
-pytestmark = pytest.mark.slow
+# 5 minutes on two idle cores; the generous limits only catch a hang on a shared, loaded CPU.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(3600)]
 SETS = ("train", "dev", "test")
 
 
@@ -37,7 +38,7 @@ def utts_of(recipe_dir: Path, dset: str) -> list[str]:
 @pytest.fixture(scope="module")
 def recipe(tmp_path_factory) -> tuple[Path, str]:
     recipe_dir = make_sandbox(tmp_path_factory.mktemp("grpo"), "libritts/grpo")
-    result = run_recipe(recipe_dir, "--nj", "2", "--config_suffix", "_debug")
+    result = run_recipe(recipe_dir, "--nj", "2", "--config_suffix", "_debug", timeout=3600)
     print(f"libritts/grpo stages 1-8 (debug configs) took {result.seconds:.1f} s")
     assert result.returncode == 0, result.output
     return recipe_dir, result.output
