@@ -21,7 +21,7 @@ import torch
 from local_lib.data.speech_tokens import PromptPool
 from local_lib.models.codec_lm import CodecLM
 from local_lib.models.espnet_asr import EspnetRewardASR
-from local_lib.models.speech_tokenizer import KMeansMelTokenizer
+from local_lib.models.speech_tokenizer import load_speech_tokenizer
 from local_lib.rewards import build_rewards
 from local_lib.rl.grpo_loop import GRPOLoop, GRPOLoopConfig, SpeechDecoder
 from local_lib.train.distributed import cleanup, init_distributed
@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> None:
     seed_everything(args.seed)
     lm = CodecLM.from_pretrained(args.base_dir)
     lm.model.to(dist_info.device)
-    tokenizer = KMeansMelTokenizer.load(args.tokenizer)
+    tokenizer = load_speech_tokenizer(args.tokenizer)
     scorer = EspnetRewardASR.from_checkpoint(args.reward_asr)
     if scorer.sample_rate != tokenizer.mel_cfg.sample_rate:
         raise ValueError(

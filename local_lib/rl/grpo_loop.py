@@ -174,8 +174,8 @@ class GRPOLoop:
         self.policy = PolicyLogProbs(lm, cfg.temperature)
         self.reference: CodecLM | None = None
         if cfg.loss.beta > 0:
-            ref_model = copy.deepcopy(lm.model).eval().requires_grad_(False)
-            self.reference = CodecLM(ref_model, lm.layout, lm.char_tokenizer)
+            self.reference = copy.copy(lm)  # same layout and tokenizer, its own frozen weights
+            self.reference.model = copy.deepcopy(lm.model).eval().requires_grad_(False)
         self.targets = sorted(pool.texts)
         self.prompt_of = pool.pick(self.targets, seed)
         self._current: GroupRollout | None = None
@@ -184,7 +184,9 @@ class GRPOLoop:
         self._timed_index: int | None = None
 
     def attach(self, optimizer: torch.optim.Optimizer) -> None:
-        """Time each update up to the end of ``optimizer.step()`` (backward included)."""
+        """Time each update from the loss's forward to the end of ``optimizer.step()`` (backward
+        included). The Trainer logs a step's stats before its backward, so ``time/update`` in
+        the record of step ``n`` is the update time of step ``n - 1``."""
 
         def stamp(*_: Any) -> None:
             if self._update_start is not None:
