@@ -26,14 +26,18 @@ log = logging.getLogger("dump_speech_tokens")
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--tokenizer", type=Path, required=True)
     p.add_argument("--feats-scp", type=Path, required=True)
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--nj", type=int, default=1)
     p.add_argument("--job", type=int, default=1)
     args = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True
+    )
     torch.set_num_threads(1)
     tokenizer = load_speech_tokenizer(args.tokenizer)
     table = kaldiio.load_scp(str(args.feats_scp))

@@ -6,7 +6,8 @@ speech tokenizer alone, as one shard of a JOB array.
         --data-dir data/test --tokens dump/test/speech_tokens --feats-config conf/feats.yaml \\
         --out-dir exp/tts_base/synth/test [--seed 0] [--nj N --job J]
     python -m local_lib.bin.synth_codec_lm --tokens-only --tokenizer ... --data-dir data/test \\
-        --tokens dump/test/speech_tokens --feats-config conf/feats.yaml --out-dir exp/tokenizer_resynth/test
+        --tokens dump/test/speech_tokens --feats-config conf/feats.yaml \\
+        --out-dir exp/tokenizer_resynth/test
 
 With a model, each utterance is generated after a speaker prompt (another utterance of the same
 speaker in the set, ``pick_prompts``) by KV-cache sampling with the config's ``sample`` section,
@@ -49,14 +50,19 @@ def utterance_generator(seed: int, utt: str) -> torch.Generator:
 
 def sample_settings(config: Path) -> dict[str, float | int]:
     """The ``sample`` section of a codec_lm config (unknown keys are an error)."""
-    sample = load_yaml_mapping(config, {"pretrained", "model", "train", "sample"}).get("sample") or {}
+    conf = load_yaml_mapping(config, {"pretrained", "model", "train", "sample"})
+    sample = conf.get("sample") or {}
     unknown = sorted(set(sample) - SAMPLE_KEYS)
     if unknown:
-        raise ValueError(f"{config}: sample: unknown key(s) {unknown}; known: {sorted(SAMPLE_KEYS)}")
+        raise ValueError(
+            f"{config}: sample: unknown key(s) {unknown}; known: {sorted(SAMPLE_KEYS)}"
+        )
     return sample
 
 
-def padded_vocoder(vocoder: GriffinLimVocoder, cfg: LogMelConfig) -> Callable[[np.ndarray], np.ndarray]:
+def padded_vocoder(
+    vocoder: GriffinLimVocoder, cfg: LogMelConfig
+) -> Callable[[np.ndarray], np.ndarray]:
     """The vocoder with very short mels (a model that stopped after a token or two) padded with
     silence frames up to what Griffin-Lim's STFT needs (and at least 8 frames)."""
     min_frames = max(8, cfg.n_fft // (2 * cfg.hop_length) + 2)
@@ -72,7 +78,9 @@ def padded_vocoder(vocoder: GriffinLimVocoder, cfg: LogMelConfig) -> Callable[[n
     return vocode
 
 
-def generate_tokens(lm: CodecLM, pool: PromptPool, utts: list[str], settings: dict, seed: int) -> dict[str, torch.Tensor]:
+def generate_tokens(
+    lm: CodecLM, pool: PromptPool, utts: list[str], settings: dict, seed: int
+) -> dict[str, torch.Tensor]:
     """Speech tokens of each utterance, sampled one at a time after its speaker prompt."""
     prompts = lm.zero_shot_prompt_ids(utts, pool, seed)
     out, truncated, n_tokens, t0 = {}, 0, 0, time.monotonic()
@@ -89,13 +97,17 @@ def generate_tokens(lm: CodecLM, pool: PromptPool, utts: list[str], settings: di
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model-dir", type=Path, help="CodecLM directory (save_pretrained or Llasa-style)")
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--model-dir", type=Path, help="CodecLM directory (ours or Llasa-style)")
     p.add_argument("--config", type=Path, help="codec_lm config whose sample section is used")
-    p.add_argument("--tokens-only", action="store_true", help="decode the set's own tokens (tokenizer resynthesis)")
+    p.add_argument(
+        "--tokens-only", action="store_true", help="decode the set's own tokens (resynthesis)"
+    )
     p.add_argument("--tokenizer", type=Path, required=True)
     p.add_argument("--data-dir", type=Path, required=True)
-    p.add_argument("--tokens", type=Path, required=True, help="speech tokens of the data dir (prompts)")
+    p.add_argument("--tokens", type=Path, required=True, help="speech tokens of --data-dir")
     p.add_argument("--feats-config", type=Path, required=True)
     p.add_argument("--out-dir", type=Path, required=True)
     p.add_argument("--seed", type=int, default=0)
@@ -103,9 +115,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--nj", type=int, default=1)
     p.add_argument("--job", type=int, default=1)
     args = p.parse_args(argv)
-    if args.tokens_only == (args.model_dir is not None) or (args.model_dir is not None and args.config is None):
+    with_model = args.model_dir is not None
+    if args.tokens_only == with_model or (with_model and args.config is None):
         p.error("give either --model-dir with --config, or --tokens-only")
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True
+    )
     torch.set_num_threads(1)
     tokenizer = load_speech_tokenizer(args.tokenizer)
     mel_cfg = LogMelConfig.from_yaml(args.feats_config)

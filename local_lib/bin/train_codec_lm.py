@@ -66,7 +66,10 @@ class SFTConfig:
             raise ValueError(f"codec_lm train: unknown key(s) {unknown}")
         cfg = cls(**data)
         if cfg.valid_every % cfg.log_every:
-            raise ValueError(f"codec_lm train: valid_every {cfg.valid_every} is not a multiple of log_every {cfg.log_every}")
+            raise ValueError(
+                f"codec_lm train: valid_every {cfg.valid_every} is not a multiple of "
+                f"log_every {cfg.log_every}"
+            )
         return cfg
 
 
@@ -85,19 +88,26 @@ def lr_factor(cfg: SFTConfig):
 Example = tuple[list[int], list[int]]  # (prompt ids, target speech tokens)
 
 
-def prompted_examples(lm: CodecLM, pool: PromptPool, utts: Sequence[str], seed: int, max_length: int) -> list[Example]:
+def prompted_examples(
+    lm: CodecLM, pool: PromptPool, utts: Sequence[str], seed: int, max_length: int
+) -> list[Example]:
     """Each utterance with its speaker prompt, leaving out those longer than ``max_length``."""
     prompts = lm.zero_shot_prompt_ids(utts, pool, seed)
     pairs = [(prompts[u], pool.tokens[u]) for u in utts]
     kept = [(p, t) for p, t in pairs if len(p) + len(t) + 1 <= max_length]
     if len(kept) < len(pairs):
-        log.info("%s: %d of %d examples longer than %d tokens left out", pool.source, len(pairs) - len(kept), len(pairs), max_length)
+        log.info(
+            "%s: %d of %d examples longer than %d tokens left out",
+            pool.source, len(pairs) - len(kept), len(pairs), max_length,
+        )  # fmt: skip
     if not kept:
         raise ValueError(f"{pool.source}: no example fits in {max_length} tokens")
     return kept
 
 
-def dev_batches(lm: CodecLM, pool: PromptPool, cfg: SFTConfig, seed: int, max_length: int) -> list[dict[str, torch.Tensor]]:
+def dev_batches(
+    lm: CodecLM, pool: PromptPool, cfg: SFTConfig, seed: int, max_length: int
+) -> list[dict[str, torch.Tensor]]:
     """Fixed batches of ``valid_utts`` evenly spaced dev utterances, prompts drawn once."""
     utts = sorted(pool.utt2spk)
     if cfg.valid_utts < len(utts):
@@ -116,7 +126,15 @@ class SFTData:
     examples in length buckets; each process takes its stride of every global batch.
     """
 
-    def __init__(self, lm: CodecLM, pool: PromptPool, cfg: SFTConfig, seed: int, dist: DistInfo, max_length: int):
+    def __init__(
+        self,
+        lm: CodecLM,
+        pool: PromptPool,
+        cfg: SFTConfig,
+        seed: int,
+        dist: DistInfo,
+        max_length: int,
+    ) -> None:
         self.lm, self.pool, self.cfg, self.seed, self.dist = lm, pool, cfg, seed, dist
         self.max_length = max_length
         self.utts = sorted(pool.utt2spk)
@@ -126,14 +144,17 @@ class SFTData:
     def __call__(self, micro_step: int) -> dict[str, torch.Tensor]:
         epoch, index = divmod(micro_step, self.batches_per_epoch)
         if self._epoch is None or self._epoch[0] != epoch:
-            pairs = prompted_examples(self.lm, self.pool, self.utts, self.seed * 100003 + epoch, self.max_length)
+            seed = self.seed * 100003 + epoch
+            pairs = prompted_examples(self.lm, self.pool, self.utts, seed, self.max_length)
             rng = random.Random(self.seed * 100003 + epoch)
             order = length_batches([len(p) + len(t) for p, t in pairs], self.cfg.batch_size, rng)
             self._epoch = (epoch, [[pairs[i] for i in batch] for batch in order])
         batches = self._epoch[1]
         batch = batches[index % len(batches)][self.dist.rank :: self.dist.world_size]
         if not batch:
-            raise ValueError(f"batch_size {self.cfg.batch_size} leaves process {self.dist.rank} without examples")
+            raise ValueError(
+                f"batch_size {self.cfg.batch_size} leaves process {self.dist.rank} without examples"
+            )
         prompts, targets = zip(*batch, strict=True)
         return self.lm.training_batch(prompts, targets)
 
@@ -156,17 +177,21 @@ def build_lm(conf: Mapping[str, Any], pool: PromptPool, num_speech_tokens: int) 
         lm = CodecLM.from_pretrained(conf["pretrained"])
         if lm.layout.num_speech_tokens < num_speech_tokens:
             raise ValueError(
-                f"{conf['pretrained']}: {lm.layout.num_speech_tokens} speech tokens, the tokenizer has {num_speech_tokens}"
+                f"{conf['pretrained']}: {lm.layout.num_speech_tokens} speech tokens, "
+                f"the tokenizer has {num_speech_tokens}"
             )
         return lm
-    return CodecLM.from_config(conf.get("model", {}), CharTokenizer.build(pool.texts.values()), num_speech_tokens)
+    text_tokenizer = CharTokenizer.build(pool.texts.values())
+    return CodecLM.from_config(conf.get("model", {}), text_tokenizer, num_speech_tokens)
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--config", type=Path, required=True)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--tokenizer", type=Path, required=True, help="speech tokenizer (its vocab size)")
+    p.add_argument("--tokenizer", type=Path, required=True, help="speech tokenizer (vocab size)")
     p.add_argument("--train-dir", type=Path, required=True)
     p.add_argument("--train-tokens", type=Path, required=True)
     p.add_argument("--valid-dir", type=Path, required=True)
@@ -176,7 +201,9 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     torch.set_num_threads(args.num_threads)
     dist = init_distributed()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True
+    )
     conf = load_yaml_mapping(args.config, CONFIG_KEYS)
     cfg = SFTConfig.from_mapping(conf.get("train", {}))
     num_speech = load_speech_tokenizer(args.tokenizer).vocab_size
@@ -187,7 +214,10 @@ def main(argv: list[str] | None = None) -> None:
     lm.model.to(dist.device)
     max_length = cfg.max_length or lm.model.config.max_position_embeddings
     n_params = sum(p.numel() for p in lm.model.parameters())
-    log.info("codec LM: %.2fM parameters, vocab %d, %d train utterances", n_params / 1e6, lm.layout.vocab_size, len(train.utt2spk))
+    log.info(
+        "codec LM: %.2fM parameters, vocab %d, %d train utterances",
+        n_params / 1e6, lm.layout.vocab_size, len(train.utt2spk),
+    )  # fmt: skip
     valid_batches = dev_batches(lm, valid, cfg, args.seed, max_length)
     data = SFTData(lm, train, cfg, args.seed, dist, max_length)
     dev_loss_at: dict[int, float] = {}
@@ -207,8 +237,8 @@ def main(argv: list[str] | None = None) -> None:
     optimizer = torch.optim.AdamW(lm.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(cfg))
     trainer_cfg = TrainerConfig(
-        out_dir=args.out_dir, num_steps=cfg.num_steps, grad_accum=cfg.grad_accum, grad_clip=cfg.grad_clip,
-        save_every=cfg.save_every, log_every=cfg.log_every,
+        out_dir=args.out_dir, num_steps=cfg.num_steps, grad_accum=cfg.grad_accum,
+        grad_clip=cfg.grad_clip, save_every=cfg.save_every, log_every=cfg.log_every,
     )  # fmt: skip
     trainer = Trainer(lm.model, optimizer, trainer_cfg, scheduler=scheduler, dist_info=dist)
     trainer.fit(loss_fn, lambda micro: (micro // cfg.grad_accum, data(micro)))

@@ -48,9 +48,13 @@ def load_feats(feats_scp: Path, max_utts: int | None) -> list[np.ndarray]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--config", type=Path, required=True)
-    p.add_argument("--feats-config", type=Path, required=True, help="the LogMelConfig the features were dumped with")
+    p.add_argument(
+        "--feats-config", type=Path, required=True, help="the LogMelConfig of the dumped features"
+    )
     p.add_argument("--feats-scp", type=Path, required=True)
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--seed", type=int, default=None, help="override the config's seed")
@@ -65,7 +69,9 @@ def main(argv: list[str] | None = None) -> None:
         cfg = dataclasses.replace(cfg, seed=args.seed)
     mel_cfg = LogMelConfig.from_yaml(args.feats_config)
     feats = load_feats(args.feats_scp, max_utts)
-    log.info("training %d tokens (stack %d) on %d utterances", cfg.num_tokens, cfg.stack, len(feats))
+    log.info(
+        "training %d tokens (stack %d) on %d utterances", cfg.num_tokens, cfg.stack, len(feats)
+    )
     tokenizer = KMeansMelTokenizer.train(feats, cfg, mel_cfg)
     tokenizer.save(args.out)
     log.info("wrote %s (%.2f tokens/s)", args.out, tokenizer.token_rate)

@@ -42,7 +42,8 @@ def read_speech_tokens(path: str | Path, vocab_size: int | None = None) -> dict[
         bad = [t for t in row if t < 0 or (vocab_size is not None and t >= vocab_size)]
         if bad:
             limit = f"[0, {vocab_size})" if vocab_size is not None else "non-negative"
-            problems.append(Problem(str(path), entry.line, entry.key, f"token {bad[0]} is not {limit}"))
+            message = f"token {bad[0]} is not {limit}"
+            problems.append(Problem(str(path), entry.line, entry.key, message))
             continue
         tokens[entry.key] = row
     if problems:
@@ -73,7 +74,7 @@ def write_speech_tokens(path: str | Path, tokens: Mapping[str, Sequence[int]]) -
 
 @dataclass(frozen=True)
 class PromptPool:
-    """A set's texts, speakers and speech tokens: targets and the speaker prompts picked for them."""
+    """A set's texts, speakers and speech tokens: targets and the speaker prompts for them."""
 
     texts: dict[str, str]
     utt2spk: dict[str, str]
@@ -81,7 +82,9 @@ class PromptPool:
     source: str  # the token file, named in errors
 
     @classmethod
-    def load(cls, data_dir: str | Path, tokens_path: str | Path, vocab_size: int | None = None) -> PromptPool:
+    def load(
+        cls, data_dir: str | Path, tokens_path: str | Path, vocab_size: int | None = None
+    ) -> PromptPool:
         """``text`` and ``utt2spk`` of a Kaldi data dir plus its speech-token file; every
         utterance must have tokens."""
         data_dir = Path(data_dir)
@@ -90,11 +93,12 @@ class PromptPool:
         missing = [utt for utt in utt2spk if utt not in tokens or utt not in texts]
         if missing:
             raise SpeechTokensError(
-                f"{tokens_path}: {missing[0]}: utterance of {data_dir} has no speech tokens or text "
-                f"({len(missing)} such)"
+                f"{tokens_path}: {missing[0]}: utterance of {data_dir} has no speech tokens or "
+                f"text ({len(missing)} such)"
             )
         return cls(texts, utt2spk, tokens, str(tokens_path))
 
     def pick(self, utts: Sequence[str], seed: int) -> dict[str, str]:
         """Each target's speaker prompt (``local_lib.data.prompts.pick_prompts`` over this pool)."""
-        return pick_prompts({u: self.utt2spk[u] for u in utts}, self.utt2spk, seed, source=self.source)
+        targets = {u: self.utt2spk[u] for u in utts}
+        return pick_prompts(targets, self.utt2spk, seed, source=self.source)
