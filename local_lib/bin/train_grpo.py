@@ -31,7 +31,9 @@ LOG = logging.getLogger("train_grpo")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--config", type=Path, required=True)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--base-dir", type=Path, required=True, help="CodecLM directory (stage 4)")
@@ -79,7 +81,9 @@ def main(argv: list[str] | None = None) -> None:
         dist_info.rank,
         dist_info.world_size,
     )
-    optimizer = torch.optim.AdamW(loop.policy.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    optimizer = torch.optim.AdamW(
+        loop.policy.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay
+    )
     loop.attach(optimizer)
     trainer_cfg = TrainerConfig(
         out_dir=args.out_dir,

@@ -210,7 +210,8 @@ class GRPOLoop:
         prompts = []
         for utt in utts:
             prompt = self.prompt_of[utt]
-            ids = self.lm.prompt_ids(self.pool.texts[utt], self.pool.texts[prompt], self.pool.tokens[prompt])
+            texts_of = self.pool.texts
+            ids = self.lm.prompt_ids(texts_of[utt], texts_of[prompt], self.pool.tokens[prompt])
             prompts += [ids] * group
         device = self.lm.model.device
         sampler = torch.Generator(device=device).manual_seed(seed)
@@ -254,7 +255,10 @@ class GRPOLoop:
             values = values.reshape(len(utt_ids), -1).mean(dim=1)
             stats[f"reward/{name}"] = float(values.mean())
             stats[f"reward/{name}_std"] = float(values.std())
-        LOG.info("rollout %d (rank %d): %d completions, %d tokens", index, self.rank, len(utt_ids), num_tokens)
+        LOG.info(
+            "rollout %d (rank %d): %d completions, %d tokens",
+            index, self.rank, len(utt_ids), num_tokens,
+        )  # fmt: skip
         return GroupRollout(index, prompts, rollout, adv.values.to(device), ref_logp, stats)
 
     def _draw_targets(self, generator: torch.Generator) -> list[str]:

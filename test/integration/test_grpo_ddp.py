@@ -35,11 +35,16 @@ def _inputs(root: Path) -> dict[str, Path]:
                                     decoder_layers=1, decoder_steps=1)  # fmt: skip
     KMeansMelTokenizer.train(feats, tok_cfg, LogMelConfig()).save(root / "tokenizer.pt")
     lm_cfg = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1,
-              "num_attention_heads": 2, "num_key_value_heads": 1, "max_position_embeddings": 128}  # fmt: skip
-    CodecLM.from_config(lm_cfg, CharTokenizer.build(TEXTS.values()), 8).save_pretrained(root / "base")
+              "num_attention_heads": 2, "num_key_value_heads": 1,
+              "max_position_embeddings": 128}  # fmt: skip
+    lm = CodecLM.from_config(lm_cfg, CharTokenizer.build(TEXTS.values()), 8)
+    lm.save_pretrained(root / "base")
     units = AsrUnits.from_texts(TEXTS.values())
-    asr_cfg = EspnetASRConfig(d_model=16, heads=2, ffn=32, encoder_layers=1, decoder_layers=1, dropout=0.0)
-    torch.save(EspnetRewardASR(build_espnet_asr(units, asr_cfg), units, asr_cfg).checkpoint(), root / "asr.pt")
+    asr_cfg = EspnetASRConfig(
+        d_model=16, heads=2, ffn=32, encoder_layers=1, decoder_layers=1, dropout=0.0
+    )
+    asr = EspnetRewardASR(build_espnet_asr(units, asr_cfg), units, asr_cfg)
+    torch.save(asr.checkpoint(), root / "asr.pt")
     data = root / "data"
     data.mkdir()
     write_kv(data / "text", TEXTS)
@@ -69,8 +74,9 @@ def test_two_gloo_processes_train_and_write_the_model(tmp_path: Path) -> None:
     assert [r["step"] for r in records] == [1, 2]
     # one group per rank and step: the logged count is summed over both ranks
     assert all(0 <= r["zero_var_groups"] <= 2 for r in records)
-    assert {"reward/mean", "reward/asr_wer", "reward/asr_nll", "clip_frac", "time/generate"} <= set(records[0])
+    logged = {"reward/mean", "reward/asr_wer", "reward/asr_nll", "clip_frac", "time/generate"}
+    assert logged <= set(records[0])
     trained = CodecLM.from_pretrained(out / "model")
     base = CodecLM.from_pretrained(tmp_path / "base")
-    diffs = [not torch.equal(a, b) for a, b in zip(trained.model.parameters(), base.model.parameters())]
-    assert any(diffs)
+    pairs = zip(trained.model.parameters(), base.model.parameters(), strict=True)
+    assert any(not torch.equal(a, b) for a, b in pairs)

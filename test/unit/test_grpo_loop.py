@@ -17,7 +17,7 @@ from local_lib.models.codec_lm import CodecLM
 from local_lib.models.speech_tokenizer import KMeansMelTokenizer, SpeechTokenizerConfig
 from local_lib.rewards import RewardError, build_rewards
 from local_lib.rl.grpo import GRPOConfig
-from local_lib.rl.grpo_loop import GRPOLoop, GRPOLoopConfig, SpeechDecoder
+from local_lib.rl.grpo_loop import GRPOLoop, GRPOLoopConfig, GroupRollout, SpeechDecoder
 from local_lib.train.trainer import Trainer, TrainerConfig, read_metrics
 
 TINY_LM = {
@@ -29,7 +29,10 @@ TINY_LM = {
     "max_position_embeddings": 256,
 }
 MEL = LogMelConfig(n_fft=256, win_length=256, hop_length=64, n_mels=16, f_max=8000.0)
-LLASA = {"combine": "harmonic", "components": {"asr_wer": {"weight": 0.6}, "asr_nll": {"weight": 0.4}}}
+LLASA = {
+    "combine": "harmonic",
+    "components": {"asr_wer": {"weight": 0.6}, "asr_nll": {"weight": 0.4}},
+}
 CONTRACT_KEYS = {
     "loss", "reward/mean", "reward/std", "reward/asr_wer", "reward/asr_nll", "clip_frac",
     "entropy", "zero_var_groups", "truncated_frac", "rollout_tokens_per_s", "time/generate",
@@ -85,7 +88,9 @@ def _cfg(**overrides) -> GRPOLoopConfig:
     return GRPOLoopConfig(loss=loss, rewards=LLASA, **{**base, **overrides})
 
 
-def _loop(tokenizer: KMeansMelTokenizer, cfg: GRPOLoopConfig, scorer: FakeASR | None = None) -> GRPOLoop:
+def _loop(
+    tokenizer: KMeansMelTokenizer, cfg: GRPOLoopConfig, scorer: FakeASR | None = None
+) -> GRPOLoop:
     rewards = build_rewards(cfg.rewards, {"scorer": scorer or FakeASR()})
     decoder = SpeechDecoder(tokenizer, cfg.vocoder_iters, cfg.min_wav_s)
     return GRPOLoop(_lm(), decoder, rewards, _pool(), cfg, seed=7)
@@ -94,7 +99,9 @@ def _loop(tokenizer: KMeansMelTokenizer, cfg: GRPOLoopConfig, scorer: FakeASR | 
 def _fit(loop: GRPOLoop, out_dir: Path, num_steps: int) -> Trainer:
     opt = torch.optim.AdamW(loop.policy.parameters(), lr=loop.cfg.lr)
     loop.attach(opt)
-    tcfg = TrainerConfig(out_dir=out_dir, num_steps=num_steps, save_every=loop.cfg.save_every, log_every=1)
+    tcfg = TrainerConfig(
+        out_dir=out_dir, num_steps=num_steps, save_every=loop.cfg.save_every, log_every=1
+    )
     trainer = Trainer(loop.policy, opt, tcfg)
     trainer.fit(loop.loss, loop.batch)
     return trainer
@@ -132,13 +139,18 @@ def test_checkpoint_resume_gives_the_same_next_step(tokenizer, tmp_path) -> None
         assert got[key] == want[key], key
 
 
+def _differ(a: GroupRollout, b: GroupRollout) -> bool:
+    same_ids = torch.equal(a.rollout.completion_ids, b.rollout.completion_ids)
+    return a.prompts != b.prompts or not same_ids
+
+
 def test_rollouts_differ_between_batches_and_ranks(tokenizer) -> None:
     loop = _loop(tokenizer, _cfg())
     a, b = loop.make_rollout(0), loop.make_rollout(1)
-    assert not torch.equal(a.rollout.completion_ids, b.rollout.completion_ids) or a.prompts != b.prompts
+    assert _differ(a, b)
     other_rank = GRPOLoop(loop.lm, loop.decoder, loop.rewards, loop.pool, loop.cfg, seed=7, rank=1)
     c = other_rank.make_rollout(0)
-    assert not torch.equal(a.rollout.completion_ids, c.rollout.completion_ids) or a.prompts != c.prompts
+    assert _differ(a, c)
     again = loop.make_rollout(0)
     assert torch.equal(a.rollout.completion_ids, again.rollout.completion_ids)
 
@@ -178,16 +190,20 @@ def test_several_updates_reuse_one_rollout(tokenizer, tmp_path) -> None:
 
 def test_truncation_penalty_lowers_the_reward(tokenizer) -> None:
     plain = _loop(tokenizer, _cfg(max_new_tokens=2)).make_rollout(0)
-    penalised_cfg = _cfg(max_new_tokens=2, loss=GRPOConfig(truncation_penalty=0.5, max_completion_length=2))
+    penalty = GRPOConfig(truncation_penalty=0.5, max_completion_length=2)
+    penalised_cfg = _cfg(max_new_tokens=2, loss=penalty)
     penalised = _loop(tokenizer, penalised_cfg).make_rollout(0)
     truncated = plain.stats["truncated_frac"]
     assert truncated > 0
-    assert penalised.stats["reward/mean"] == pytest.approx(plain.stats["reward/mean"] - 0.5 * truncated)
+    want = plain.stats["reward/mean"] - 0.5 * truncated
+    assert penalised.stats["reward/mean"] == pytest.approx(want)
 
 
 def test_config_from_yaml_fills_completion_length_and_rejects_typos(tmp_path) -> None:
     good = tmp_path / "good.yaml"
-    good.write_text("max_new_tokens: 33\nloss: {loss_type: dr_grpo}\nrewards: {components: {asr_wer: {}}}\n")
+    good.write_text(
+        "max_new_tokens: 33\nloss: {loss_type: dr_grpo}\nrewards: {components: {asr_wer: {}}}\n"
+    )
     cfg = GRPOLoopConfig.from_yaml(good)
     assert cfg.loss.max_completion_length == 33 and cfg.loss.loss_type == "dr_grpo"
     bad = tmp_path / "bad.yaml"
