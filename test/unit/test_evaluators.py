@@ -13,6 +13,7 @@ from local_lib.data.audio import save_audio
 from local_lib.data.kaldi_dir import write_data_dir
 from local_lib.eval.score_table import read_scores
 from local_lib.models.espnet_asr import EspnetRewardASR
+from local_lib.models.evaluator_nets import CtcASRNet, EvaluatorNetConfig
 from local_lib.models.evaluators import (
     ClassifierEvaluator,
     CtcEvaluatorASR,
@@ -91,6 +92,20 @@ def test_ctc_greedy_merges_repeats_and_drops_blanks():
     log_probs = torch.nn.functional.one_hot(path, 4).float().log()
     assert ctc_greedy(log_probs, torch.tensor([9]), blank=0) == [[3, 3, 2]]
     assert ctc_greedy(log_probs, torch.tensor([3]), blank=0) == [[3]]
+
+
+@pytest.mark.parametrize("subsample", [2, 4])
+def test_ctc_net_output_lengths_follow_the_subsampling(subsample):
+    """Output frames are the input frames over the subsampling, rounded up; every frame is a
+    distribution over the units."""
+    torch.manual_seed(0)
+    cfg = EvaluatorNetConfig(kind="asr", n_mels=8, channels=16, conv_layers=2, subsample=subsample)
+    net = CtcASRNet(cfg, vocab_size=5).eval()
+    with torch.no_grad():
+        log_probs, out_lens = net(torch.randn(2, 37, 8), torch.tensor([37, 21]))
+    assert out_lens.tolist() == [-(-37 // subsample), -(-21 // subsample)]
+    assert log_probs.shape == (2, out_lens[0], 5)
+    assert torch.allclose(log_probs.exp().sum(-1), torch.ones(2, int(out_lens[0])))
 
 
 def test_snap_to_lexicon_fixes_near_misses_only():
