@@ -38,11 +38,17 @@ log = logging.getLogger("train_easpm")
 
 def main(argv: list[str] | None = None) -> None:
     parser = stage3_parser(__doc__)
-    parser.add_argument("--feats-root", type=Path, default=Path("dump"),
-                        help="stage 2's output dir holding <set>/feats.scp (default: dump)")  # fmt: skip
+    parser.add_argument(
+        "--feats-root",
+        type=Path,
+        default=Path("dump"),
+        help="stage 2's output dir holding <set>/feats.scp (default: dump)",
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(args.num_threads)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     model_cfg, cfg = load_easpm_config(args.config)
     seed = 0 if args.seed is None else args.seed
     max_utts = args.max_utts if args.max_utts is not None else cfg.max_utts
@@ -65,7 +71,8 @@ def main(argv: list[str] | None = None) -> None:
     torch.manual_seed(seed)  # the initial weights, so a seed reproduces the run
     model = EASPM(model_cfg, len(train.labels))
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(cfg.warmup_steps, cfg.steps))
+    schedule_fn = warmup_cosine(cfg.warmup_steps, cfg.steps)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule_fn)
     trainer = Trainer(
         model,
         optimizer,

@@ -12,8 +12,9 @@
 * Prior mean for training **[ours]**: EASPM trains in stage 3, before any Grad-TTS exists, so the
   encoder's μ is not available. ``smoothed_prior_mean`` stands in for it: a centred moving average
   of a mel over ``mu_window`` frames, which is what Grad-TTS's μ approximates (the mean of the
-  frames aligned to each character, a few frames long); ``easpm_training`` says whose mel. A trained scorer travels as one file
-  (``save_easpm``/``load_easpm``) with its emotion labels, since ids mean nothing without them.
+  frames aligned to each character, a few frames long); ``easpm_training`` says whose mel.
+  A trained scorer travels as one file (``save_easpm``/``load_easpm``) with its emotion labels,
+  since ids mean nothing without them.
 """
 
 from __future__ import annotations
@@ -255,7 +256,7 @@ def save_easpm(bundle: EASPMBundle, path: str | Path) -> None:
 
 
 def load_easpm(path: str | Path) -> EASPMBundle:
-    """Read a scorer written by ``save_easpm``; frozen and in eval mode (it is only ever a judge)."""
+    """Read a scorer written by ``save_easpm``: frozen, in eval mode (it is only ever a judge)."""
     path = Path(path)
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)

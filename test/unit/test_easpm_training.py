@@ -116,11 +116,13 @@ def test_prior_means_from_the_neutral_rendering(tmp_path: Path) -> None:
     neutral = EMOTIONS.index("Neutral")
     for group in data.groups:
         (n,) = [i for i in group if data.emotions[i] == neutral]
-        smooth = smoothed_prior_mean(data.mels[n][None], torch.ones(1, len(data.mels[n]), dtype=torch.bool), 3)[0]
+        full = torch.ones(1, len(data.mels[n]), dtype=torch.bool)
+        smooth = smoothed_prior_mean(data.mels[n][None], full, 3)[0]
         for i in group:
             # every member gets the neutral rendering's smoothed mel, stretched to its length
             assert data.mus[i].shape == data.mels[i].shape
-            assert torch.allclose(data.mus[i][0], smooth[0]) and torch.allclose(data.mus[i][-1], smooth[-1])
+            assert torch.allclose(data.mus[i][0], smooth[0])
+            assert torch.allclose(data.mus[i][-1], smooth[-1])
         assert torch.equal(data.mus[n], smooth)
     # the neutral μ lies on the neutral bins (2, 3), not on the item's own emotion bins
     sad = [i for i in range(len(data.utts)) if data.emotions[i] == EMOTIONS.index("Sad")][0]

@@ -49,9 +49,11 @@ def recipe(tmp_path: Path) -> Path:
 def run(root: Path, out: str, steps: int, continuation: str = "random") -> Path:
     conf = root / f"easpo_{continuation}_{steps}.yaml"
     conf.write_text(CONFIG.format(steps=steps, continuation=continuation))
-    train_easpo.main(["--config", str(conf), "--seed", "3", "--base-model", str(root / "base.pt"),
-                      "--easpm", str(root / "easpm.pt"), "--train-dir", str(root / "data/train"),
-                      "--feats-dir", str(root / "dump/train"), "--out-dir", str(root / out)])  # fmt: skip
+    train_easpo.main([
+        "--config", str(conf), "--seed", "3", "--base-model", str(root / "base.pt"),
+        "--easpm", str(root / "easpm.pt"), "--train-dir", str(root / "data/train"),
+        "--feats-dir", str(root / "dump/train"), "--out-dir", str(root / out),
+    ])  # fmt: skip
     return root / out
 
 
