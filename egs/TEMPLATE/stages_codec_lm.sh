@@ -146,11 +146,17 @@ family_stage8() {
   local opts=(--system "natural=exp/natural/${dset}" "resynth=exp/resynth/${dset}"
     "tokenizer_resynth=exp/tokenizer_resynth/${dset}")
   for sys in $(tts_systems); do opts+=("${sys}=exp/tts_${sys}/synth/${dset}"); done
+  # Curves of the keys some run logged (GRPO with beta 0 has no reference model, hence no kl).
+  local curves=() keys="" key
   for sys in ${method_systems}; do
-    if [ -f "exp/tts_${sys}/metrics.jsonl" ]; then opts+=(--curves "${sys}=exp/tts_${sys}/metrics.jsonl"); fi
+    if [ -f "exp/tts_${sys}/metrics.jsonl" ]; then curves+=("exp/tts_${sys}/metrics.jsonl"); opts+=(--curves "${sys}=exp/tts_${sys}/metrics.jsonl"); fi
   done
+  for key in reward/mean reward/asr_wer reward/asr_nll kl entropy; do
+    if [ ${#curves[@]} -gt 0 ] && grep -qF "\"${key}\":" "${curves[@]}"; then keys+=" ${key}"; fi
+  done
+  [ -z "${keys}" ] || opts+=(--curve-keys "${keys# }")
   ${train_cmd} exp/report/log/report.log python -m local_lib.bin.report --out-dir exp/report \
-    --title "${method}${tag:+ (${tag})}: ${dset}" "${opts[@]}" --baseline base \
-    --curve-keys "reward/mean reward/asr_wer reward/asr_nll kl entropy" --scatter wer --seed "${seed}"
+    --title "${method}${tag:+ (${tag})}: ${dset}" "${opts[@]}" --baseline base --scatter wer \
+    --seed "${seed}"
   log "stage 8: exp/report/REPORT.md"
 }
