@@ -2,8 +2,11 @@
 
 The U-Net convolves the mel "image" ``[n_mels, frames]`` with a few channels, which on CPU costs
 seconds per step even when narrow (profiled: convolutions and mask products on 4-D tensors
-dominate). Here the mel bins are the channels: ``[x_t ; μ]`` -> residual blocks of dilated
+dominate). Here the mel bins are the channels: ``[x_t − μ ; μ]`` -> residual blocks of dilated
 1-D convolutions over frames, each conditioned on time, speaker and emotion -> the score.
+The input is ``x_t − μ`` rather than ``x_t``: raw log-mels sit around −6 with both inputs
+sharing that offset, and on a toy denoising task the net fed raw ``x_t`` barely moved its loss
+in 150 steps (1.00 -> 0.97) while the centred input reached ~0.65.
 Same call signature as ``ScoreUNet``, chosen with ``dec_kind: conv1d``.
 """
 
@@ -63,7 +66,7 @@ class ScoreConvNet(nn.Module):
     ) -> Tensor:
         m = mask.to(x.dtype)[:, None, :]
         cond = self.time(t) + self.speaker(speaker) + self.emotion(emotion)
-        h = self.inp(torch.cat([x, mu], dim=-1).transpose(1, 2) * m) * m
+        h = self.inp(torch.cat([x - mu, mu], dim=-1).transpose(1, 2) * m) * m
         for block in self.blocks:
             h = block(h, m, cond)
         return (self.out(h) * m).transpose(1, 2)
