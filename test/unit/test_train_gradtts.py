@@ -135,7 +135,8 @@ def test_train_tool_writes_a_loadable_model_dev_losses_and_resumes_exactly(
     for r in records:
         assert all(math.isfinite(r[k]) for k in ("loss", "prior", "duration", "diffusion"))
         assert math.isfinite(r["dev/loss"])
-        assert r["dev/loss"] == pytest.approx(r["dev/prior"] + r["dev/duration"] + r["dev/diffusion"])
+        parts = r["dev/prior"] + r["dev/duration"] + r["dev/diffusion"]
+        assert r["dev/loss"] == pytest.approx(parts)
     # A run stopped after 2 steps and restarted with the 4-step budget ends where the straight
     # run ended: batches and noise are functions of the step, RNG and optimizer state restored.
     # (The first training in a process differs from later ones by ~1e-5 of CPU kernel set-up

@@ -39,7 +39,9 @@ class GradTTSTrainConfig:
                 " (dev losses are logged with the training step that computes them)"
             )
         if self.lr <= 0 or self.warmup_steps < 0:
-            raise ValueError(f"need lr > 0 and warmup_steps >= 0, got {self.lr}, {self.warmup_steps}")
+            raise ValueError(
+                f"need lr > 0 and warmup_steps >= 0, got {self.lr}, {self.warmup_steps}"
+            )
 
 
 @dataclass(frozen=True)
