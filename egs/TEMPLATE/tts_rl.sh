@@ -210,13 +210,21 @@ fi
 # score_system <audio: --wav-dir DIR | --wav-scp FILE> <out dir> <title> [<compare dir> <compare name>]
 # Scores one system's audio of test set ${dset} with the evaluators into <out dir>/RESULTS.md and
 # scores.tsv; with a compare system, RESULTS.md also gets the paired difference to it.
+# A system already scored is skipped while its marker is newer than its audio and its compare
+# system's scores (re-synthesised audio or a re-scored compare system is scored again).
 score_system() {
   local audio_opt=$1 audio=$2 out=$3 title=$4 compare_dir=${5:-} compare_name=${6:-}
-  local opts=("${score_opts[@]}")
+  local opts=("${score_opts[@]}") marker="${out}/.score.done"
+  if [ -f "${marker}" ] && [ "${marker}" -nt "${audio}" ] &&
+     { [ -z "${compare_dir}" ] || [ "${marker}" -nt "${compare_dir}/scores.tsv" ]; }; then
+    log "stage 7: ${marker} is newer than ${audio}, skipping"
+    return 0
+  fi
   [ -z "${compare_dir}" ] || opts+=(--compare-scores "${compare_dir}/scores.tsv" --compare-name "${compare_name}")
   ${train_cmd} "${out}/log/score.log" python -m local_lib.bin.score \
     --data-dir "data/${dset}" "${audio_opt}" "${audio}" --reference data "${opts[@]}" \
     --title "${dset}: ${title}" --out-dir "${out}"
+  touch "${marker}"
   log "stage 7: ${out}/RESULTS.md"
 }
 
