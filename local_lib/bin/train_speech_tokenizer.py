@@ -4,8 +4,8 @@
         --feats-config conf/feats.yaml --feats-scp dump/train/feats.scp \\
         --out dump/speech_tokenizer/tokenizer.pt [--seed N]
 
-The config holds ``SpeechTokenizerConfig`` keys plus ``max_utts`` (train on an evenly spaced
-subset of that many utterances: k-means over a full corpus's frames would not fit in memory).
+The config holds ``SpeechTokenizerConfig`` keys; ``max_utts`` trains on an evenly spaced
+subset of that many utterances (k-means over a full corpus's frames would not fit in memory).
 The output is written atomically and loads with ``load_speech_tokenizer``.
 """
 
@@ -25,7 +25,7 @@ from local_lib.models.config_yaml import load_yaml_mapping, setup_logging
 from local_lib.models.speech_tokenizer import KMeansMelTokenizer, SpeechTokenizerConfig
 
 log = logging.getLogger("train_speech_tokenizer")
-CONFIG_KEYS = {f.name for f in dataclasses.fields(SpeechTokenizerConfig)} | {"max_utts"}
+CONFIG_KEYS = {f.name for f in dataclasses.fields(SpeechTokenizerConfig)}
 
 
 def load_feats(feats_scp: Path, max_utts: int | None) -> list[np.ndarray]:
@@ -63,12 +63,11 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(args.num_threads)
     setup_logging(args.out.parent / "train.log")
     conf = load_yaml_mapping(args.config, CONFIG_KEYS)
-    max_utts = conf.pop("max_utts", None)
     cfg = SpeechTokenizerConfig.from_mapping(conf)
     if args.seed is not None:
         cfg = dataclasses.replace(cfg, seed=args.seed)
     mel_cfg = LogMelConfig.from_yaml(args.feats_config)
-    feats = load_feats(args.feats_scp, max_utts)
+    feats = load_feats(args.feats_scp, cfg.max_utts)
     log.info(
         "training %d tokens (stack %d) on %d utterances", cfg.num_tokens, cfg.stack, len(feats)
     )

@@ -61,6 +61,7 @@ class SpeechTokenizerConfig:
     decoder_steps: int = 300
     decoder_lr: float = 1e-3
     seed: int = 0
+    max_utts: int | None = None  # train on an evenly spaced subset of the utterances (None: all)
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any]) -> SpeechTokenizerConfig:
