@@ -12,7 +12,7 @@ from recipe_sandbox import make_sandbox, run_recipe
 from local_lib.models.gradtts import load_gradtts
 from local_lib.train.trainer import read_metrics
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(3600)]
 SYSTEMS = ("easpo", "easpo_k2", "easpo_winner")
 # CI's budget cannot score six systems on all 300 test utterances: the test set here is two
 # sentences in every emotion from each speaker (20 utterances), made with utils/subset_data_dir.sh.
