@@ -178,18 +178,28 @@ if run_stage 3; then
       --train-dir "data/${train_set}" --valid-dir "data/${dev_set}" --out-dir "exp/${name}" &
     pids+=($!)
   done
-  failed=0
-  for pid in "${pids[@]}"; do wait "${pid}" || failed=1; done
-  [ "${failed}" -eq 0 ] || { echo "$0: stage 3 failed, see exp/*/log/train.log" >&2; exit 1; }
-  for name in ${reward_models} ${evaluators}; do touch "exp/${name}/.done"; done
 fi
 
-for n in 4 5; do
-  if run_stage "${n}"; then
-    log "stage ${n}: ${stage_names[$n]}"
-    run_family_hook "${n}"
-  fi
-done
+# Stage 3's jobs are waited for after stage 4, which needs none of them: the base TTS trains
+# while the reward models and evaluators do.
+finish_stage3() {
+  local failed=0 pid
+  for pid in "${pids[@]}"; do wait "${pid}" || failed=1; done
+  pids=()
+  [ "${failed}" -eq 0 ] || { echo "$0: stage 3 failed, see exp/*/log/train.log" >&2; exit 1; }
+  for name in ${reward_models} ${evaluators}; do touch "exp/${name}/.done"; done
+}
+
+if run_stage 4; then
+  log "stage 4: ${stage_names[4]}"
+  run_family_hook 4
+fi
+if run_stage 3; then finish_stage3; fi
+
+if run_stage 5; then
+  log "stage 5: ${stage_names[5]}"
+  run_family_hook 5
+fi
 
 if run_stage 6; then
   log "stage 6: synthesis (vocoder-only resynthesis of the natural test audio)"
