@@ -53,6 +53,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="reference audio for SIM and prosody (data-dir mode)",
     )
     p.add_argument("--asr", type=Path, help="evaluator ASR checkpoint")
+    p.add_argument(
+        "--open-vocabulary",
+        action="store_true",
+        help="score the ASR's raw output even when its checkpoint has a lexicon",
+    )
     p.add_argument("--speaker", type=Path, help="speaker encoder checkpoint")
     p.add_argument("--emotion", type=Path, help="emotion classifier checkpoint")
     p.add_argument("--out-dir", type=Path, required=True)
@@ -96,6 +101,8 @@ def main(argv: list[str] | None = None) -> None:
     evaluators = Evaluators(
         *(load_evaluator(p) if p else None for p in (args.asr, args.speaker, args.emotion))
     )
+    if args.open_vocabulary and evaluators.asr is not None:
+        evaluators.asr.lexicon = None
     rows, verification = score_items(
         items, evaluators, args.sample_rate, args.batch_size, not args.no_prosody
     )

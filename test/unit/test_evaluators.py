@@ -9,8 +9,8 @@ import torch
 import yaml
 
 from local_lib.bin import resynth, score, train_evaluator, train_reward_asr
-from local_lib.data.audio import save_audio
-from local_lib.data.kaldi_dir import write_data_dir
+from local_lib.data.audio import load_audio, save_audio
+from local_lib.data.kaldi_dir import read_kv, write_data_dir
 from local_lib.eval.score_table import read_scores
 from local_lib.models.espnet_asr import EspnetRewardASR
 from local_lib.models.evaluator_nets import CtcASRNet, EvaluatorNetConfig
@@ -289,3 +289,20 @@ def test_same_seed_gives_the_same_evaluator(trained, data_dir, tmp_path):
     assert first.keys() == second.keys()
     for name, value in first.items():
         assert torch.equal(value, second[name]), name
+
+
+def test_score_cli_open_vocabulary_scores_the_raw_asr_output(trained, data_dir, tmp_path):
+    asr = load_evaluator(trained["asr"])
+    lexicon = list(asr.lexicon)
+    wavs = [load_audio(path, 16000) for path in read_kv(data_dir / "wav.scp").values()]
+    asr.lexicon = None
+    raw = asr.transcribe(wavs)
+    hyps = {}
+    for extra in ([], ["--open-vocabulary"]):
+        out = tmp_path / ("open" if extra else "lexicon")
+        score.main(["--data-dir", str(data_dir), "--wav-scp", str(data_dir / "wav.scp"),
+                    "--out-dir", str(out), "--asr", str(trained["asr"]), "--no-prosody", *extra])
+        hyps[out.name] = [row["hyp_text"] for row in read_scores(out / "scores.tsv").values()]
+    assert hyps["open"] == raw
+    assert hyps["lexicon"] == [snap_to_lexicon(h, lexicon) for h in raw]
+    assert any(raw), "the tiny evaluator must say something for this test to mean anything"
