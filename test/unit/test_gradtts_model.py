@@ -15,23 +15,9 @@ from local_lib.models.gradtts.alignment import (
     path_from_durations,
 )
 from local_lib.models.gradtts.recipe_config import load_recipe_config
+from tiny_gradtts import TINY_GRADTTS as TINY
 
 CONF = Path(__file__).resolve().parents[2] / "egs" / "TEMPLATE" / "conf"
-TINY = GradTTSConfig(
-    n_mels=16,
-    cond_dim=8,
-    enc_channels=16,
-    enc_filter_channels=32,
-    enc_heads=2,
-    enc_layers=1,
-    prenet_layers=1,
-    dp_filter_channels=16,
-    dec_dim=8,
-    dec_dim_mults=(1, 2),
-    dec_groups=4,
-    dec_attention=False,
-    segment_frames=None,
-)
 
 
 def toy_batch() -> dict[str, torch.Tensor]:

@@ -9,23 +9,9 @@ import pytest
 import torch
 
 from local_lib.data.text_tokenizer import CharTokenizer
-from local_lib.models.gradtts import GradTTS, GradTTSBundle, GradTTSConfig, load_gradtts
+from local_lib.models.gradtts import GradTTS, GradTTSBundle, load_gradtts
+from tiny_gradtts import TINY_GRADTTS as TINY
 
-TINY = GradTTSConfig(
-    n_mels=16,
-    cond_dim=8,
-    enc_channels=16,
-    enc_filter_channels=32,
-    enc_heads=2,
-    enc_layers=1,
-    prenet_layers=1,
-    dp_filter_channels=16,
-    dec_dim=8,
-    dec_dim_mults=(1, 2),
-    dec_groups=4,
-    dec_attention=False,
-    segment_frames=None,
-)
 
 
 def tiny_bundle() -> GradTTSBundle:
