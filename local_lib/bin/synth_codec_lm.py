@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from local_lib.bin.train_codec_lm import CONFIG_KEYS
 from local_lib.data.audio import save_audio
 from local_lib.data.features import LogMelConfig
 from local_lib.data.kaldi_dir import shard_bounds, write_kv
@@ -50,7 +51,7 @@ def utterance_generator(seed: int, utt: str) -> torch.Generator:
 
 def sample_settings(config: Path) -> dict[str, float | int]:
     """The ``sample`` section of a codec_lm config (unknown keys are an error)."""
-    conf = load_yaml_mapping(config, {"pretrained", "model", "train", "sample"})
+    conf = load_yaml_mapping(config, CONFIG_KEYS)
     sample = conf.get("sample") or {}
     unknown = sorted(set(sample) - SAMPLE_KEYS)
     if unknown:

@@ -8,7 +8,8 @@
 Each example is ``[prompt text + text ; <speech> prompt tokens + target tokens <end>]`` with the
 loss on the target part only; the prompt is another utterance of the same speaker
 (``pick_prompts``, re-drawn every epoch). Config: ``pretrained`` (a Llasa-style directory that
-is loaded and fine-tuned instead of building ``model``), ``model`` (LlamaConfig sizes),
+is loaded and fine-tuned instead of building ``model``), ``positions`` (``sequential`` or
+``text_aligned``, see ``local_lib.models.codec_lm``), ``model`` (LlamaConfig sizes),
 ``train`` (``SFTConfig``), ``sample`` (read by synthesis, not here). The Trainer writes
 ``checkpoints/`` (a killed run resumes), ``metrics.jsonl`` (loss, dev_loss, lr, grad_norm) and
 ``train.log`` under ``--out-dir``; the model goes to ``<out-dir>/model`` (CodecLM format).
@@ -32,7 +33,7 @@ from torch import nn
 
 from local_lib.data.speech_tokens import PromptPool
 from local_lib.data.text_tokenizer import CharTokenizer
-from local_lib.models.codec_lm import CodecLM
+from local_lib.models.codec_lm import CodecLM, guided_attention_loss
 from local_lib.models.config_yaml import load_yaml_mapping
 from local_lib.models.fit import length_batches
 from local_lib.models.speech_tokenizer import load_speech_tokenizer
@@ -40,7 +41,7 @@ from local_lib.train.distributed import DistInfo, cleanup, init_distributed
 from local_lib.train.trainer import Trainer, TrainerConfig, seed_everything
 
 log = logging.getLogger("train_codec_lm")
-CONFIG_KEYS = {"pretrained", "model", "train", "sample"}
+CONFIG_KEYS = {"pretrained", "positions", "model", "train", "sample"}
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,9 @@ class SFTConfig:
     valid_every: int = 200  # a multiple of log_every: dev loss is logged with the step
     valid_utts: int = 200  # evenly spaced dev utterances for the dev loss
     max_length: int | None = None  # longest example in LM tokens (default: the model's limit)
+    loss_on_prompt_speech: bool = False  # train on the prompt's speech tokens too (dev: target only)
+    guided_attention_weight: float = 0.0  # DCTTS-style guided attention loss (0: off)
+    guided_attention_sigma: float = 0.2
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any]) -> SFTConfig:
@@ -156,7 +160,8 @@ class SFTData:
                 f"batch_size {self.cfg.batch_size} leaves process {self.dist.rank} without examples"
             )
         prompts, targets = zip(*batch, strict=True)
-        return self.lm.training_batch(prompts, targets)
+        guide_sigma = self.cfg.guided_attention_sigma if self.cfg.guided_attention_weight else None
+        return self.lm.training_batch(prompts, targets, self.cfg.loss_on_prompt_speech, guide_sigma)
 
 
 @torch.no_grad()
@@ -182,7 +187,12 @@ def build_lm(conf: Mapping[str, Any], pool: PromptPool, num_speech_tokens: int) 
             )
         return lm
     text_tokenizer = CharTokenizer.build(pool.texts.values())
-    return CodecLM.from_config(conf.get("model", {}), text_tokenizer, num_speech_tokens)
+    chars = sum(len(text_tokenizer.encode(pool.texts[u])) for u in pool.utt2spk)
+    tokens = sum(len(pool.tokens[u]) for u in pool.utt2spk)
+    return CodecLM.from_config(
+        conf.get("model", {}), text_tokenizer, num_speech_tokens,
+        positions=conf.get("positions", "sequential"), chars_per_token=chars / max(tokens, 1),
+    )  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -212,6 +222,8 @@ def main(argv: list[str] | None = None) -> None:
     seed_everything(args.seed)
     lm = build_lm(conf, train, num_speech)
     lm.model.to(dist.device)
+    if cfg.guided_attention_weight:
+        lm.model.set_attn_implementation("eager")  # the guided loss needs the attention weights
     max_length = cfg.max_length or lm.model.config.max_position_embeddings
     n_params = sum(p.numel() for p in lm.model.parameters())
     log.info(
@@ -231,8 +243,14 @@ def main(argv: list[str] | None = None) -> None:
                 dev_loss_at[step] = mean_token_loss(lm.model, valid_batches)
                 model.train()
             extra["dev_loss"] = dev_loss_at[step]
-        out = model(**{k: v.to(dist.device) for k, v in tensors.items()})
-        return out.loss, extra
+        inputs = {k: v.to(dist.device) for k, v in tensors.items()}
+        guide = inputs.pop("attention_guide", None)
+        if guide is None:
+            return model(**inputs).loss, extra
+        out = model(**inputs, output_attentions=True)
+        guided = guided_attention_loss(out.attentions, guide)
+        extra["guided_attention"] = float(guided)
+        return out.loss + cfg.guided_attention_weight * guided, extra
 
     optimizer = torch.optim.AdamW(lm.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(cfg))

@@ -6,6 +6,12 @@ them) and a Llasa-style checkpoint directory (a Llama plus a tokenizer whose spe
 
 Zero-shot prompting as in Llasa/CosyVoice: prompt text and target text come first, then the
 prompt's speech tokens after ``<speech start>``, and the model continues with target speech.
+
+Position ids: ``sequential`` (0, 1, 2, ... as Llasa was trained) or ``text_aligned`` (ours):
+speech token j sits at the position of the character it is expected to speak, j times the
+prompt's characters per speech token, so the rotary attention of a speech token finds its text
+at relative distance near zero. A small LM on a few minutes of CPU learns the text-to-speech
+alignment with it; with sequential positions it babbles (see the README's GRPO section).
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ if TYPE_CHECKING:
 
 LOG = logging.getLogger(__name__)
 LAYOUT_FILE = "codec_lm_layout.json"
+POSITION_SCHEMES = ("sequential", "text_aligned")
 TOKENS_FILE = "tokens.txt"
 LLASA_SPEECH_START = "<|SPEECH_GENERATION_START|>"
 LLASA_SPEECH_END = "<|SPEECH_GENERATION_END|>"
@@ -53,19 +60,21 @@ class TokenLayout:
     num_speech_tokens: int
     pad_id: int
     vocab_size: int
+    text_sep_id: int | None = None  # between prompt text and target text (None: a space)
 
     @classmethod
     def for_char_tokenizer(cls, tokenizer: CharTokenizer, num_speech_tokens: int) -> TokenLayout:
-        """Text ids as they are, then <speech start>, <speech end>, then the speech ids."""
+        """Text ids as they are, then <speech start>, <speech end>, <text sep>, the speech ids."""
         n_text = tokenizer.vocab_size
         return cls(
             encode_text=tokenizer.encode,
             speech_start_id=n_text,
             speech_end_id=n_text + 1,
-            speech_offset=n_text + 2,
+            text_sep_id=n_text + 2,
+            speech_offset=n_text + 3,
             num_speech_tokens=num_speech_tokens,
             pad_id=tokenizer.pad_id,
-            vocab_size=n_text + 2 + num_speech_tokens,
+            vocab_size=n_text + 3 + num_speech_tokens,
         )
 
     @classmethod
@@ -125,17 +134,34 @@ class CodecLM:
         layout: TokenLayout,
         char_tokenizer: CharTokenizer | None = None,
         hf_tokenizer: Any | None = None,
+        positions: str = "sequential",
+        chars_per_token: float = 0.5,
     ) -> None:
-        """Exactly one text tokenizer: our ``CharTokenizer`` or a Llasa-style HF tokenizer."""
+        """Exactly one text tokenizer: our ``CharTokenizer`` or a Llasa-style HF tokenizer.
+        ``chars_per_token`` places the speech of a prompt-less input (``text_aligned`` only)."""
         if model.config.vocab_size < layout.vocab_size:
             raise ValueError(f"model vocab {model.config.vocab_size} < layout vocab {layout.vocab_size}")
         if (char_tokenizer is None) == (hf_tokenizer is None):
             raise ValueError("give exactly one of char_tokenizer and hf_tokenizer")
+        if positions not in POSITION_SCHEMES:
+            raise ValueError(f"positions {positions!r}: expected one of {POSITION_SCHEMES}")
+        if positions == "text_aligned" and layout.text_sep_id is None:
+            raise ValueError("text_aligned positions need a layout with a text separator")
+        if not chars_per_token > 0:
+            raise ValueError(f"chars_per_token must be > 0, got {chars_per_token}")
         self.model, self.layout = model, layout
         self.char_tokenizer, self.hf_tokenizer = char_tokenizer, hf_tokenizer
+        self.positions, self.chars_per_token = positions, float(chars_per_token)
 
     @classmethod
-    def from_config(cls, model_cfg: Mapping[str, Any], tokenizer: CharTokenizer, num_speech_tokens: int) -> CodecLM:
+    def from_config(
+        cls,
+        model_cfg: Mapping[str, Any],
+        tokenizer: CharTokenizer,
+        num_speech_tokens: int,
+        positions: str = "sequential",
+        chars_per_token: float = 0.5,
+    ) -> CodecLM:
         """A fresh small Llama sized by the YAML ``model`` section (unknown keys are an error)."""
         unknown = sorted(set(model_cfg) - _MODEL_KEYS)
         if unknown:
@@ -149,7 +175,7 @@ class CodecLM:
             attention_dropout=0.0,
             **model_cfg,
         )
-        return cls(LlamaForCausalLM(config), layout, tokenizer)
+        return cls(LlamaForCausalLM(config), layout, tokenizer, positions=positions, chars_per_token=chars_per_token)
 
     @classmethod
     def from_pretrained(cls, path: str | Path) -> CodecLM:
@@ -160,7 +186,10 @@ class CodecLM:
             tokenizer = CharTokenizer.load(path / TOKENS_FILE)
             meta = json.loads((path / LAYOUT_FILE).read_text(encoding="utf-8"))
             layout = TokenLayout.for_char_tokenizer(tokenizer, int(meta["num_speech_tokens"]))
-            return cls(model, layout, tokenizer)
+            return cls(
+                model, layout, tokenizer,
+                positions=meta["positions"], chars_per_token=meta["chars_per_token"],
+            )  # fmt: skip
         hf_tokenizer = AutoTokenizer.from_pretrained(path)
         layout = TokenLayout.for_hf_tokenizer(hf_tokenizer)
         LOG.info("%s: Llasa-style checkpoint, %d speech tokens", path, layout.num_speech_tokens)
@@ -177,7 +206,11 @@ class CodecLM:
             self.model.save_pretrained(tmp)
             if self.char_tokenizer is not None:
                 self.char_tokenizer.save(tmp / TOKENS_FILE)
-                meta = {"num_speech_tokens": self.layout.num_speech_tokens}
+                meta = {
+                    "num_speech_tokens": self.layout.num_speech_tokens,
+                    "positions": self.positions,
+                    "chars_per_token": self.chars_per_token,
+                }
                 (tmp / LAYOUT_FILE).write_text(json.dumps(meta) + "\n", encoding="utf-8")
             else:
                 self.hf_tokenizer.save_pretrained(tmp)
@@ -191,10 +224,55 @@ class CodecLM:
     def prompt_ids(
         self, text: str, prompt_text: str | None = None, prompt_speech: Sequence[int] | None = None
     ) -> list[int]:
-        """``text(prompt_text + text) <speech start> prompt_speech`` — what generation continues."""
-        full_text = f"{prompt_text} {text}" if prompt_text else text
+        """``text(prompt_text <sep> text) <speech start> prompt_speech`` — what generation
+        continues; without a separator id in the layout, a space joins the two texts."""
         speech = self.layout.speech_ids(prompt_speech) if prompt_speech is not None else []
-        return [*self.layout.encode_text(full_text), self.layout.speech_start_id, *speech]
+        sep = self.layout.text_sep_id
+        if not prompt_text:
+            text_ids = self.layout.encode_text(text)
+        elif sep is None:
+            text_ids = self.layout.encode_text(f"{prompt_text} {text}")
+        else:
+            text_ids = [*self.layout.encode_text(prompt_text), sep, *self.layout.encode_text(text)]
+        return [*text_ids, self.layout.speech_start_id, *speech]
+
+    def position_ids(self, prompts: Sequence[Sequence[int]], width: int, length: int) -> torch.Tensor:
+        """Positions of rows ``prompt + completion``, ``length`` wide, each prompt ending at
+        column ``width`` (left-padded; pad columns get 0). ``text_aligned``: character i at
+        i + 1, <speech start> at 0, speech token j at 1 + j * rate, with rate = (prompt
+        characters + separator) / prompt speech tokens, or ``chars_per_token`` without a prompt."""
+        rows = []
+        for prompt in prompts:
+            pad, n_after = width - len(prompt), length - width
+            if self.positions == "sequential":
+                rows.append([0.0] * pad + [float(i) for i in range(len(prompt) + n_after)])
+                continue
+            start, _, rate = self._prompt_rate(prompt)
+            n_prompt_speech = len(prompt) - start - 1
+            speech = [1.0 + j * rate for j in range(n_prompt_speech + n_after)]
+            rows.append([0.0] * pad + [i + 1.0 for i in range(start)] + [0.0] + speech)
+        out = torch.tensor(rows, device=self.model.device)
+        return out.long() if self.positions == "sequential" else out
+
+    def _prompt_rate(self, prompt: Sequence[int]) -> tuple[int, int, float]:
+        """(index of <speech start>, index of the first target character, characters per
+        speech token): the prompt's own rate when it has prompt text and speech, else
+        ``chars_per_token``."""
+        prompt = list(prompt)
+        start = prompt.index(self.layout.speech_start_id)
+        n_prompt_speech = len(prompt) - start - 1
+        sep = self.layout.text_sep_id
+        if sep is None or sep not in prompt[:start]:
+            return start, 0, self.chars_per_token
+        text_from = prompt.index(sep) + 1
+        return start, text_from, text_from / n_prompt_speech if n_prompt_speech else self.chars_per_token
+
+    def expected_speech_length(self, prompt: Sequence[int]) -> float:
+        """Speech tokens the target text needs at the prompt's rate (character layouts only)."""
+        if self.layout.text_sep_id is None:
+            raise ValueError("expected speech length needs a character layout with a text separator")
+        start, text_from, rate = self._prompt_rate(prompt)
+        return max(start - text_from, 1) / rate
 
     def zero_shot_prompt_ids(self, utts: Sequence[str], pool: PromptPool, seed: int) -> dict[str, list[int]]:
         """Each target's text after its speaker prompt's text, then the prompt's speech tokens
@@ -206,21 +284,64 @@ class CodecLM:
         }
 
     def training_batch(
-        self, prompts: Sequence[Sequence[int]], targets: Sequence[Sequence[int]]
+        self,
+        prompts: Sequence[Sequence[int]],
+        targets: Sequence[Sequence[int]],
+        loss_on_prompt_speech: bool = False,
+        guide_sigma: float | None = None,
     ) -> dict[str, torch.Tensor]:
-        """Right-padded ``prompt + target speech + <end>`` with labels only on the target part."""
+        """Right-padded ``prompt + target speech + <end>`` with labels on the target part, and
+        on the prompt's speech tokens too if asked (they are speech read from the prompt text,
+        so they teach the text-to-speech alignment as well, at no extra compute).
+        ``guide_sigma`` adds ``attention_guide`` (see ``attention_guide``), which the caller
+        must pop before the forward pass."""
         rows, labels = [], []
+        guides = [
+            self.attention_guide(p, len(t), guide_sigma) for p, t in zip(prompts, targets, strict=True)
+        ] if guide_sigma else []  # fmt: skip
         for prompt, target in zip(prompts, targets, strict=True):
             completion = [*self.layout.speech_ids(target), self.layout.speech_end_id]
             rows.append([*prompt, *completion])
-            labels.append([-100] * len(prompt) + completion)
+            context = [-100] * len(prompt)
+            if loss_on_prompt_speech:
+                start = list(prompt).index(self.layout.speech_start_id) + 1
+                context[start:] = prompt[start:]
+            labels.append(context + completion)
         width = max(len(r) for r in rows)
         pad = self.layout.pad_id
-        return {
+        positions = [
+            self.position_ids([p], len(p), len(p) + len(t) + 1)[0].tolist() for p, t in zip(prompts, targets)
+        ]  # fmt: skip
+        batch = {
             "input_ids": torch.tensor([r + [pad] * (width - len(r)) for r in rows]),
             "attention_mask": torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows]),
             "labels": torch.tensor([lab + [-100] * (width - len(lab)) for lab in labels]),
+            "position_ids": torch.tensor([q + [0] * (width - len(q)) for q in positions]),
         }
+        if guides:
+            batch["attention_guide"] = torch.stack(
+                [torch.nn.functional.pad(g, (0, width - len(g), 0, width - len(g))) for g in guides]
+            )
+        return batch
+
+    def attention_guide(self, prompt: Sequence[int], n_target: int, sigma: float) -> torch.Tensor:
+        """Guided-attention penalty weights [T, T] (T = prompt + target + end) as in DCTTS:
+        a speech token j of S attending to character i of L costs 1 - exp(-(i/L - j/S)^2 /
+        (2 sigma^2)). It applies within the target (target speech to target text) and within
+        the prompt (prompt speech to prompt text); everything else is free."""
+        start, text_from, _ = self._prompt_rate(prompt)
+        n_prompt_speech = len(prompt) - start - 1
+        size = len(prompt) + n_target + 1
+        guide = torch.zeros(size, size)
+        spans = [((text_from, start), (start + 1 + n_prompt_speech, n_target))]
+        if text_from and n_prompt_speech:
+            spans.append(((0, text_from - 1), (start + 1, n_prompt_speech)))
+        for (t0, t1), (s0, n_speech) in spans:
+            chars = torch.arange(t1 - t0) / max(t1 - t0, 1)
+            speech = torch.arange(n_speech) / max(n_speech, 1)
+            weight = 1 - torch.exp(-((chars[None, :] - speech[:, None]) ** 2) / (2 * sigma**2))
+            guide[s0 : s0 + n_speech, t0:t1] = weight
+        return guide
 
     def sft_loss(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
         device = self.model.device
@@ -252,14 +373,15 @@ class CodecLM:
         if temperature <= 0 or not 0 < top_p <= 1 or top_k < 0 or max_new_tokens < 1:
             raise ValueError("need temperature > 0, 0 < top_p <= 1, top_k >= 0, max_new_tokens >= 1")
         ids, attn = self._left_pad(prompts)
-        batch = ids.shape[0]
-        positions = (attn.cumsum(-1) - 1).clamp(min=0)
-        out = self.model(input_ids=ids, attention_mask=attn, position_ids=positions, use_cache=True)
+        batch, width = ids.shape
+        positions = self.position_ids(prompts, width, width + max_new_tokens)
+        out = self.model(
+            input_ids=ids, attention_mask=attn, position_ids=positions[:, :width], use_cache=True
+        )
         past, logits = out.past_key_values, out.logits[:, -1]
-        next_pos = positions[:, -1:] + 1
         done = torch.zeros(batch, dtype=torch.bool, device=ids.device)
         tokens, logps, masks = [], [], []
-        for _ in range(max_new_tokens):
+        for step in range(max_new_tokens):
             logp = self._next_logprobs(logits, temperature)
             choice = _sample(_filter_top_k_top_p(logp, top_k, top_p), generator)
             tokens.append(torch.where(done, self.layout.pad_id, choice))
@@ -270,10 +392,11 @@ class CodecLM:
                 break
             attn = torch.cat([attn, torch.ones_like(attn[:, :1])], dim=1)
             out = self.model(
-                input_ids=tokens[-1][:, None], attention_mask=attn, position_ids=next_pos,
+                input_ids=tokens[-1][:, None], attention_mask=attn,
+                position_ids=positions[:, width + step : width + step + 1],
                 past_key_values=past, use_cache=True,
             )  # fmt: skip
-            past, logits, next_pos = out.past_key_values, out.logits[:, -1], next_pos + 1
+            past, logits = out.past_key_values, out.logits[:, -1]
         completion = torch.stack(tokens, dim=1)
         mask = torch.stack(masks, dim=1)
         speech = [
@@ -296,7 +419,7 @@ class CodecLM:
         device = ids.device
         completion_ids, mask = completion_ids.to(device), mask.to(device)
         full_attn = torch.cat([attn, mask.long()], dim=1)
-        positions = (full_attn.cumsum(-1) - 1).clamp(min=0)
+        positions = self.position_ids(prompts, ids.shape[1], full_attn.shape[1])
         logits = self.model(
             input_ids=torch.cat([ids, completion_ids], dim=1),
             attention_mask=full_attn,
@@ -308,6 +431,17 @@ class CodecLM:
             return logp, None
         # entropy needs finite logits: disallowed ids get a large negative value instead of -inf
         return logp, logp_all.clamp(min=-1e4)
+
+
+def guided_attention_loss(attentions: Sequence[torch.Tensor], guide: torch.Tensor) -> torch.Tensor:
+    """Attention mass on off-diagonal characters, weighted by ``guide`` [B, T, T]: summed over
+    keys, averaged over layers, heads and the guided query positions."""
+    guided_queries = (guide.sum(-1) > 0).sum().clamp(min=1)
+    per_layer = [
+        (attn * guide[:, None].to(attn.dtype)).sum() / (attn.shape[1] * guided_queries)
+        for attn in attentions
+    ]
+    return torch.stack(per_layer).mean()
 
 
 def _filter_top_k_top_p(logp: torch.Tensor, top_k: int, top_p: float) -> torch.Tensor:

@@ -8,6 +8,8 @@ Rewards are laid out group-major: the ``G`` completions of prompt 0 first, then 
 
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass
 from typing import Literal
 
@@ -27,6 +29,8 @@ class GRPOConfig:
     loss_type: LossType = "dapo"
     scale_rewards: RewardScaling = "group"
     truncation_penalty: float = 0.0
+    length_penalty: float = 0.0  # per unit of |ln(length / expected)| beyond the tolerance
+    length_tolerance: float = 0.5  # free band: expected / 1.5 .. expected * 1.5 at 0.5
     max_completion_length: int | None = None
 
     def __post_init__(self) -> None:
@@ -34,6 +38,8 @@ class GRPOConfig:
             raise ValueError(f"loss_type must be grpo, dapo or dr_grpo, got {self.loss_type!r}")
         if self.scale_rewards not in ("group", "batch", "none"):
             raise ValueError(f"scale_rewards must be group, batch or none: {self.scale_rewards!r}")
+        if self.length_penalty < 0.0 or self.length_tolerance < 0.0:
+            raise ValueError("length_penalty and length_tolerance must be >= 0")
         if not 0.0 < self.epsilon < 1.0 or self.beta < 0.0:
             raise ValueError(f"need 0 < epsilon < 1 and beta >= 0, got {self.epsilon}, {self.beta}")
 
@@ -75,6 +81,23 @@ def apply_truncation_penalty(
 ) -> torch.Tensor:
     """Subtract ``penalty`` from completions that hit the length limit without EOS."""
     return rewards - penalty * (~has_eos.bool()).to(rewards.dtype)
+
+
+def apply_length_penalty(
+    rewards: torch.Tensor,
+    lengths: torch.Tensor,
+    expected: torch.Tensor,
+    penalty: float,
+    tolerance: float,
+) -> torch.Tensor:
+    """Subtract ``penalty * max(0, |ln(length / expected)| - ln(1 + tolerance))``.
+
+    A reward computed by an ASR can be gamed by speaking less (a short or silent completion
+    has few insertions to lose and a cheap NLL); tying the length to what the text needs at
+    the prompt speaker's rate closes that door without touching in-range completions."""
+    ratio = lengths.to(rewards.dtype).clamp(min=1.0) / expected.to(rewards.dtype)
+    excess = (ratio.log().abs() - math.log1p(tolerance)).clamp(min=0.0)
+    return rewards - penalty * excess
 
 
 def k3_kl(logp: torch.Tensor, ref_logp: torch.Tensor) -> torch.Tensor:

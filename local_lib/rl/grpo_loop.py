@@ -36,7 +36,13 @@ from local_lib.models.config_yaml import load_yaml_mapping
 from local_lib.models.speech_tokenizer import KMeansMelTokenizer
 from local_lib.models.vocoder import GriffinLimVocoder
 from local_lib.rewards import RewardReferences, RewardSet, RolloutBatch
-from local_lib.rl.grpo import GRPOConfig, apply_truncation_penalty, group_advantages, grpo_loss
+from local_lib.rl.grpo import (
+    GRPOConfig,
+    apply_length_penalty,
+    apply_truncation_penalty,
+    group_advantages,
+    grpo_loss,
+)
 
 LOG = logging.getLogger(__name__)
 
@@ -232,6 +238,12 @@ class GRPOLoop:
         total = apply_truncation_penalty(
             scored.total.reshape(len(utt_ids)), rollout.has_eos.cpu(), cfg.loss.truncation_penalty
         )
+        if cfg.loss.length_penalty:
+            lengths = torch.tensor([len(t) for t in rollout.speech_tokens])
+            expected = torch.tensor([self.lm.expected_speech_length(p) for p in prompts])
+            total = apply_length_penalty(
+                total, lengths, expected, cfg.loss.length_penalty, cfg.loss.length_tolerance
+            )
         adv = group_advantages(total, group, cfg.loss.scale_rewards)
         ref_logp = None
         if self.reference is not None:

@@ -9,7 +9,7 @@ from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 from local_lib.data.text_tokenizer import CharTokenizer
-from local_lib.models.codec_lm import CodecLM, _filter_top_k_top_p
+from local_lib.models.codec_lm import CodecLM, _filter_top_k_top_p, guided_attention_loss
 
 TINY = {
     "hidden_size": 32,
@@ -21,19 +21,23 @@ TINY = {
 }
 
 
-def _small_lm(num_speech: int = 12) -> CodecLM:
+def _small_lm(num_speech: int = 12, positions: str = "sequential") -> CodecLM:
     torch.manual_seed(0)
-    return CodecLM.from_config(TINY, CharTokenizer.build(["ab c"]), num_speech)
+    return CodecLM.from_config(
+        TINY, CharTokenizer.build(["ab c"]), num_speech, positions=positions, chars_per_token=0.5
+    )
 
 
 def test_layout_and_prompt_ids() -> None:
     lm = _small_lm()
-    # text vocab: <pad> <unk> <space> a b c -> 6 ids; start 6, end 7, speech k -> 8 + k
-    assert (lm.layout.speech_start_id, lm.layout.speech_end_id, lm.layout.speech_offset) == (6, 7, 8)
-    assert lm.layout.vocab_size == 6 + 2 + 12 == lm.model.config.vocab_size
+    # text vocab: <pad> <unk> <space> a b c -> 6 ids; start 6, end 7, sep 8, speech k -> 9 + k
+    layout = lm.layout
+    assert (layout.speech_start_id, layout.speech_end_id, layout.text_sep_id) == (6, 7, 8)
+    assert layout.speech_offset == 9
+    assert lm.layout.vocab_size == 6 + 3 + 12 == lm.model.config.vocab_size
     assert lm.prompt_ids("ba") == [4, 3, 6]
-    # zero-shot: prompt text + target text, <start>, prompt speech
-    assert lm.prompt_ids("c", prompt_text="a", prompt_speech=[0, 11]) == [3, 2, 5, 6, 8, 19]
+    # zero-shot: prompt text <sep> target text, <start>, prompt speech
+    assert lm.prompt_ids("c", prompt_text="a", prompt_speech=[0, 11]) == [3, 8, 5, 6, 9, 20]
     with pytest.raises(ValueError, match="speech token outside"):
         lm.prompt_ids("a", prompt_speech=[12])
 
@@ -41,14 +45,34 @@ def test_layout_and_prompt_ids() -> None:
 def test_training_batch_labels_only_on_target() -> None:
     lm = _small_lm()
     batch = lm.training_batch([[3, 6], [4, 5, 6]], [[1, 2], [0]])
-    assert batch["input_ids"].tolist() == [[3, 6, 9, 10, 7], [4, 5, 6, 8, 7]]
-    assert batch["labels"].tolist() == [[-100, -100, 9, 10, 7], [-100, -100, -100, 8, 7]]
+    assert batch["input_ids"].tolist() == [[3, 6, 10, 11, 7], [4, 5, 6, 9, 7]]
+    assert batch["labels"].tolist() == [[-100, -100, 10, 11, 7], [-100, -100, -100, 9, 7]]
+    assert batch["position_ids"].tolist() == [[0, 1, 2, 3, 4], [0, 1, 2, 3, 4]]
     lm2 = lm.training_batch([[3, 6]], [[1, 2, 3]])
     assert lm2["attention_mask"].tolist() == [[1, 1, 1, 1, 1, 1]]
 
 
-def test_sft_learns_a_fixed_utterance() -> None:
-    lm = _small_lm()
+def test_text_aligned_positions_by_hand() -> None:
+    lm = _small_lm(positions="text_aligned")
+    # prompt "ab" <sep> target "c": 3 characters + sep, two prompt speech tokens
+    # -> rate (2 + 1) / 2 = 1.5; chars at 1..4, <start> at 0, speech j at 1 + 1.5 j
+    prompt = lm.prompt_ids("c", prompt_text="ab", prompt_speech=[0, 1])
+    assert prompt == [3, 4, 8, 5, 6, 9, 10]
+    pos = lm.position_ids([prompt], width=len(prompt), length=len(prompt) + 2)
+    assert pos.dtype == torch.float32
+    assert pos.tolist() == [[1.0, 2.0, 3.0, 4.0, 0.0, 1.0, 2.5, 4.0, 5.5]]
+    # no prompt: chars_per_token 0.5; left padding by two gets position 0
+    pos = lm.position_ids([lm.prompt_ids("ab")], width=5, length=7)
+    assert pos.tolist() == [[0.0, 0.0, 1.0, 2.0, 0.0, 1.0, 1.5]]
+    batch = lm.training_batch([prompt], [[3]])
+    assert batch["position_ids"].tolist() == [[1.0, 2.0, 3.0, 4.0, 0.0, 1.0, 2.5, 4.0, 5.5]]
+    sequential = _small_lm().position_ids([lm.prompt_ids("ab")], width=5, length=7)
+    assert sequential.dtype == torch.int64 and sequential.tolist() == [[0, 0, 0, 1, 2, 3, 4]]
+
+
+@pytest.mark.parametrize("positions", ["sequential", "text_aligned"])
+def test_sft_learns_a_fixed_utterance(positions: str) -> None:
+    lm = _small_lm(positions=positions)
     batch = lm.training_batch([lm.prompt_ids("abc")], [[3, 1, 4, 1, 5, 9]])
     opt = torch.optim.Adam(lm.model.parameters(), lr=1e-2)
     first = lm.sft_loss(batch).item()
@@ -63,8 +87,9 @@ def test_sft_learns_a_fixed_utterance() -> None:
     assert out.speech_tokens[0].tolist() == [3, 1, 4, 1, 5, 9] and bool(out.has_eos[0])
 
 
-def test_sampling_logprobs_match_teacher_forcing() -> None:
-    lm = _small_lm()
+@pytest.mark.parametrize("positions", ["sequential", "text_aligned"])
+def test_sampling_logprobs_match_teacher_forcing(positions: str) -> None:
+    lm = _small_lm(positions=positions)
     lm.model.eval()
     prompts = [lm.prompt_ids("abc"), lm.prompt_ids("a", prompt_text="c b", prompt_speech=[2, 3])]
     gen = torch.Generator().manual_seed(1)
@@ -91,10 +116,11 @@ def test_top_k_top_p_filter() -> None:
 
 
 def test_save_and_reload_small_model(tmp_path: Path) -> None:
-    lm = _small_lm()
+    lm = _small_lm(positions="text_aligned")
     lm.save_pretrained(tmp_path / "lm")
     again = CodecLM.from_pretrained(tmp_path / "lm")
     assert again.layout.speech_offset == lm.layout.speech_offset
+    assert (again.positions, again.chars_per_token) == ("text_aligned", 0.5)
     ids = torch.tensor([lm.prompt_ids("abc")])
     torch.testing.assert_close(again.model(ids).logits, lm.model(ids).logits)
 
@@ -132,6 +158,8 @@ def test_loads_and_samples_llasa_style_checkpoint(tmp_path: Path) -> None:
 def test_rejects_non_llasa_tokenizer_and_bad_config(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="unknown key"):
         CodecLM.from_config({"hidden": 3}, CharTokenizer.build(["a"]), 4)
+    with pytest.raises(ValueError, match="positions 'diagonal'"):
+        CodecLM.from_config(TINY, CharTokenizer.build(["a"]), 4, positions="diagonal")
     core = Tokenizer(models.WordLevel({"[UNK]": 0, "a": 1}, unk_token="[UNK]"))
     PreTrainedTokenizerFast(tokenizer_object=core, unk_token="[UNK]").save_pretrained(tmp_path)
     LlamaForCausalLM(LlamaConfig(vocab_size=2, **TINY)).save_pretrained(tmp_path)
@@ -149,3 +177,38 @@ def test_template_configs_build(name: str) -> None:
     with torch.device("meta"):
         lm = CodecLM.from_config(cfg["model"], CharTokenizer.build(["abc"]), 64)
     assert lm.model.config.num_hidden_layers == cfg["model"]["num_hidden_layers"]
+
+
+def test_training_batch_can_label_prompt_speech() -> None:
+    lm = _small_lm()
+    prompt = lm.prompt_ids("c", prompt_text="a", prompt_speech=[0, 2])  # [3, 8, 5, 6, 9, 11]
+    batch = lm.training_batch([prompt], [[1]], loss_on_prompt_speech=True)
+    assert batch["input_ids"].tolist() == [[3, 8, 5, 6, 9, 11, 10, 7]]
+    assert batch["labels"].tolist() == [[-100, -100, -100, -100, 9, 11, 10, 7]]
+    assert lm.training_batch([prompt], [[1]])["labels"].tolist() == [[-100] * 6 + [10, 7]]
+
+
+def test_attention_guide_and_loss_by_hand() -> None:
+    lm = _small_lm(positions="text_aligned")
+    prompt = lm.prompt_ids("c", prompt_text="ab", prompt_speech=[0, 1])  # [3, 4, 8, 5, 6, 9, 10]
+    guide = lm.attention_guide(prompt, n_target=2, sigma=0.2)
+    w = 1 - math.exp(-(0.5**2) / (2 * 0.2**2))  # progress 0 vs 0.5
+    expected = torch.zeros(10, 10)
+    expected[5, 1] = expected[6, 0] = w  # prompt speech (rows 5, 6) vs prompt chars "a", "b"
+    expected[8, 3] = w  # second target token vs the only target char "c"
+    torch.testing.assert_close(guide, expected)
+    batch = lm.training_batch([prompt, lm.prompt_ids("c")], [[2, 3], [4]], guide_sigma=0.2)
+    assert batch["attention_guide"].shape == (2, 10, 10)
+    torch.testing.assert_close(batch["attention_guide"][0], expected)
+    # one layer, two heads: head 0 puts 0.1 everywhere, head 1 nothing; three guided queries
+    attn = torch.zeros(1, 2, 10, 10)
+    attn[:, 0] = 0.1
+    loss = guided_attention_loss([attn], expected[None])
+    assert loss.item() == pytest.approx(0.1 * 3 * w / (2 * 3))
+
+
+def test_expected_speech_length_from_the_prompt_rate() -> None:
+    lm = _small_lm(positions="text_aligned")
+    # prompt "ab" + sep = 3 characters in 2 tokens -> 1.5 chars/token; target "c b" = 3 chars
+    assert lm.expected_speech_length(lm.prompt_ids("c b", "ab", [0, 1])) == pytest.approx(2.0)
+    assert lm.expected_speech_length(lm.prompt_ids("ab")) == pytest.approx(4.0)  # 0.5 chars/token

@@ -8,6 +8,7 @@ import torch
 from local_lib.rl.grpo import (
     GRPOConfig,
     aggregate,
+    apply_length_penalty,
     apply_truncation_penalty,
     group_advantages,
     grpo_loss,
@@ -131,3 +132,14 @@ def test_config_and_aggregate_validation() -> None:
         GRPOConfig(loss_type="sum")
     with pytest.raises(ValueError, match="loss_type"):
         aggregate(torch.zeros(1, 1), torch.ones(1, 1), "mean")
+
+
+def test_length_penalty_by_hand() -> None:
+    # expected 10 tokens, tolerance 0.5 (free band 6.67..15), penalty 2 per unit of log excess
+    out = apply_length_penalty(
+        torch.ones(4), torch.tensor([10, 4, 30, 0]), torch.full((4,), 10.0), 2.0, 0.5
+    )
+    # 4/10: 2 (0.916291 - 0.405465); 30/10: 2 (1.098612 - 0.405465); 0 counts as 1 token
+    expected = torch.tensor([1.0, 1 - 1.021651, 1 - 1.386294, 1 - 3.794240])
+    torch.testing.assert_close(out, expected, atol=1e-5, rtol=0)
+    assert torch.equal(apply_length_penalty(torch.ones(2), torch.tensor([7, 14]), torch.full((2,), 10.0), 2.0, 0.5), torch.ones(2))
