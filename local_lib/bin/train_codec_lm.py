@@ -33,7 +33,7 @@ from torch import nn
 
 from local_lib.data.speech_tokens import PromptPool
 from local_lib.data.text_tokenizer import CharTokenizer
-from local_lib.models.codec_lm import CodecLM, guided_attention_loss
+from local_lib.models.codec_lm import CodecLM
 from local_lib.models.config_yaml import load_yaml_mapping
 from local_lib.models.fit import length_batches
 from local_lib.models.speech_tokenizer import load_speech_tokenizer
@@ -60,8 +60,6 @@ class SFTConfig:
     valid_utts: int = 200  # evenly spaced dev utterances for the dev loss
     max_length: int | None = None  # longest example in LM tokens (default: the model's limit)
     loss_on_prompt_speech: bool = False  # train on the prompt's speech tokens too (dev: target only)
-    guided_attention_weight: float = 0.0  # DCTTS-style guided attention loss (0: off)
-    guided_attention_sigma: float = 0.2
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any]) -> SFTConfig:
@@ -160,8 +158,7 @@ class SFTData:
                 f"batch_size {self.cfg.batch_size} leaves process {self.dist.rank} without examples"
             )
         prompts, targets = zip(*batch, strict=True)
-        guide_sigma = self.cfg.guided_attention_sigma if self.cfg.guided_attention_weight else None
-        return self.lm.training_batch(prompts, targets, self.cfg.loss_on_prompt_speech, guide_sigma)
+        return self.lm.training_batch(prompts, targets, self.cfg.loss_on_prompt_speech)
 
 
 @torch.no_grad()
@@ -222,8 +219,6 @@ def main(argv: list[str] | None = None) -> None:
     seed_everything(args.seed)
     lm = build_lm(conf, train, num_speech)
     lm.model.to(dist.device)
-    if cfg.guided_attention_weight:
-        lm.model.set_attn_implementation("eager")  # the guided loss needs the attention weights
     max_length = cfg.max_length or lm.model.config.max_position_embeddings
     n_params = sum(p.numel() for p in lm.model.parameters())
     log.info(
@@ -243,14 +238,8 @@ def main(argv: list[str] | None = None) -> None:
                 dev_loss_at[step] = mean_token_loss(lm.model, valid_batches)
                 model.train()
             extra["dev_loss"] = dev_loss_at[step]
-        inputs = {k: v.to(dist.device) for k, v in tensors.items()}
-        guide = inputs.pop("attention_guide", None)
-        if guide is None:
-            return model(**inputs).loss, extra
-        out = model(**inputs, output_attentions=True)
-        guided = guided_attention_loss(out.attentions, guide)
-        extra["guided_attention"] = float(guided)
-        return out.loss + cfg.guided_attention_weight * guided, extra
+        out = model(**{k: v.to(dist.device) for k, v in tensors.items()})
+        return out.loss, extra
 
     optimizer = torch.optim.AdamW(lm.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(cfg))

@@ -288,17 +288,11 @@ class CodecLM:
         prompts: Sequence[Sequence[int]],
         targets: Sequence[Sequence[int]],
         loss_on_prompt_speech: bool = False,
-        guide_sigma: float | None = None,
     ) -> dict[str, torch.Tensor]:
         """Right-padded ``prompt + target speech + <end>`` with labels on the target part, and
         on the prompt's speech tokens too if asked (they are speech read from the prompt text,
-        so they teach the text-to-speech alignment as well, at no extra compute).
-        ``guide_sigma`` adds ``attention_guide`` (see ``attention_guide``), which the caller
-        must pop before the forward pass."""
+        so they teach the text-to-speech alignment as well, at no extra compute)."""
         rows, labels = [], []
-        guides = [
-            self.attention_guide(p, len(t), guide_sigma) for p, t in zip(prompts, targets, strict=True)
-        ] if guide_sigma else []  # fmt: skip
         for prompt, target in zip(prompts, targets, strict=True):
             completion = [*self.layout.speech_ids(target), self.layout.speech_end_id]
             rows.append([*prompt, *completion])
@@ -312,36 +306,12 @@ class CodecLM:
         positions = [
             self.position_ids([p], len(p), len(p) + len(t) + 1)[0].tolist() for p, t in zip(prompts, targets)
         ]  # fmt: skip
-        batch = {
+        return {
             "input_ids": torch.tensor([r + [pad] * (width - len(r)) for r in rows]),
             "attention_mask": torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows]),
             "labels": torch.tensor([lab + [-100] * (width - len(lab)) for lab in labels]),
             "position_ids": torch.tensor([q + [0] * (width - len(q)) for q in positions]),
         }
-        if guides:
-            batch["attention_guide"] = torch.stack(
-                [torch.nn.functional.pad(g, (0, width - len(g), 0, width - len(g))) for g in guides]
-            )
-        return batch
-
-    def attention_guide(self, prompt: Sequence[int], n_target: int, sigma: float) -> torch.Tensor:
-        """Guided-attention penalty weights [T, T] (T = prompt + target + end) as in DCTTS:
-        a speech token j of S attending to character i of L costs 1 - exp(-(i/L - j/S)^2 /
-        (2 sigma^2)). It applies within the target (target speech to target text) and within
-        the prompt (prompt speech to prompt text); everything else is free."""
-        start, text_from, _ = self._prompt_rate(prompt)
-        n_prompt_speech = len(prompt) - start - 1
-        size = len(prompt) + n_target + 1
-        guide = torch.zeros(size, size)
-        spans = [((text_from, start), (start + 1 + n_prompt_speech, n_target))]
-        if text_from and n_prompt_speech:
-            spans.append(((0, text_from - 1), (start + 1, n_prompt_speech)))
-        for (t0, t1), (s0, n_speech) in spans:
-            chars = torch.arange(t1 - t0) / max(t1 - t0, 1)
-            speech = torch.arange(n_speech) / max(n_speech, 1)
-            weight = 1 - torch.exp(-((chars[None, :] - speech[:, None]) ** 2) / (2 * sigma**2))
-            guide[s0 : s0 + n_speech, t0:t1] = weight
-        return guide
 
     def sft_loss(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
         device = self.model.device
@@ -431,17 +401,6 @@ class CodecLM:
             return logp, None
         # entropy needs finite logits: disallowed ids get a large negative value instead of -inf
         return logp, logp_all.clamp(min=-1e4)
-
-
-def guided_attention_loss(attentions: Sequence[torch.Tensor], guide: torch.Tensor) -> torch.Tensor:
-    """Attention mass on off-diagonal characters, weighted by ``guide`` [B, T, T]: summed over
-    keys, averaged over layers, heads and the guided query positions."""
-    guided_queries = (guide.sum(-1) > 0).sum().clamp(min=1)
-    per_layer = [
-        (attn * guide[:, None].to(attn.dtype)).sum() / (attn.shape[1] * guided_queries)
-        for attn in attentions
-    ]
-    return torch.stack(per_layer).mean()
 
 
 def _filter_top_k_top_p(logp: torch.Tensor, top_k: int, top_p: float) -> torch.Tensor:

@@ -9,7 +9,7 @@ from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 from local_lib.data.text_tokenizer import CharTokenizer
-from local_lib.models.codec_lm import CodecLM, _filter_top_k_top_p, guided_attention_loss
+from local_lib.models.codec_lm import CodecLM, _filter_top_k_top_p
 
 TINY = {
     "hidden_size": 32,
@@ -186,25 +186,6 @@ def test_training_batch_can_label_prompt_speech() -> None:
     assert batch["input_ids"].tolist() == [[3, 8, 5, 6, 9, 11, 10, 7]]
     assert batch["labels"].tolist() == [[-100, -100, -100, -100, 9, 11, 10, 7]]
     assert lm.training_batch([prompt], [[1]])["labels"].tolist() == [[-100] * 6 + [10, 7]]
-
-
-def test_attention_guide_and_loss_by_hand() -> None:
-    lm = _small_lm(positions="text_aligned")
-    prompt = lm.prompt_ids("c", prompt_text="ab", prompt_speech=[0, 1])  # [3, 4, 8, 5, 6, 9, 10]
-    guide = lm.attention_guide(prompt, n_target=2, sigma=0.2)
-    w = 1 - math.exp(-(0.5**2) / (2 * 0.2**2))  # progress 0 vs 0.5
-    expected = torch.zeros(10, 10)
-    expected[5, 1] = expected[6, 0] = w  # prompt speech (rows 5, 6) vs prompt chars "a", "b"
-    expected[8, 3] = w  # second target token vs the only target char "c"
-    torch.testing.assert_close(guide, expected)
-    batch = lm.training_batch([prompt, lm.prompt_ids("c")], [[2, 3], [4]], guide_sigma=0.2)
-    assert batch["attention_guide"].shape == (2, 10, 10)
-    torch.testing.assert_close(batch["attention_guide"][0], expected)
-    # one layer, two heads: head 0 puts 0.1 everywhere, head 1 nothing; three guided queries
-    attn = torch.zeros(1, 2, 10, 10)
-    attn[:, 0] = 0.1
-    loss = guided_attention_loss([attn], expected[None])
-    assert loss.item() == pytest.approx(0.1 * 3 * w / (2 * 3))
 
 
 def test_expected_speech_length_from_the_prompt_rate() -> None:
