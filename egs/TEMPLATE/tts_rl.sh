@@ -171,7 +171,8 @@ if run_stage 3; then
       log "stage 3: exp/${name}/.done exists, skipping"
       continue
     fi
-    case "${name}" in eval_*) tool=train_evaluator ;; *) tool="train_${name}" ;; esac
+    # Evaluators and CTC reward ASRs (*_ctc) share the evaluator trainer; others have their own.
+    case "${name}" in eval_* | *_ctc) tool=train_evaluator ;; *) tool="train_${name}" ;; esac
     # Each model trains as its own job (one CPU thread each); they run side by side.
     ${cuda_cmd} "exp/${name}/log/train.log" python -m "local_lib.bin.${tool}" \
       --config "conf/${name}${config_suffix}.yaml" --seed "${seed}" \

@@ -20,7 +20,7 @@ import torch
 
 from local_lib.data.speech_tokens import PromptPool
 from local_lib.models.codec_lm import CodecLM
-from local_lib.models.espnet_asr import EspnetRewardASR
+from local_lib.models.evaluators import load_reward_asr
 from local_lib.models.speech_tokenizer import load_speech_tokenizer
 from local_lib.rewards import build_rewards
 from local_lib.rl.grpo_loop import GRPOLoop, GRPOLoopConfig, SpeechDecoder
@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> None:
     lm = CodecLM.from_pretrained(args.base_dir)
     lm.model.to(dist_info.device)
     tokenizer = load_speech_tokenizer(args.tokenizer)
-    scorer = EspnetRewardASR.from_checkpoint(args.reward_asr)
+    scorer = load_reward_asr(args.reward_asr)
     if scorer.sample_rate != tokenizer.mel_cfg.sample_rate:
         raise ValueError(
             f"{args.reward_asr} expects {scorer.sample_rate} Hz audio but {args.tokenizer} "

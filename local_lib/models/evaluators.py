@@ -97,6 +97,48 @@ class CtcEvaluatorASR:
         return [snap_to_lexicon(t, self.lexicon) for t in texts]
 
 
+class CtcRewardASR:
+    """A CTC ASR used as a GRPO reward model: greedy transcripts (open vocabulary) for the WER
+    reward and ``-log P_ctc(text | audio)`` per character for the NLL reward. The CTC score
+    rests on the audio alone; on the mini corpora it tracks intelligibility more closely than
+    the small attention decoder's cross-entropy, which leans on sentences it has memorised."""
+
+    def __init__(self, asr: CtcEvaluatorASR):
+        if asr.lexicon is not None:
+            raise ValueError("a reward ASR must be open-vocabulary: train it with lexicon: false")
+        self.asr = asr
+        self.sample_rate = asr.mel_cfg.sample_rate
+
+    def transcribe(self, wavs: Sequence[np.ndarray]) -> list[str]:
+        return self.asr.transcribe(wavs)
+
+    @torch.no_grad()
+    def nll(self, wavs: Sequence[np.ndarray], texts: Sequence[str]) -> torch.Tensor:
+        """``[B]`` CTC negative log-likelihood of each text divided by its length in units."""
+        log_probs, lens = self.asr.net(*net_inputs(self.asr.net, wavs, self.asr.mel_cfg))
+        ids = [self.asr.units.encode(t) for t in texts]
+        n_units = torch.tensor([len(i) for i in ids])
+        if int(n_units.min()) == 0:
+            empty = [t for t, i in zip(texts, ids, strict=True) if not i]
+            raise ValueError(f"CTC reward: reference text with no units: {empty[0]!r}")
+        total = torch.nn.functional.ctc_loss(
+            log_probs.float().transpose(0, 1).cpu(), torch.tensor([u for i in ids for u in i]),
+            lens.cpu(), n_units, blank=self.asr.units.blank_id, reduction="none",
+        )  # fmt: skip
+        return total / n_units
+
+
+def load_reward_asr(path: Path):
+    """The reward ASR in a checkpoint: the ESPnet encoder-decoder (``train_reward_asr``) or an
+    open-vocabulary CTC ASR trained by ``train_evaluator`` (``CtcRewardASR``)."""
+    scorer = load_evaluator(path)
+    if isinstance(scorer, CtcEvaluatorASR):
+        return CtcRewardASR(scorer)
+    if not hasattr(scorer, "nll"):
+        raise ValueError(f"{path}: not an ASR checkpoint, cannot be a reward ASR")
+    return scorer
+
+
 class ClassifierEvaluator:
     """Emotion or speaker model: ``classify`` gives labels, ``embed`` the similarity space."""
 

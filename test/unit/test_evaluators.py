@@ -14,11 +14,15 @@ from local_lib.data.kaldi_dir import read_kv, write_data_dir
 from local_lib.eval.score_table import read_scores
 from local_lib.models.espnet_asr import EspnetRewardASR
 from local_lib.models.evaluator_nets import CtcASRNet, EvaluatorNetConfig
+from local_lib.data.features import LogMelConfig
+from local_lib.models.asr_units import AsrUnits
 from local_lib.models.evaluators import (
     ClassifierEvaluator,
     CtcEvaluatorASR,
+    CtcRewardASR,
     ctc_greedy,
     load_evaluator,
+    load_reward_asr,
     snap_to_lexicon,
 )
 
@@ -306,3 +310,38 @@ def test_score_cli_open_vocabulary_scores_the_raw_asr_output(trained, data_dir, 
     assert hyps["open"] == raw
     assert hyps["lexicon"] == [snap_to_lexicon(h, lexicon) for h in raw]
     assert any(raw), "the tiny evaluator must say something for this test to mean anything"
+
+
+class _FixedCtcNet(torch.nn.Module):
+    """Two frames, each blank 0.3, <unk> 0.1, "a" 0.5, <sos/eos> 0.1, whatever the audio."""
+
+    def __init__(self):
+        super().__init__()
+        self.dummy = torch.nn.Parameter(torch.zeros(1))
+
+    def forward(self, mel, lens):
+        probs = torch.tensor([0.3, 0.1, 0.5, 0.1]).expand(mel.shape[0], 2, 4)
+        return probs.log(), torch.full((mel.shape[0],), 2)
+
+
+def test_ctc_reward_nll_by_hand():
+    units = AsrUnits.from_texts(["a"])  # <pad>=blank 0, <unk> 1, a 2, <sos/eos> 3
+    reward = CtcRewardASR(CtcEvaluatorASR(_FixedCtcNet(), units, LogMelConfig()))
+    # "a" in two frames: a a, a blank, blank a -> 0.25 + 0.15 + 0.15 = 0.55, one unit
+    nll = reward.nll([np.zeros(1600, np.float32)], ["a"])
+    assert nll.tolist() == pytest.approx([-np.log(0.55)], rel=1e-5)
+    assert reward.transcribe([np.zeros(1600, np.float32)]) == ["a"]
+    with pytest.raises(ValueError, match="no units"):
+        reward.nll([np.zeros(1600, np.float32)], [""])
+
+
+def test_load_reward_asr_takes_espnet_and_open_vocabulary_ctc(trained):
+    assert isinstance(load_reward_asr(trained["reward"]), EspnetRewardASR)
+    with pytest.raises(ValueError, match="open-vocabulary"):
+        load_reward_asr(trained["asr"])  # the debug evaluator has a lexicon
+    with pytest.raises(ValueError, match="not an ASR"):
+        load_reward_asr(trained["emotion"])
+    asr = load_evaluator(trained["asr"])
+    asr.lexicon = None
+    nll = CtcRewardASR(asr).nll([np.full(8000, 0.01, np.float32)] * 2, ["a cat", "the dog"])
+    assert nll.shape == (2,) and torch.isfinite(nll).all() and (nll > 0).all()

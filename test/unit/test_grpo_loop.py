@@ -218,3 +218,16 @@ def test_template_configs_load(name: str) -> None:
     cfg = GRPOLoopConfig.from_yaml(conf)
     assert dataclasses.asdict(cfg)["loss"]["max_completion_length"] == cfg.max_new_tokens
     build_rewards(cfg.rewards, {"scorer": FakeASR()})
+
+
+def test_grpo_raises_a_reward_the_policy_can_reach(tokenizer, tmp_path) -> None:
+    """FakeASR pays for longer audio: 20 GRPO steps must make completions longer and the
+    reward higher (a sign error or a detached loss would leave both flat)."""
+    cfg = _cfg(num_steps=20, group_size=4, lr=3e-3, max_new_tokens=24,
+               loss=GRPOConfig(max_completion_length=24))  # fmt: skip
+    _fit(_loop(tokenizer, cfg), tmp_path, 20)
+    records = read_metrics(tmp_path / "metrics.jsonl")
+    length = [r["completion_len"] for r in records]
+    reward = [r["reward/mean"] for r in records]
+    assert np.mean(length[-5:]) > np.mean(length[:5]) + 4
+    assert np.mean(reward[-5:]) > np.mean(reward[:5])
