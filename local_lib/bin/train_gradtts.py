@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 from pathlib import Path
 
 import numpy as np
@@ -121,9 +122,18 @@ def build(items: TTSItems, cfg_model, seed: int) -> GradTTSBundle:
     return GradTTSBundle(model, tokenizer, speakers, emotions)
 
 
-def warmup_schedule(optimizer: torch.optim.Optimizer, cfg: GradTTSTrainConfig):
+def lr_factor(step: int, cfg: GradTTSTrainConfig) -> float:
+    """Multiplier of ``cfg.lr`` for optimizer step ``step`` (0-based): linear warm-up, then
+    constant or a cosine from 1 down to ``min_lr_ratio`` at the last step."""
     warmup = max(1, cfg.warmup_steps)
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / warmup))
+    if step + 1 < warmup or cfg.lr_schedule == "constant":
+        return min(1.0, (step + 1) / warmup)
+    progress = min(1.0, (step + 1 - warmup) / max(1, cfg.steps - warmup))
+    return cfg.min_lr_ratio + (1.0 - cfg.min_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def lr_schedule(optimizer: torch.optim.Optimizer, cfg: GradTTSTrainConfig):
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, cfg))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -165,7 +175,7 @@ def main(argv: list[str] | None = None) -> None:
             save_every=tcfg.save_every,
             log_every=tcfg.log_every,
         ),
-        scheduler=warmup_schedule(optimizer, tcfg),
+        scheduler=lr_schedule(optimizer, tcfg),
         dist_info=dist_info,
     )
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from pathlib import Path
 
 import pytest
@@ -53,10 +54,14 @@ def test_duration_path_expands_tokens() -> None:
     assert expand_by_path(values, path)[0, :, 0].tolist() == [1, 1, 2, 3, 3, 3, 0]
 
 
-@pytest.mark.parametrize("dec_kind", ["unet", "conv1d"])
-def test_losses_finite_and_decrease(dec_kind: str) -> None:
+@pytest.mark.parametrize(
+    "dec_kind, score_param", [("unet", "score"), ("conv1d", "score"), ("conv1d", "eps")]
+)
+def test_losses_finite_and_decrease(dec_kind: str, score_param: str) -> None:
     torch.manual_seed(0)
-    cfg = dataclasses.replace(TINY, dec_kind=dec_kind, dec_blocks=2, dec_dim=16)
+    cfg = dataclasses.replace(
+        TINY, dec_kind=dec_kind, dec_blocks=2, dec_dim=16, score_param=score_param
+    )
     model = GradTTS(cfg, vocab_size=12, n_speakers=2, n_emotions=3)
     batch = toy_batch()
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
@@ -177,3 +182,38 @@ def test_conv1d_score_ignores_padding_and_uses_conditioning() -> None:
     assert torch.allclose(model.score(x2, mu2, mask, t, spk, emo)[1, :7], score[1, :7], atol=1e-5)
     other = model.score(x, mu, mask, t, spk, torch.tensor([1, 0]))
     assert not torch.allclose(other[0], score[0])
+
+
+@pytest.mark.parametrize("score_param", ["eps", "residual"])
+def test_noise_parametrisations_give_the_score_by_hand(score_param: str) -> None:
+    """``eps``: s = −F/σ_t; ``residual``: s = −(x_t − μ) − F/σ_t (zero on padding); σ_t by hand."""
+    torch.manual_seed(0)
+    cfg = dataclasses.replace(
+        TINY, dec_kind="conv1d", dec_blocks=2, dec_dim=16, score_param=score_param
+    )
+    model = GradTTS(cfg, vocab_size=12, n_speakers=2, n_emotions=3)
+    for p in model.decoder.parameters():
+        torch.nn.init.normal_(p, 0.0, 0.3)
+    x, mu = torch.randn(2, 12, 16), torch.randn(2, 12, 16)
+    mask = torch.arange(12)[None, :] < torch.tensor([12, 7])[:, None]
+    t, spk, emo = torch.tensor([0.5, 0.1]), torch.tensor([0, 1]), torch.tensor([2, 0])
+    out = model.decoder(x, mu, mask, t, spk, emo)
+    # Γ(0.5) = 0.05·0.5 + ½·19.95·0.25 = 2.51875; Γ(0.1) = 0.005 + ½·19.95·0.01 = 0.10475
+    std = torch.tensor([1 - math.exp(-2.51875), 1 - math.exp(-0.10475)]).sqrt()
+    expected = -out / std[:, None, None]
+    if score_param == "residual":
+        expected = expected - (x - mu) * mask[..., None]
+    score = model.score(x, mu, mask, t, spk, emo)
+    assert torch.allclose(score, expected, atol=1e-6)
+    assert not score[1, 7:].any()
+
+
+def test_residual_parametrisation_is_exact_for_the_gaussian_prior() -> None:
+    """With F = 0 the residual score is −(x_t − μ): the score of X_t when X₀ ~ N(μ, I)."""
+    cfg = dataclasses.replace(TINY, dec_kind="conv1d", score_param="residual")
+    model = GradTTS(cfg, vocab_size=12)  # the output layer is zero-initialised: F = 0
+    x, mu = torch.randn(1, 5, 16), torch.randn(1, 5, 16)
+    score = model.score(x, mu, torch.ones(1, 5, dtype=torch.bool), torch.tensor([0.3]))
+    assert torch.allclose(score, mu - x)
+    with pytest.raises(ValueError, match="score_param"):
+        dataclasses.replace(cfg, score_param="v")

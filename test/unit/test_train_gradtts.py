@@ -8,8 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from local_lib.bin.train_gradtts import lr_factor
 from local_lib.data.text_tokenizer import CharTokenizer
 from local_lib.models.gradtts import GradTTS, GradTTSBundle, load_gradtts
+from local_lib.models.gradtts.recipe_config import GradTTSTrainConfig
 from tiny_gradtts import TINY_GRADTTS as TINY
 
 
@@ -142,3 +144,16 @@ def test_train_tool_names_an_utterance_without_features(tmp_path: Path) -> None:
     missing = lines[0].split()[0]
     with pytest.raises(ValueError, match=f"feats.scp: {missing}: no feature matrix"):
         train(tmp_path, data, dump, tmp_path / "out", steps=2)
+
+
+def test_lr_factor_warms_up_then_holds_or_anneals_by_cosine() -> None:
+    const = GradTTSTrainConfig(steps=10, warmup_steps=2)
+    assert [lr_factor(s, const) for s in (0, 1, 5, 9)] == [0.5, 1.0, 1.0, 1.0]
+    cos = GradTTSTrainConfig(steps=10, warmup_steps=2, lr_schedule="cosine", min_lr_ratio=0.1)
+    # step s (0-based) is the (s+1)-th update; cosine progress (s+1-2)/(10-2)
+    expected = [0.5, 1.0, 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * 4 / 8)), 0.1]
+    got = [lr_factor(s, cos) for s in (0, 1, 5, 9)]
+    assert got == pytest.approx(expected)
+    assert got[2] == pytest.approx(0.55)
+    with pytest.raises(ValueError, match="lr_schedule"):
+        GradTTSTrainConfig(lr_schedule="linear")

@@ -38,6 +38,7 @@ def dataclass_from_mapping(cls: type[T], data: Any, where: str) -> T:
 
 
 DECODER_KINDS = ("unet", "conv1d")
+SCORE_PARAMS = ("score", "eps", "residual")
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,10 @@ class GradTTSConfig:
     dec_dim_mults: tuple[int, ...] = (1, 2, 4)
     dec_groups: int = 8
     dec_attention: bool = True
+    # What the score model's output F means: "score" (the paper: s_θ = F), "eps" (ours: the noise,
+    # s_θ = −F/σ_t) or "residual" (ours: the noise beyond the Gaussian-prior estimate,
+    # s_θ = −(x_t − μ) − F/σ_t). Same loss and sampler in every case; see GradTTS.score.
+    score_param: str = "score"
     # diffusion
     beta_min: float = 0.05
     beta_max: float = 20.0
@@ -77,6 +82,10 @@ class GradTTSConfig:
             )
         if self.dec_kind not in DECODER_KINDS:
             raise ValueError(f"dec_kind must be one of {DECODER_KINDS}, got {self.dec_kind!r}")
+        if self.score_param not in SCORE_PARAMS:
+            raise ValueError(
+                f"score_param must be one of {SCORE_PARAMS}, got {self.score_param!r}"
+            )
         if self.dec_blocks < 1:
             raise ValueError(f"dec_blocks must be >= 1, got {self.dec_blocks}")
         if not self.dec_dim_mults or min(self.dec_dim_mults) <= 0:

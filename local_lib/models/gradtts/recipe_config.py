@@ -13,6 +13,9 @@ from local_lib.models.config_yaml import load_yaml_mapping
 from local_lib.models.gradtts.config import GradTTSConfig, dataclass_from_mapping
 
 
+LR_SCHEDULES = ("constant", "cosine")
+
+
 @dataclass(frozen=True)
 class GradTTSTrainConfig:
     """Stage-4 optimisation; ``steps`` is a budget of optimizer updates."""
@@ -21,6 +24,10 @@ class GradTTSTrainConfig:
     batch_size: int = 16
     lr: float = 1e-3
     warmup_steps: int = 50
+    # After warm-up: "constant", or "cosine" down to min_lr_ratio·lr at the last step (a short
+    # CPU run gains most from the annealed end: dev losses fall once the rate does).
+    lr_schedule: str = "constant"
+    min_lr_ratio: float = 0.1
     grad_clip: float = 1.0
     grad_accum: int = 1
     log_every: int = 10
@@ -38,6 +45,10 @@ class GradTTSTrainConfig:
                 f"valid_every {self.valid_every} must be a multiple of log_every {self.log_every}"
                 " (dev losses are logged with the training step that computes them)"
             )
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
+        if not 0.0 <= self.min_lr_ratio <= 1.0:
+            raise ValueError(f"min_lr_ratio must lie in [0, 1], got {self.min_lr_ratio}")
         if self.lr <= 0 or self.warmup_steps < 0:
             raise ValueError(
                 f"need lr > 0 and warmup_steps >= 0, got {self.lr}, {self.warmup_steps}"

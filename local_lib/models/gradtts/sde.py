@@ -58,13 +58,15 @@ class NoiseSchedule:
         t = torch.as_tensor(t, dtype=torch.get_default_dtype())
         return self.beta_min * t + 0.5 * (self.beta_max - self.beta_min) * t * t
 
+    def std(self, t: float | Tensor) -> Tensor:
+        """Standard deviation ``σ_t = √(1 − e^{−Γ_t})`` of ``X_t | X₀``."""
+        return torch.sqrt(1.0 - torch.exp(-self.gamma(t)))
+
     def marginal(self, x0: Tensor, mu: Tensor, t: float | Tensor) -> tuple[Tensor, Tensor]:
         """Mean and standard deviation of ``X_t | X₀`` (std broadcastable to ``x0``)."""
-        gamma = _per_item(self.gamma(t), x0)
-        decay = torch.exp(-0.5 * gamma)
+        decay = torch.exp(-0.5 * _per_item(self.gamma(t), x0))
         mean = decay * x0 + (1.0 - decay) * mu
-        std = torch.sqrt(1.0 - torch.exp(-gamma))
-        return mean, std
+        return mean, _per_item(self.std(t), x0)
 
     def sample_marginal(
         self,
