@@ -9,8 +9,9 @@
 #   6  synthesis of each natural test set by base and every trained system, and resynthesis of
 #      the natural audio through the tokenizer (JOB arrays)
 #        -> exp/tts_<system>/synth/<set>/, exp/tokenizer_resynth/<set>/
-#   7  scoring: tokenizer resynthesis paired with natural, each method system paired with base
-#   8  report -> exp/report/REPORT.md
+#   7  scoring: tokenizer resynthesis paired with natural, each method system paired with base;
+#      the TTS systems again with the reward ASR (-> exp/tts_<system>/synth/<set>/reward_asr/)
+#   8  report -> exp/report/REPORT.md, and exp/report_reward_asr/REPORT.md (reward ASR's view)
 family_stages="2 4 6 7 8"
 if [ "${method}" = grpo ]; then family_stages+=" 5"; fi
 
@@ -74,13 +75,21 @@ family_stage4() {
     --valid-dir "data/${dev_set}" --valid-tokens "dump/${dev_set}/speech_tokens"
 }
 
+# GRPO's reward ASR is the first of --reward_models.
+reward_asr() {
+  local names=(${reward_models})
+  [ ${#names[@]} -gt 0 ] || { echo "$0: GRPO needs a reward ASR: give --reward_models" >&2; return 1; }
+  echo "exp/${names[0]}/model.pt"
+}
+
 family_stage5() {
   current_stage=5
-  local sys
+  local sys reward
+  reward=$(reward_asr)
   for sys in ${method_systems}; do
     train_system "exp/tts_${sys}" train_grpo --config "conf/${sys}${config_suffix}.yaml" \
       --base-dir exp/tts_base/model --tokenizer "${speech_tokenizer}" \
-      --reward-asr exp/reward_asr/model.pt --train-dir "data/${train_set}" \
+      --reward-asr "${reward}" --train-dir "data/${train_set}" \
       --tokens "dump/${train_set}/speech_tokens"
   done
 }
@@ -134,6 +143,23 @@ family_stage7() {
       fi
     done
   done
+  [ -n "${reward_models}" ] || return 0
+  # The reward ASR's view of the same audio (<synth>/reward_asr): a gain the reward ASR sees
+  # and the evaluators do not is reward hacking.
+  local evaluator_opts=("${score_opts[@]}")
+  score_opts=(--asr "$(reward_asr)" --no-prosody)
+  for dset in ${natural_sets}; do
+    for sys in $(tts_systems); do
+      synth="exp/tts_${sys}/synth/${dset}"
+      if [ "${sys}" = base ]; then
+        score_system --wav-scp "${synth}/wav.scp" "${synth}/reward_asr" "base codec LM (reward ASR)"
+      else
+        score_system --wav-scp "${synth}/wav.scp" "${synth}/reward_asr" "${sys} (reward ASR)" \
+          "exp/tts_base/synth/${dset}/reward_asr" base
+      fi
+    done
+  done
+  score_opts=("${evaluator_opts[@]}")
 }
 
 family_stage8() {
@@ -159,4 +185,11 @@ family_stage8() {
     --title "${method}${tag:+ (${tag})}: ${dset}" "${opts[@]}" --baseline base --scatter wer \
     --seed "${seed}"
   log "stage 8: exp/report/REPORT.md"
+  [ -n "${reward_models}" ] || return 0
+  local reward_opts=()
+  for sys in $(tts_systems); do reward_opts+=("${sys}=exp/tts_${sys}/synth/${dset}/reward_asr"); done
+  ${train_cmd} exp/report_reward_asr/log/report.log python -m local_lib.bin.report \
+    --out-dir exp/report_reward_asr --title "${method}${tag:+ (${tag})}: ${dset}, scored by the reward ASR" \
+    --system "${reward_opts[@]}" --baseline base --scatter wer --seed "${seed}"
+  log "stage 8: exp/report_reward_asr/REPORT.md"
 }

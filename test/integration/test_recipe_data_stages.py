@@ -166,7 +166,7 @@ def test_a_bad_number_stops_the_run_before_any_stage(tmp_path, option, value):
 def test_stage_3_takes_given_models_by_path_instead_of_training(tmp_path):
     recipe_dir = make_sandbox(tmp_path, "libritts/grpo")
     given = {}
-    for name in ("reward_asr", "eval_asr", "eval_speaker"):
+    for name in ("reward_ctc", "eval_asr", "eval_speaker"):
         given[name] = tmp_path / f"{name}_trained_elsewhere.pt"
         given[name].write_bytes(name.encode())
     spec = " ".join(f"{name}={path}" for name, path in given.items())
@@ -180,7 +180,7 @@ def test_stage_3_takes_given_models_by_path_instead_of_training(tmp_path):
 
 @pytest.mark.parametrize(
     "spec, message",
-    [("eval_emotion=/dev/null", "NAME one of: reward_asr eval_asr eval_speaker"),
+    [("eval_emotion=/dev/null", "NAME one of: reward_ctc eval_asr eval_speaker"),
      ("eval_asr=/no/such/model.pt", "--pretrained eval_asr: no such file: /no/such/model.pt")],
 )
 def test_a_bad_pretrained_model_is_named(tmp_path, spec, message):

@@ -61,7 +61,7 @@ def test_stage_2_tokenizes_every_set(recipe):
 
 def test_stage_3_trains_the_reward_model_and_each_evaluator(recipe):
     recipe_dir, _ = recipe
-    for name in ("reward_asr", "eval_asr", "eval_speaker"):
+    for name in ("reward_ctc", "eval_asr", "eval_speaker"):
         assert (recipe_dir / f"exp/{name}/model.pt").stat().st_size > 0, name
         assert "# Ended (code 0)" in (recipe_dir / f"exp/{name}/log/train.log").read_text()
 
@@ -96,6 +96,11 @@ def test_stage_7_scores_against_natural_and_base(recipe):
         results = (recipe_dir / out / "RESULTS.md").read_text()
         assert "| WER (%) |" in results and f"Paired difference: this system − {compare}" in results
     assert [row["utt"] for row in read_scores(recipe_dir / "exp/tts_base/synth/test/scores.tsv")] == utts
+    # the reward ASR's view of the same audio, GRPO paired with base
+    reward_view = (recipe_dir / "exp/tts_grpo/synth/test/reward_asr/RESULTS.md").read_text()
+    assert "| WER (%) |" in reward_view and "Paired difference: this system − base" in reward_view
+    rows = read_scores(recipe_dir / "exp/tts_grpo/synth/test/reward_asr/scores.tsv")
+    assert [row["utt"] for row in rows] == utts and not any(row["spk_sim"] for row in rows)
 
 
 def test_stage_8_reports_every_system(recipe):
@@ -105,6 +110,8 @@ def test_stage_8_reports_every_system(recipe):
         assert name in report, name
     assert (recipe_dir / "exp/report/curves.png").is_file()
     assert (recipe_dir / "exp/report/scatter_wer.png").is_file()
+    reward_report = (recipe_dir / "exp/report_reward_asr/REPORT.md").read_text()
+    assert "scored by the reward ASR" in reward_report and "grpo" in reward_report
 
 
 def test_rerun_skips_finished_work(recipe):
@@ -112,7 +119,7 @@ def test_rerun_skips_finished_work(recipe):
     result = run_recipe(recipe_dir, "--stage", "2", "--stop-stage", "6", "--nj", "2", "--config_suffix", "_debug")
     assert result.returncode == 0, result.output
     for done in ("dump/speech_tokenizer/.done", "dump/test/.speech_tokens.done", "exp/tts_base/.done",
-                 "exp/tts_grpo/.done", "exp/tts_grpo/synth/test/.done", "exp/reward_asr/.done"):  # fmt: skip
+                 "exp/tts_grpo/.done", "exp/tts_grpo/synth/test/.done", "exp/reward_ctc/.done"):  # fmt: skip
         assert f"{done} exists, skipping" in result.output, done
 
 
