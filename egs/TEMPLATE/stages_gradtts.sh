@@ -9,7 +9,9 @@
 #   8  emotion contour plot + report                          -> exp/report/REPORT.md
 family_stages="4 5 6 7 8"
 
-gradtts_config="conf/gradtts${config_suffix}.yaml"
+# The base model's config, read when a stage runs: tts_rl.sh resolves --config_suffix auto only
+# after sourcing this file.
+gradtts_config() { echo "conf/gradtts${config_suffix}.yaml"; }
 
 # Runs "$@" (a training command after the log path) for each named system as parallel jobs and
 # fails naming the logs when any failed; systems with exp/tts_<system>/.done are skipped.
@@ -34,7 +36,7 @@ gradtts_train_systems() {
 # The tool-specific options of one system: the base trains from data, a method from the base.
 gradtts_train_args() {
   if [ "$1" = base ]; then
-    echo "--config ${gradtts_config} --valid-dir data/${dev_set} --feats-dir dump/${train_set}" \
+    echo "--config $(gradtts_config) --valid-dir data/${dev_set} --feats-dir dump/${train_set}" \
       "--valid-feats-dir dump/${dev_set}"
   else
     echo "--config conf/$1${config_suffix}.yaml --base-model exp/tts_base/model.pt" \
@@ -64,7 +66,7 @@ family_stage6() {
       if [ -f "${out}/.done" ]; then log "stage 6: ${out}/.done exists, skipping"; continue; fi
       log "stage 6: ${system} synthesises ${dset} (nj=${nj})"
       ${train_cmd} JOB=1:"${nj}" "${out}/log/synth.JOB.log" python -m local_lib.bin.synth_gradtts \
-        --config "${gradtts_config}" --model "${model}" --data-dir "data/${dset}" \
+        --config "$(gradtts_config)" --model "${model}" --data-dir "data/${dset}" \
         --out-dir "${out}" --feats-config "${feats_config}" --seed "${seed}" --nj "${nj}" --job JOB
       if [ "${nj}" -gt 1 ]; then
         for j in $(seq "${nj}"); do cat "${out}/wav.${j}.scp"; done | sort > "${out}/wav.scp"
