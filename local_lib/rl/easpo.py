@@ -82,6 +82,11 @@ class EASPOConfig:
             )
         if self.beta <= 0 or self.temperature <= 0 or self.length_scale <= 0:
             raise ValueError("beta, temperature and length_scale must be positive")
+        if self.continuation == "winner" and self.steps_per_chain == 1:
+            raise ValueError(
+                "continuation: winner needs steps_per_chain > 1: the rollout stops after its "
+                "last preference step, so with one step the continuation is never used"
+            )
         n_eligible = len(eligible_steps(self))
         if n_eligible < self.steps_per_chain:
             raise ValueError(

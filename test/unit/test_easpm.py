@@ -18,7 +18,7 @@ from local_lib.models.easpm import (
 from local_lib.models.easpm_training import load_easpm_config
 from local_lib.models.gradtts import NoiseSchedule
 
-CONF = Path(__file__).resolve().parents[2] / "egs" / "TEMPLATE" / "conf"
+CONF = Path(__file__).resolve().parents[2] / "egs" / "esd" / "easpo" / "conf"
 TINY = EASPMConfig(n_mels=8, dim=16, heads=2, layers=1, ff_dim=32, dropout=0.0, embed_dim=8)
 
 

@@ -25,7 +25,7 @@ from local_lib.rl.easpo import (
 )
 from local_lib.rl.easpo_loop import load_easpo_config
 
-CONF = Path(__file__).resolve().parents[2] / "egs" / "TEMPLATE" / "conf"
+CONF = Path(__file__).resolve().parents[2] / "egs" / "esd" / "easpo" / "conf"
 TINY = GradTTSConfig(
     n_mels=8,
     cond_dim=8,
@@ -67,6 +67,9 @@ def test_config_validation_and_yaml(tmp_path: Path) -> None:
         EASPOConfig(loss="dpo")
     with pytest.raises(ValueError, match="only 2 steps are eligible"):
         EASPOConfig(n_steps=4, kappa=0.5, steps_per_chain=3)
+    # one preference step ends the rollout, so the winner ablation would equal the main run
+    with pytest.raises(ValueError, match="winner needs steps_per_chain > 1"):
+        EASPOConfig(continuation="winner", steps_per_chain=1)
     for name in ("easpo_mini.yaml", "easpo.yaml", "easpo_debug.yaml"):
         cfg, _ = load_easpo_config(CONF / name)
         assert (cfg.k, cfg.kappa, cfg.t_max, cfg.continuation) == (4, 0.25, 0.75, "random")

@@ -18,7 +18,7 @@ from local_lib.models.gradtts.alignment import (
 from local_lib.models.gradtts.recipe_config import load_recipe_config
 from tiny_gradtts import TINY_GRADTTS as TINY
 
-CONF = Path(__file__).resolve().parents[2] / "egs" / "TEMPLATE" / "conf"
+CONF = Path(__file__).resolve().parents[2] / "egs" / "esd" / "easpo" / "conf"
 
 
 def toy_batch() -> dict[str, torch.Tensor]:
