@@ -49,7 +49,9 @@ def test_template_config_is_a_mapping(conf: Path):
 
 
 @pytest.mark.parametrize(
-    "conf", [p for p in TEMPLATE_CONFS if p.name.startswith("eval_")], ids=lambda p: p.name
+    "conf",
+    [p for p in TEMPLATE_CONFS if p.name.startswith(("eval_", "reward_ctc"))],
+    ids=lambda p: p.name,
 )
 def test_evaluator_config_builds_a_model_that_runs(conf: Path):
     """Every key is one train_evaluator knows, and the network runs on 1 s of log-mel."""
