@@ -149,6 +149,7 @@ for dset in ${test_sets}; do
   [ -f "data/${dset}/utt2prompt_wav" ] || natural_sets+=" ${dset}"
 done
 
+declare -A stage3_pids=()
 if run_stage 3; then
   log "stage 3: reward models and evaluators (configs conf/<name>${config_suffix}.yaml)"
   declare -A given=()
@@ -159,7 +160,6 @@ if run_stage 3; then
     [ -f "${file}" ] || { echo "$0: --pretrained ${name}: no such file: ${file}" >&2; exit 1; }
     given[${name}]=$(readlink -f "${file}")
   done
-  pids=()
   for name in ${reward_models} ${evaluators}; do
     if [ -n "${given[${name}]:-}" ]; then
       mkdir -p "exp/${name}"
@@ -177,25 +177,33 @@ if run_stage 3; then
     ${cuda_cmd} "exp/${name}/log/train.log" python -m "local_lib.bin.${tool}" \
       --config "conf/${name}${config_suffix}.yaml" --seed "${seed}" \
       --train-dir "data/${train_set}" --valid-dir "data/${dev_set}" --out-dir "exp/${name}" &
-    pids+=($!)
+    stage3_pids[${name}]=$!
   done
 fi
 
-# Stage 3's jobs are waited for after stage 4, which needs none of them: the base TTS trains
-# while the reward models and evaluators do.
-finish_stage3() {
-  local failed=0 pid
-  for pid in "${pids[@]}"; do wait "${pid}" || failed=1; done
-  pids=()
-  [ "${failed}" -eq 0 ] || { echo "$0: stage 3 failed, see exp/*/log/train.log" >&2; exit 1; }
-  for name in ${reward_models} ${evaluators}; do touch "exp/${name}/.done"; done
+# Stage 3's jobs run in the background and each is waited for only where it is first needed:
+# the base TTS (stage 4) needs none of them, stage 5 its reward models, stage 7 the evaluators.
+# So stage 5 starts while a slow evaluator is still training. wait_stage3 NAME... waits for
+# those still running, marks them done and fails naming the logs of any that failed.
+wait_stage3() {
+  local name failed=""
+  for name in "$@"; do
+    [ -n "${stage3_pids[${name}]:-}" ] || continue
+    if wait "${stage3_pids[${name}]}"; then
+      touch "exp/${name}/.done"
+    else
+      failed+=" exp/${name}/log/train.log"
+    fi
+    unset "stage3_pids[${name}]"
+  done
+  [ -z "${failed}" ] || { echo "$0: stage 3 failed, see${failed}" >&2; exit 1; }
 }
 
 if run_stage 4; then
   log "stage 4: ${stage_names[4]}"
   run_family_hook 4
 fi
-if run_stage 3; then finish_stage3; fi
+wait_stage3 ${reward_models}
 
 if run_stage 5; then
   log "stage 5: ${stage_names[5]}"
@@ -239,6 +247,7 @@ score_system() {
   log "stage 7: ${out}/RESULTS.md"
 }
 
+wait_stage3 ${evaluators}
 if run_stage 7; then
   log "stage 7: scoring with the evaluators (${evaluators})"
   score_opts=()

@@ -150,9 +150,13 @@ class ClassifierEvaluator:
         return self.net.embedding(*net_inputs(self.net, wavs, self.mel_cfg)).cpu().numpy()
 
     @torch.no_grad()
-    def classify(self, wavs: Sequence[np.ndarray]) -> list[str]:
+    def posteriors(self, wavs: Sequence[np.ndarray]) -> torch.Tensor:
+        """``[B, len(labels)]`` class probabilities."""
         logits, _ = self.net(*net_inputs(self.net, wavs, self.mel_cfg))
-        return [self.labels[i] for i in logits.argmax(dim=-1).tolist()]
+        return torch.softmax(logits, dim=-1).cpu()
+
+    def classify(self, wavs: Sequence[np.ndarray]) -> list[str]:
+        return [self.labels[i] for i in self.posteriors(wavs).argmax(dim=-1).tolist()]
 
 
 def build_evaluator(state: dict) -> CtcEvaluatorASR | ClassifierEvaluator:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -105,3 +106,24 @@ def test_rerun_skips_finished_training_and_synthesis(easpo_recipe):
     for system in SYSTEMS:
         assert f"exp/tts_{system}/.done exists, skipping" in result.output
         assert f"exp/tts_{system}/synth/{TEST_SET}/.done exists, skipping" in result.output
+
+
+def test_stage5_does_not_wait_for_the_evaluators(easpo_recipe):
+    """A failing evaluator job is reported after stage 5 has gone ahead (stage 5 needs only EASPM),
+    and the run fails naming that job's log."""
+    recipe_dir, _ = easpo_recipe
+    conf = recipe_dir / "conf/eval_asr_debug.yaml"
+    good_conf = conf.read_text()
+    exp, kept = recipe_dir / "exp/eval_asr", recipe_dir / "exp/eval_asr.kept"
+    exp.rename(kept)
+    conf.write_text(good_conf + "no_such_key: 1\n")
+    try:
+        result = run_recipe(recipe_dir, *RUN_ARGS, "--stage", "3", "--stop-stage", "5")
+    finally:
+        conf.write_text(good_conf)
+        shutil.rmtree(exp, ignore_errors=True)
+        kept.rename(exp)
+    assert result.returncode != 0
+    failure = "stage 3 failed, see exp/eval_asr/log/train.log"
+    assert failure in result.output, result.output
+    assert result.output.index("stage 5: exp/tts_easpo/.done exists") < result.output.index(failure)

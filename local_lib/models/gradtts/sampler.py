@@ -59,12 +59,13 @@ def reverse_diffusion(
     schedule: NoiseSchedule,
     ode: bool = False,
     generator: torch.Generator | None = None,
+    start: int = 0,
 ) -> Tensor:
-    """Run the whole chain from ``t = 1`` to ``t = 0``."""
-    if n_steps < 1:
-        raise ValueError(f"n_steps must be >= 1, got {n_steps}")
+    """Run the chain from step ``start`` (state ``t = 1 − start/N``; 0: pure noise) to ``t = 0``."""
+    if n_steps < 1 or not 0 <= start <= n_steps:
+        raise ValueError(f"need n_steps >= 1 and 0 <= start <= n_steps, got {n_steps}, {start}")
     x = x_init
-    for step in range(n_steps):
+    for step in range(start, n_steps):
         x = reverse_step(score_fn, x, mu, mask, step, n_steps, schedule, ode, generator)
         log.debug("reverse step %d/%d", step + 1, n_steps)
     return x

@@ -1,0 +1,268 @@
+"""Does EASPM's pick between EASPO candidates show in the finished speech? (diagnostic)
+
+    python -m local_lib.bin.easpm_agreement --config conf/easpo_mini.yaml \\
+        --model exp/tts_base/model.pt --easpm exp/easpm/model.pt \\
+        --emotion exp/eval_emotion/model.pt --data-dir data/dev \\
+        --feats-config conf/feats.yaml --out-dir exp/easpm_agreement [--num-prompts 30]
+
+EASPO can only move the evaluator's emotion scores if the candidate EASPM prefers at a branching
+step leads to speech the evaluator also finds more emotional. For each of ``--num-prompts`` evenly
+spaced utterances of ``--data-dir`` (its text, speaker and target emotion) and each branching step
+i (``--steps``; default: every step the rollout config makes eligible), the model's SDE chain runs
+to step i, draws ``k`` candidates from its Gaussian transition and scores them with EASPM at the
+candidates' time, exactly as a rollout does. Every candidate is then finished to t = 0 (the ODE
+by default, as stage 6 synthesises), and the winner (argmax) is compared with the loser (argmin):
+
+* ``final_gap``: EASPM's score of the finished mels, winner − loser (does EASPM agree with
+  its own early pick?);
+* ``evaluator_gap``: the emotion evaluator's probability of the target emotion on the vocoded
+  audio, winner − loser (does the evaluator agree?).
+
+Writes ``agreement.tsv`` (a row per prompt and step, appended as prompts finish; a re-run skips
+the prompts it holds) and ``agreement.md`` (per step: how often each gap is positive, with 95 %
+bootstrap intervals over prompts; a tie counts as disagreement).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from local_lib.bin.synth_gradtts import utterance_seed
+from local_lib.data.features import LogMelConfig
+from local_lib.eval.bootstrap import bootstrap_interval
+from local_lib.models.config_yaml import setup_logging
+from local_lib.models.easpm import load_easpm
+from local_lib.models.evaluators import ClassifierEvaluator, load_evaluator
+from local_lib.models.gradtts import (
+    GradTTSBundle,
+    load_gradtts,
+    prior_sample,
+    reverse_diffusion,
+    reverse_step,
+    step_time,
+    transition_mean,
+)
+from local_lib.models.gradtts.data import load_tts_items
+from local_lib.models.vocoder import GriffinLimVocoder
+from local_lib.rl.easpo import EASPOConfig, Scorer, draw_candidates, eligible_steps, select_pair
+from local_lib.rl.easpo_loop import easpm_scorer, load_easpo_config
+
+log = logging.getLogger("easpm_agreement")
+
+TargetProb = Callable[[Tensor, str], Tensor]
+"""``(finished mels [k, frames, n_mels], target emotion) -> [k]``: the evaluator's probability of
+the target emotion for each candidate."""
+
+
+@dataclass(frozen=True)
+class Branch:
+    """One branching step of one prompt: the candidates' EASPM scores and what became of them."""
+
+    step: int
+    t: float  # state time of the candidates (1 = noise, 0 = clean)
+    score_spread: float  # standard deviation of EASPM's scores over the k candidates
+    score_gap: float  # EASPM at the branch, winner − loser (>= 0 by construction)
+    final_gap: float  # EASPM on the finished mels, winner − loser
+    evaluator_gap: float  # evaluator P(target emotion), winner − loser
+
+
+@torch.no_grad()
+def branch_outcomes(
+    bundle: GradTTSBundle,
+    scorer: Scorer,
+    target_prob: TargetProb,
+    text: str,
+    speaker: str,
+    emotion: str,
+    cfg: EASPOConfig,
+    steps: Sequence[int],
+    finish_ode: bool,
+    generator: torch.Generator,
+) -> list[Branch]:
+    """A fresh chain per step in ``steps``: run to it, branch into ``cfg.k`` candidates, finish
+    each, compare winner and loser."""
+    model = bundle.model
+    n, h, k = cfg.n_steps, 1.0 / cfg.n_steps, cfg.k
+    ids, lengths = bundle.encode_texts([text])
+    spk = torch.tensor([bundle.speaker_id(speaker)])
+    emo = torch.tensor([bundle.emotion_id(emotion)])
+    enc = model.encode(ids, lengths, spk, emo)
+    mu, mask, _ = model.expand_prior(enc, cfg.length_scale)
+    mu_k, mask_k, emo_k = mu.expand(k, -1, -1), mask.expand(k, -1), emo.expand(k)
+
+    def score_fn(x: Tensor, t: Tensor) -> Tensor:
+        b = x.shape[0]
+        mu_b, mask_b = mu.expand(b, -1, -1), mask.expand(b, -1)
+        return model.score(x, mu_b, mask_b, t, spk.expand(b), emo.expand(b))
+
+    out = []
+    for step in steps:
+        x = prior_sample(mu, mask, cfg.temperature, generator)
+        for i in range(step):
+            x = reverse_step(score_fn, x, mu, mask, i, n, model.schedule, False, generator)
+        t_step = step_time(step, n)
+        beta_t = float(model.schedule.beta(t_step))
+        mean = transition_mean(x, mu, score_fn(x, torch.tensor([t_step])), beta_t, h)
+        candidates = draw_candidates(mean, beta_t, h, k, mask, generator)[:, 0]
+        t_next = 1.0 - (step + 1) * h
+        scores = scorer(candidates, torch.full((k,), t_next), mask_k, emo_k)
+        win, lose = (int(i) for i in select_pair(scores[:, None]))
+        finished = reverse_diffusion(
+            score_fn, candidates, mu_k, mask_k, n, model.schedule, finish_ode, generator, step + 1
+        )
+        final = scorer(finished, torch.zeros(k), mask_k, emo_k)
+        prob = target_prob(finished, emotion)
+        out.append(
+            Branch(
+                step=step,
+                t=t_next,
+                score_spread=float(scores.std(unbiased=False)),
+                score_gap=float(scores[win] - scores[lose]),
+                final_gap=float(final[win] - final[lose]),
+                evaluator_gap=float(prob[win] - prob[lose]),
+            )
+        )
+    return out
+
+
+def evaluator_target_prob(
+    evaluator: ClassifierEvaluator, vocoder: GriffinLimVocoder, hop_length: int
+) -> TargetProb:
+    """Vocode each finished mel as stage 6 does and read the evaluator's target posterior."""
+
+    def prob(mels: Tensor, emotion: str) -> Tensor:
+        if emotion not in evaluator.labels:
+            raise ValueError(f"emotion {emotion!r} is not an evaluator label {evaluator.labels}")
+        wavs = [vocoder(m.numpy(), length=(m.shape[0] - 1) * hop_length) for m in mels]
+        return evaluator.posteriors(wavs)[:, evaluator.labels.index(emotion)]
+
+    return prob
+
+
+COLUMNS = ["utt", "emotion", *(f.name for f in fields(Branch))]
+
+
+def read_done(tsv: Path) -> set[str]:
+    if not tsv.is_file():
+        return set()
+    with tsv.open() as f:
+        return {row["utt"] for row in csv.DictReader(f, delimiter="\t")}
+
+
+def summarise(tsv: Path) -> str:
+    """Markdown table per step (and all steps): agreement rates with bootstrap intervals."""
+    with tsv.open() as f:
+        rows = list(csv.DictReader(f, delimiter="\t"))
+    if not rows:
+        raise ValueError(f"{tsv}: no rows to summarise")
+    lines = [
+        "| step | t | prompts | EASPM score spread | EASPM agrees with itself, % | "
+        "evaluator agrees, % | mean evaluator gap |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    groups = sorted({int(r["step"]) for r in rows})
+    for step in [*groups, None]:
+        sel = [r for r in rows if step is None or int(r["step"]) == step]
+        cells = []
+        for key in ("final_gap", "evaluator_gap"):
+            ci = bootstrap_interval([float(float(r[key]) > 0) for r in sel])
+            cells.append(f"{100 * ci.estimate:.0f} [{100 * ci.low:.0f}, {100 * ci.high:.0f}]")
+        name = "all" if step is None else str(step)
+        t = "" if step is None else f"{float(sel[0]['t']):.2f}"
+        spread = np.mean([float(r["score_spread"]) for r in sel])
+        gap = np.mean([float(r["evaluator_gap"]) for r in sel])
+        lines.append(
+            f"| {name} | {t} | {len(sel)} | {spread:.3f} | {cells[0]} | {cells[1]} | {gap:+.3f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--config", type=Path, required=True, help="conf/easpo*.yaml (rollout section)")
+    p.add_argument("--model", type=Path, required=True, help="Grad-TTS model.pt (base or tuned)")
+    p.add_argument("--easpm", type=Path, required=True, help="exp/easpm/model.pt")
+    p.add_argument("--emotion", type=Path, required=True, help="emotion evaluator model.pt")
+    p.add_argument("--data-dir", type=Path, required=True, help="prompts: text, utt2spk, utt2emo")
+    p.add_argument("--out-dir", type=Path, required=True)
+    p.add_argument("--feats-config", type=Path, default=None, help="LogMelConfig YAML")
+    p.add_argument("--num-prompts", type=int, default=30)
+    p.add_argument("--steps", type=int, nargs="+", default=None, help="default: eligible steps")
+    p.add_argument("--finish", choices=("ode", "sde"), default="ode")
+    p.add_argument("--vocoder-iters", type=int, default=32)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--num-threads", type=int, default=1)
+    args = p.parse_args(argv)
+    if args.num_prompts < 1:
+        p.error(f"--num-prompts must be at least 1, got {args.num_prompts}")
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    torch.set_num_threads(args.num_threads)
+    setup_logging(args.out_dir / "log" / "easpm_agreement.log")
+    cfg, _ = load_easpo_config(args.config)
+    steps = args.steps if args.steps is not None else eligible_steps(cfg)
+    bad = [s for s in steps if not 0 <= s < cfg.n_steps]
+    if bad or not steps:
+        raise ValueError(f"--steps must lie in [0, {cfg.n_steps}) ({args.config}), got {steps}")
+    feats = LogMelConfig.from_yaml(args.feats_config) if args.feats_config else LogMelConfig()
+    bundle = load_gradtts(args.model)
+    bundle.model.eval()
+    easpm = load_easpm(args.easpm)
+    easpm.model.eval()
+    scorer = easpm_scorer(easpm, bundle.emotions)
+    evaluator = load_evaluator(args.emotion)
+    if not isinstance(evaluator, ClassifierEvaluator):
+        raise ValueError(f"{args.emotion}: not an emotion evaluator")
+    target_prob = evaluator_target_prob(
+        evaluator, GriffinLimVocoder(feats, n_iter=args.vocoder_iters), feats.hop_length
+    )
+    items = load_tts_items(args.data_dir)
+    picks = np.linspace(0, len(items.utts) - 1, min(args.num_prompts, len(items.utts)))
+    chosen = sorted({int(round(p)) for p in picks})
+    tsv = args.out_dir / "agreement.tsv"
+    done = read_done(tsv)
+    new_file = not tsv.is_file()
+    with tsv.open("a", newline="") as f:
+        writer = csv.DictWriter(f, COLUMNS, delimiter="\t")
+        if new_file:
+            writer.writeheader()
+        for n, i in enumerate(chosen, 1):
+            utt = items.utts[i]
+            if utt in done:
+                continue
+            try:
+                branches = branch_outcomes(
+                    bundle, scorer, target_prob, items.texts[i], items.speakers[i],
+                    items.emotions[i], cfg, steps, args.finish == "ode",
+                    torch.Generator().manual_seed(utterance_seed(args.seed, utt)),
+                )  # fmt: skip
+            except ValueError as err:
+                raise ValueError(f"{args.data_dir}: {utt}: {err}") from err
+            for b in branches:
+                writer.writerow({"utt": utt, "emotion": items.emotions[i], **asdict(b)})
+            f.flush()
+            log.info("prompt %d/%d (%s) done", n, len(chosen), utt)
+    table = summarise(tsv)
+    (args.out_dir / "agreement.md").write_text(
+        f"# EASPM's branch picks vs the finished speech\n\n{args.model}, {args.config}, "
+        f"{args.data_dir}, finish by {args.finish}\n\n{table}"
+    )
+    log.info("wrote %s\n%s", args.out_dir / "agreement.md", table)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,124 @@
+"""EASPM agreement diagnostic: branch bookkeeping with fake judges, the summary by hand, the CLI."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+from pathlib import Path
+
+import pytest
+import torch
+from test_easpm_training import EMOTIONS, N_MELS, write_fake_corpus
+from test_easpo_loop import TINY_EASPM, TINY_TTS
+
+from local_lib.bin import easpm_agreement
+from local_lib.bin.easpm_agreement import COLUMNS, branch_outcomes, summarise
+from local_lib.data.text_tokenizer import CharTokenizer
+from local_lib.models.easpm import EASPM, EASPMBundle, save_easpm
+from local_lib.models.evaluator_nets import EvaluatorNetConfig, UtteranceClassifierNet
+from local_lib.models.gradtts import GradTTS, GradTTSBundle
+from local_lib.rl.easpo import EASPOConfig
+
+CFG = EASPOConfig(n_steps=4, k=3, kappa=0.25, t_max=0.75, temperature=1.5)
+TEXT = "sentence number one"
+
+
+def tiny_bundle(texts: list[str]) -> GradTTSBundle:
+    torch.manual_seed(0)
+    tokenizer = CharTokenizer.build(texts)
+    tts = GradTTS(TINY_TTS, tokenizer.vocab_size, n_speakers=2, n_emotions=3)
+    return GradTTSBundle(tts, tokenizer, ["0011", "0012"], list(EMOTIONS))
+
+
+def energy(mel: torch.Tensor, *_) -> torch.Tensor:
+    """A fake judge: the louder candidate wins."""
+    return mel.mean(dim=(1, 2))
+
+
+def outcomes(judge, seed: int = 0) -> list[easpm_agreement.Branch]:
+    return branch_outcomes(
+        tiny_bundle([TEXT]), energy, judge, TEXT, "0011", "Sad", CFG, [1, 2, 3], True,
+        torch.Generator().manual_seed(seed),
+    )  # fmt: skip
+
+
+def test_gaps_follow_the_judges() -> None:
+    """An evaluator that judges like the scorer agrees with the finished-mel score exactly; one
+    that judges the other way disagrees exactly: winner and loser reach both judges unswapped."""
+    same = outcomes(energy)
+    opposite = outcomes(lambda mel, _: -energy(mel))
+    assert [b.step for b in same] == [1, 2, 3]
+    assert [b.t for b in same] == pytest.approx([0.5, 0.25, 0.0])
+    for b, o in zip(same, opposite, strict=True):
+        assert b.evaluator_gap == pytest.approx(b.final_gap)
+        assert o.evaluator_gap == pytest.approx(-b.final_gap)
+        assert b.score_gap > 0 and b.score_spread > 0
+    # The last step's candidates are already clean: the finished mel is the candidate itself.
+    assert same[-1].final_gap == pytest.approx(same[-1].score_gap)
+    assert outcomes(energy, seed=0) == same
+    assert outcomes(energy, seed=1) != same
+
+
+def test_summary_by_hand(tmp_path: Path) -> None:
+    tsv = tmp_path / "agreement.tsv"
+    rows = [  # step, final_gap, evaluator_gap
+        (1, 0.5, 0.2), (1, -0.1, 0.3), (2, 0.0, -1.0), (2, 1.0, -1.0),
+    ]  # fmt: skip
+    with tsv.open("w", newline="") as f:
+        writer = csv.DictWriter(f, COLUMNS, delimiter="\t")
+        writer.writeheader()
+        for n, (step, final, ev) in enumerate(rows):
+            writer.writerow({"utt": f"u{n}", "emotion": "Sad", "step": step, "t": 0.9 - 0.1 * step,
+                             "score_spread": 0.1, "score_gap": 0.3, "final_gap": final,
+                             "evaluator_gap": ev})  # fmt: skip
+    lines = summarise(tsv).splitlines()
+    split = [[c.strip() for c in line.split("|")[1:-1]] for line in lines[2:]]
+    cells = {row[0]: row[1:] for row in split}
+    # step 1: EASPM 1 of 2 positive, evaluator 2 of 2; step 2: a tie counts as disagreement.
+    assert cells["1"][:2] == ["0.80", "2"]
+    assert cells["1"][3].startswith("50 ") and cells["1"][4].startswith("100 ")
+    assert cells["1"][5] == "+0.250"
+    assert cells["2"][3].startswith("50 ") and cells["2"][4].startswith("0 ")
+    assert cells["all"][1] == "4" and cells["all"][3].startswith("50 ")
+    assert cells["all"][4].startswith("50 ") and cells["all"][5] == "-0.375"
+
+
+def test_cli_writes_resumes_and_extends(tmp_path: Path) -> None:
+    data = write_fake_corpus(tmp_path, "dev", n_sentences=2, seed=0)
+    texts = [line.split(maxsplit=1)[1] for line in (data / "text").read_text().splitlines()]
+    tiny_bundle(texts).save(tmp_path / "tts.pt")
+    torch.manual_seed(1)
+    save_easpm(EASPMBundle(EASPM(TINY_EASPM, n_emotions=3), ["Sad", "Angry", "Neutral"], 3),
+               tmp_path / "easpm.pt")  # fmt: skip
+    net_cfg = EvaluatorNetConfig(kind="emotion", n_mels=N_MELS, channels=8, embed_dim=4)
+    feats = {"sample_rate": 16000, "n_fft": 256, "win_length": 256, "hop_length": 64,
+             "n_mels": N_MELS, "f_max": 8000.0}  # fmt: skip
+    torch.save({"kind": "evaluator", "net_config": dataclasses.asdict(net_cfg),
+                "mel_config": feats, "labels": list(EMOTIONS),
+                "model": UtteranceClassifierNet(net_cfg, 3).state_dict()},
+               tmp_path / "emotion.pt")  # fmt: skip
+    (tmp_path / "feats.yaml").write_text("".join(f"{k}: {v}\n" for k, v in feats.items()))
+    (tmp_path / "easpo.yaml").write_text("rollout: {n_steps: 4, k: 3, kappa: 0.25, t_max: 0.75}\n")
+    out = tmp_path / "agree"
+
+    def run(n: int, *extra: str) -> list[dict]:
+        easpm_agreement.main([
+            "--config", str(tmp_path / "easpo.yaml"), "--model", str(tmp_path / "tts.pt"),
+            "--easpm", str(tmp_path / "easpm.pt"), "--emotion", str(tmp_path / "emotion.pt"),
+            "--data-dir", str(data), "--feats-config", str(tmp_path / "feats.yaml"),
+            "--out-dir", str(out), "--num-prompts", str(n), "--vocoder-iters", "2", *extra,
+        ])  # fmt: skip
+        with (out / "agreement.tsv").open() as f:
+            return list(csv.DictReader(f, delimiter="\t"))
+
+    first = run(2)
+    # Eligible steps of n_steps 4, kappa 0.25, t_max 0.75: 1, 2 and 3; two prompts (first, last).
+    assert [(r["utt"], r["step"]) for r in first] == [
+        (u, s) for u in ("0011_000001", "0012_000202") for s in ("1", "2", "3")
+    ]
+    assert run(2) == first  # re-run: nothing recomputed, nothing duplicated
+    third = run(3)
+    assert third[:6] == first and {r["utt"] for r in third[6:]} == {"0012_000001"}
+    assert "| all |" in (out / "agreement.md").read_text()
+    with pytest.raises(ValueError, match="--steps"):
+        run(2, "--steps", "4")
