@@ -61,7 +61,7 @@ def reverse_diffusion(
     generator: torch.Generator | None = None,
     start: int = 0,
 ) -> Tensor:
-    """Run the chain from step ``start`` (state ``t = 1 − start/N``; 0: pure noise) to ``t = 0``."""
+    """Run the chain from step ``start`` (state time ``1 − start/N``) down to ``t = 0``."""
     if n_steps < 1 or not 0 <= start <= n_steps:
         raise ValueError(f"need n_steps >= 1 and 0 <= start <= n_steps, got {n_steps}, {start}")
     x = x_init
