@@ -16,11 +16,13 @@ by default, as stage 6 synthesises), and the winner (argmax) is compared with th
 * ``final_gap``: EASPM's score of the finished mels, winner − loser (does EASPM agree with
   its own early pick?);
 * ``evaluator_gap``: the emotion evaluator's probability of the target emotion on the vocoded
-  audio, winner − loser (does the evaluator agree?).
+  audio, winner − loser (does the evaluator agree?);
+* ``easpm_correct``, ``evaluator_correct``: the fraction of the finished candidates each one
+  labels with the target emotion (is there headroom a reward could use?).
 
 Writes ``agreement.tsv`` (a row per prompt and step, appended as prompts finish; a re-run skips
 the prompts it holds) and ``agreement.md`` (per step: how often each gap is positive, with 95 %
-bootstrap intervals over prompts; a tie counts as disagreement).
+bootstrap intervals over prompts, a tie counting as disagreement; and both accuracies).
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ from local_lib.bin.synth_gradtts import utterance_seed
 from local_lib.data.features import LogMelConfig
 from local_lib.eval.bootstrap import bootstrap_interval
 from local_lib.models.config_yaml import setup_logging
-from local_lib.models.easpm import load_easpm
+from local_lib.models.easpm import EASPMBundle, load_easpm
 from local_lib.models.evaluators import ClassifierEvaluator, load_evaluator
 from local_lib.models.gradtts import (
     GradTTSBundle,
@@ -58,9 +60,9 @@ from local_lib.rl.easpo_loop import easpm_scorer, load_easpo_config
 
 log = logging.getLogger("easpm_agreement")
 
-TargetProb = Callable[[Tensor, str], Tensor]
-"""``(finished mels [k, frames, n_mels], target emotion) -> [k]``: the evaluator's probability of
-the target emotion for each candidate."""
+Judge = Callable[[Tensor, str], tuple[Tensor, Tensor]]
+"""``(finished mels [k, frames, n_mels], target emotion) -> (score [k], correct [k])``: how strongly
+each finished candidate shows the target emotion, and whether the judge's top label is it."""
 
 
 @dataclass(frozen=True)
@@ -73,13 +75,16 @@ class Branch:
     score_gap: float  # EASPM at the branch, winner − loser (>= 0 by construction)
     final_gap: float  # EASPM on the finished mels, winner − loser
     evaluator_gap: float  # evaluator P(target emotion), winner − loser
+    easpm_correct: float  # fraction of the finished candidates EASPM labels as the target
+    evaluator_correct: float  # the same for the evaluator
 
 
 @torch.no_grad()
 def branch_outcomes(
     bundle: GradTTSBundle,
     scorer: Scorer,
-    target_prob: TargetProb,
+    easpm_judge: Judge,
+    evaluator_judge: Judge,
     text: str,
     speaker: str,
     emotion: str,
@@ -119,8 +124,8 @@ def branch_outcomes(
         finished = reverse_diffusion(
             score_fn, candidates, mu_k, mask_k, n, model.schedule, finish_ode, generator, step + 1
         )
-        final = scorer(finished, torch.zeros(k), mask_k, emo_k)
-        prob = target_prob(finished, emotion)
+        final, easpm_correct = easpm_judge(finished, emotion)
+        prob, evaluator_correct = evaluator_judge(finished, emotion)
         out.append(
             Branch(
                 step=step,
@@ -129,23 +134,40 @@ def branch_outcomes(
                 score_gap=float(scores[win] - scores[lose]),
                 final_gap=float(final[win] - final[lose]),
                 evaluator_gap=float(prob[win] - prob[lose]),
+                easpm_correct=float(easpm_correct.double().mean()),
+                evaluator_correct=float(evaluator_correct.double().mean()),
             )
         )
     return out
 
 
-def evaluator_target_prob(
-    evaluator: ClassifierEvaluator, vocoder: GriffinLimVocoder, hop_length: int
-) -> TargetProb:
-    """Vocode each finished mel as stage 6 does and read the evaluator's target posterior."""
+def easpm_judge(easpm: EASPMBundle) -> Judge:
+    """EASPM on clean mels (t = 0): the target's scaled cosine (the rollout's score) and whether
+    the target is its best-scoring emotion."""
 
-    def prob(mels: Tensor, emotion: str) -> Tensor:
+    def judge(mels: Tensor, emotion: str) -> tuple[Tensor, Tensor]:
+        t, mask = torch.zeros(mels.shape[0]), torch.ones(mels.shape[:2], dtype=torch.bool)
+        logits = easpm.model.logits(mels, t, mask)
+        target = easpm.emotion_id(emotion)
+        return logits[:, target], logits.argmax(-1) == target
+
+    return judge
+
+
+def evaluator_judge(
+    evaluator: ClassifierEvaluator, vocoder: GriffinLimVocoder, hop_length: int
+) -> Judge:
+    """Vocode each finished mel as stage 6 does; the evaluator's target posterior and label."""
+
+    def judge(mels: Tensor, emotion: str) -> tuple[Tensor, Tensor]:
         if emotion not in evaluator.labels:
             raise ValueError(f"emotion {emotion!r} is not an evaluator label {evaluator.labels}")
         wavs = [vocoder(m.numpy(), length=(m.shape[0] - 1) * hop_length) for m in mels]
-        return evaluator.posteriors(wavs)[:, evaluator.labels.index(emotion)]
+        posteriors = evaluator.posteriors(wavs)
+        target = evaluator.labels.index(emotion)
+        return posteriors[:, target], posteriors.argmax(-1) == target
 
-    return prob
+    return judge
 
 
 COLUMNS = ["utt", "emotion", *(f.name for f in fields(Branch))]
@@ -166,8 +188,8 @@ def summarise(tsv: Path) -> str:
         raise ValueError(f"{tsv}: no rows to summarise")
     lines = [
         "| step | t | prompts | EASPM score spread | EASPM agrees with itself, % | "
-        "evaluator agrees, % | mean evaluator gap |",
-        "|---|---|---|---|---|---|---|",
+        "evaluator agrees, % | mean evaluator gap | EASPM accuracy, % | evaluator accuracy, % |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     groups = sorted({int(r["step"]) for r in rows})
     for step in [*groups, None]:
@@ -178,10 +200,13 @@ def summarise(tsv: Path) -> str:
             cells.append(f"{100 * ci.estimate:.0f} [{100 * ci.low:.0f}, {100 * ci.high:.0f}]")
         name = "all" if step is None else str(step)
         t = "" if step is None else f"{float(sel[0]['t']):.2f}"
-        spread = np.mean([float(r["score_spread"]) for r in sel])
-        gap = np.mean([float(r["evaluator_gap"]) for r in sel])
+        spread, gap, easpm_acc, evaluator_acc = (
+            np.mean([float(r[key]) for r in sel])
+            for key in ("score_spread", "evaluator_gap", "easpm_correct", "evaluator_correct")
+        )
         lines.append(
-            f"| {name} | {t} | {len(sel)} | {spread:.3f} | {cells[0]} | {cells[1]} | {gap:+.3f} |"
+            f"| {name} | {t} | {len(sel)} | {spread:.3f} | {cells[0]} | {cells[1]} | {gap:+.3f} "
+            f"| {100 * easpm_acc:.0f} | {100 * evaluator_acc:.0f} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -227,8 +252,11 @@ def main(argv: list[str] | None = None) -> None:
     evaluator = load_evaluator(args.emotion)
     if not isinstance(evaluator, ClassifierEvaluator):
         raise ValueError(f"{args.emotion}: not an emotion evaluator")
-    target_prob = evaluator_target_prob(
-        evaluator, GriffinLimVocoder(feats, n_iter=args.vocoder_iters), feats.hop_length
+    judges = (
+        easpm_judge(easpm),
+        evaluator_judge(
+            evaluator, GriffinLimVocoder(feats, n_iter=args.vocoder_iters), feats.hop_length
+        ),
     )
     items = load_tts_items(args.data_dir)
     picks = np.linspace(0, len(items.utts) - 1, min(args.num_prompts, len(items.utts)))
@@ -246,7 +274,7 @@ def main(argv: list[str] | None = None) -> None:
                 continue
             try:
                 branches = branch_outcomes(
-                    bundle, scorer, target_prob, items.texts[i], items.speakers[i],
+                    bundle, scorer, *judges, items.texts[i], items.speakers[i],
                     items.emotions[i], cfg, steps, args.finish == "ode",
                     torch.Generator().manual_seed(utterance_seed(args.seed, utt)),
                 )  # fmt: skip

@@ -31,13 +31,23 @@ def tiny_bundle(texts: list[str]) -> GradTTSBundle:
 
 
 def energy(mel: torch.Tensor, *_) -> torch.Tensor:
-    """A fake judge: the louder candidate wins."""
+    """A fake scorer: the louder candidate wins."""
     return mel.mean(dim=(1, 2))
 
 
-def outcomes(judge, seed: int = 0) -> list[easpm_agreement.Branch]:
+def loud(mel: torch.Tensor, _: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """A fake judge that agrees with ``energy``; it calls only the loudest candidate right."""
+    return energy(mel), energy(mel) == energy(mel).max()
+
+
+def quiet(mel: torch.Tensor, _: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """A fake judge that ranks the other way and calls every candidate wrong."""
+    return -energy(mel), torch.zeros(mel.shape[0], dtype=torch.bool)
+
+
+def outcomes(evaluator, seed: int = 0) -> list[easpm_agreement.Branch]:
     return branch_outcomes(
-        tiny_bundle([TEXT]), energy, judge, TEXT, "0011", "Sad", CFG, [1, 2, 3], True,
+        tiny_bundle([TEXT]), energy, loud, evaluator, TEXT, "0011", "Sad", CFG, [1, 2, 3], True,
         torch.Generator().manual_seed(seed),
     )  # fmt: skip
 
@@ -45,42 +55,46 @@ def outcomes(judge, seed: int = 0) -> list[easpm_agreement.Branch]:
 def test_gaps_follow_the_judges() -> None:
     """An evaluator that judges like the scorer agrees with the finished-mel score exactly; one
     that judges the other way disagrees exactly: winner and loser reach both judges unswapped."""
-    same = outcomes(energy)
-    opposite = outcomes(lambda mel, _: -energy(mel))
+    same = outcomes(loud)
+    opposite = outcomes(quiet)
     assert [b.step for b in same] == [1, 2, 3]
     assert [b.t for b in same] == pytest.approx([0.5, 0.25, 0.0])
     for b, o in zip(same, opposite, strict=True):
         assert b.evaluator_gap == pytest.approx(b.final_gap)
         assert o.evaluator_gap == pytest.approx(-b.final_gap)
         assert b.score_gap > 0 and b.score_spread > 0
+        assert b.evaluator_correct == b.easpm_correct and o.evaluator_correct == 0.0
     # The last step's candidates are already clean: the finished mel is the candidate itself.
     assert same[-1].final_gap == pytest.approx(same[-1].score_gap)
-    assert outcomes(energy, seed=0) == same
-    assert outcomes(energy, seed=1) != same
+    assert [b.easpm_correct for b in same] == pytest.approx([1 / 3] * 3)
+    assert outcomes(loud, seed=0) == same
+    assert outcomes(loud, seed=1) != same
 
 
 def test_summary_by_hand(tmp_path: Path) -> None:
     tsv = tmp_path / "agreement.tsv"
-    rows = [  # step, final_gap, evaluator_gap
-        (1, 0.5, 0.2), (1, -0.1, 0.3), (2, 0.0, -1.0), (2, 1.0, -1.0),
+    rows = [  # step, final_gap, evaluator_gap, easpm_correct, evaluator_correct
+        (1, 0.5, 0.2, 1.0, 0.5), (1, -0.1, 0.3, 1.0, 0.25), (2, 0.0, -1.0, 0.5, 0.0),
+        (2, 1.0, -1.0, 1.0, 1.0),
     ]  # fmt: skip
     with tsv.open("w", newline="") as f:
         writer = csv.DictWriter(f, COLUMNS, delimiter="\t")
         writer.writeheader()
-        for n, (step, final, ev) in enumerate(rows):
+        for n, (step, final, ev, easpm_ok, ev_ok) in enumerate(rows):
             writer.writerow({"utt": f"u{n}", "emotion": "Sad", "step": step, "t": 0.9 - 0.1 * step,
                              "score_spread": 0.1, "score_gap": 0.3, "final_gap": final,
-                             "evaluator_gap": ev})  # fmt: skip
+                             "evaluator_gap": ev, "easpm_correct": easpm_ok,
+                             "evaluator_correct": ev_ok})  # fmt: skip
     lines = summarise(tsv).splitlines()
     split = [[c.strip() for c in line.split("|")[1:-1]] for line in lines[2:]]
     cells = {row[0]: row[1:] for row in split}
     # step 1: EASPM 1 of 2 positive, evaluator 2 of 2; step 2: a tie counts as disagreement.
     assert cells["1"][:2] == ["0.80", "2"]
     assert cells["1"][3].startswith("50 ") and cells["1"][4].startswith("100 ")
-    assert cells["1"][5] == "+0.250"
+    assert cells["1"][5:] == ["+0.250", "100", "38"]
     assert cells["2"][3].startswith("50 ") and cells["2"][4].startswith("0 ")
     assert cells["all"][1] == "4" and cells["all"][3].startswith("50 ")
-    assert cells["all"][4].startswith("50 ") and cells["all"][5] == "-0.375"
+    assert cells["all"][4].startswith("50 ") and cells["all"][5:] == ["-0.375", "88", "44"]
 
 
 def test_cli_writes_resumes_and_extends(tmp_path: Path) -> None:
