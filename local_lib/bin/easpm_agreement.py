@@ -258,7 +258,15 @@ def main(argv: list[str] | None = None) -> None:
             evaluator, GriffinLimVocoder(feats, n_iter=args.vocoder_iters), feats.hop_length
         ),
     )
+    if not (args.data_dir / "utt2emo").is_file():
+        raise ValueError(f"{args.data_dir}: no utt2emo (each prompt's target emotion)")
     items = load_tts_items(args.data_dir)
+    unknown = sorted(set(items.emotions) - set(evaluator.labels))
+    if unknown:
+        raise ValueError(
+            f"{args.emotion}: labels {evaluator.labels} lack the emotions {unknown} of "
+            f"{args.data_dir}; is it the emotion evaluator?"
+        )
     picks = np.linspace(0, len(items.utts) - 1, min(args.num_prompts, len(items.utts)))
     chosen = sorted({int(round(p)) for p in picks})
     tsv = args.out_dir / "agreement.tsv"
