@@ -136,3 +136,11 @@ def test_cli_writes_resumes_and_extends(tmp_path: Path) -> None:
     assert "| all |" in (out / "agreement.md").read_text()
     with pytest.raises(ValueError, match="--steps"):
         run(2, "--steps", "4")
+    # A speaker model given as the emotion evaluator, and prompts without emotions, fail up front.
+    torch.save({"kind": "evaluator", "net_config": dataclasses.asdict(net_cfg),
+                "mel_config": feats, "labels": ["0011", "0012"]}, tmp_path / "emotion.pt")
+    with pytest.raises(ValueError, match="lack the emotions"):
+        run(2)
+    (data / "utt2emo").unlink()
+    with pytest.raises(ValueError, match="no utt2emo"):
+        run(2)
