@@ -20,6 +20,7 @@ and ``wav.scp`` (``wav.J.scp`` for shard J of N).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import logging
 import time
@@ -29,18 +30,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from local_lib.bin.train_codec_lm import CONFIG_KEYS
+from local_lib.bin.train_codec_lm import CodecLMConfig, SampleSection
+from local_lib.config import ConfigError, load_config
 from local_lib.data.audio import save_audio
 from local_lib.data.features import LogMelConfig
 from local_lib.data.kaldi_dir import shard_bounds, write_kv
 from local_lib.data.speech_tokens import PromptPool
 from local_lib.models.codec_lm import CodecLM
-from local_lib.models.config_yaml import load_yaml_mapping
 from local_lib.models.speech_tokenizer import load_speech_tokenizer
 from local_lib.models.vocoder import GriffinLimVocoder
 
 log = logging.getLogger("synth_codec_lm")
-SAMPLE_KEYS = {"temperature", "top_k", "top_p", "max_new_tokens"}
 
 
 def utterance_generator(seed: int, utt: str) -> torch.Generator:
@@ -49,15 +49,11 @@ def utterance_generator(seed: int, utt: str) -> torch.Generator:
     return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little"))
 
 
-def sample_settings(config: Path) -> dict[str, float | int]:
-    """The ``sample`` section of a codec_lm config (unknown keys are an error)."""
-    conf = load_yaml_mapping(config, CONFIG_KEYS)
-    sample = conf.get("sample") or {}
-    unknown = sorted(set(sample) - SAMPLE_KEYS)
-    if unknown:
-        raise ValueError(
-            f"{config}: sample: unknown key(s) {unknown}; known: {sorted(SAMPLE_KEYS)}"
-        )
+def sample_settings(config: Path) -> SampleSection:
+    """The ``sample`` section of a codec_lm config, which must bound the output length."""
+    sample = load_config(config, CodecLMConfig).sample
+    if sample.max_new_tokens is None:
+        raise ConfigError(f"{config}: sample.max_new_tokens: needed for synthesis")
     return sample
 
 
@@ -80,13 +76,15 @@ def padded_vocoder(
 
 
 def generate_tokens(
-    lm: CodecLM, pool: PromptPool, utts: list[str], settings: dict, seed: int
+    lm: CodecLM, pool: PromptPool, utts: list[str], settings: SampleSection, seed: int
 ) -> dict[str, torch.Tensor]:
     """Speech tokens of each utterance, sampled one at a time after its speaker prompt."""
     prompts = lm.zero_shot_prompt_ids(utts, pool, seed)
     out, truncated, n_tokens, t0 = {}, 0, 0, time.monotonic()
     for utt in utts:
-        rollout = lm.sample([prompts[utt]], generator=utterance_generator(seed, utt), **settings)
+        rollout = lm.sample(
+            [prompts[utt]], generator=utterance_generator(seed, utt), **dataclasses.asdict(settings)
+        )
         out[utt] = rollout.speech_tokens[0]
         truncated += int(not bool(rollout.has_eos[0]))
         n_tokens += len(out[utt])

@@ -10,7 +10,7 @@ loss on the target part only; the prompt is another utterance of the same speake
 (``pick_prompts``, re-drawn every epoch). Config: ``pretrained`` (a Llasa-style directory that
 is loaded and fine-tuned instead of building ``model``), ``positions`` (``sequential`` or
 ``text_aligned``, see ``local_lib.models.codec_lm``), ``model`` (LlamaConfig sizes),
-``train`` (``SFTConfig``), ``sample`` (read by synthesis, not here). The Trainer writes
+``train`` (``SFTTrainSection``), ``sample`` (read by synthesis, not here). The Trainer writes
 ``checkpoints/`` (a killed run resumes), ``metrics.jsonl`` (loss, dev_loss, lr, grad_norm) and
 ``train.log`` under ``--out-dir``; the model goes to ``<out-dir>/model`` (CodecLM format).
 """
@@ -18,12 +18,11 @@ is loaded and fine-tuned instead of building ``model``), ``positions`` (``sequen
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import logging
 import math
 import random
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,51 +30,68 @@ import numpy as np
 import torch
 from torch import nn
 
+from local_lib.config import load_config, save_run_config
 from local_lib.data.speech_tokens import PromptPool
 from local_lib.data.text_tokenizer import CharTokenizer
-from local_lib.models.codec_lm import CodecLM
-from local_lib.models.config_yaml import load_yaml_mapping
+from local_lib.models.codec_lm import POSITION_SCHEMES, CodecLM
 from local_lib.models.fit import length_batches
 from local_lib.models.speech_tokenizer import load_speech_tokenizer
+from local_lib.train.config import TrainSection
 from local_lib.train.distributed import DistInfo, cleanup, init_distributed
-from local_lib.train.trainer import Trainer, TrainerConfig, seed_everything
+from local_lib.train.trainer import Trainer, seed_everything
 
 log = logging.getLogger("train_codec_lm")
-CONFIG_KEYS = {"pretrained", "positions", "model", "train", "sample"}
 
 
 @dataclass(frozen=True)
-class SFTConfig:
+class SFTTrainSection(TrainSection):
     batch_size: int = 16  # examples per optimizer step, over all processes
     lr: float = 1e-3
     weight_decay: float = 0.01
     warmup_steps: int = 100
     min_lr_ratio: float = 0.1  # cosine decay ends at lr * min_lr_ratio
     num_steps: int = 2000
-    grad_accum: int = 1
-    grad_clip: float = 1.0
     save_every: int = 200
     log_every: int = 20
     valid_every: int = 200  # a multiple of log_every: dev loss is logged with the step
     valid_utts: int = 200  # evenly spaced dev utterances for the dev loss
     max_length: int | None = None  # longest example in LM tokens (default: the model's limit)
-    loss_on_prompt_speech: bool = False  # train on the prompt's speech tokens too (dev: target only)
+    loss_on_prompt_speech: bool = False  # train on the prompt's speech too (dev: target only)
 
-    @classmethod
-    def from_mapping(cls, data: Mapping[str, Any]) -> SFTConfig:
-        unknown = sorted(set(data) - {f.name for f in dataclasses.fields(cls)})
-        if unknown:
-            raise ValueError(f"codec_lm train: unknown key(s) {unknown}")
-        cfg = cls(**data)
-        if cfg.valid_every % cfg.log_every:
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.valid_every % self.log_every:
             raise ValueError(
-                f"codec_lm train: valid_every {cfg.valid_every} is not a multiple of "
-                f"log_every {cfg.log_every}"
+                f"valid_every {self.valid_every} is not a multiple of log_every {self.log_every}"
             )
-        return cfg
 
 
-def lr_factor(cfg: SFTConfig):
+@dataclass(frozen=True)
+class SampleSection:
+    """``CodecLM.sample`` settings for synthesis; ``max_new_tokens`` must be set to synthesise."""
+
+    temperature: float = 1.0
+    top_k: int = 0
+    top_p: float = 1.0
+    max_new_tokens: int | None = None
+
+
+@dataclass(frozen=True)
+class CodecLMConfig:
+    """A codec_lm YAML: ``model`` maps onto ``transformers.LlamaConfig`` (checked by CodecLM)."""
+
+    pretrained: str | None = None  # a Llasa-style directory, loaded instead of building ``model``
+    positions: str = "sequential"
+    model: Mapping[str, Any] = field(default_factory=dict)
+    train: SFTTrainSection = SFTTrainSection()
+    sample: SampleSection = SampleSection()
+
+    def __post_init__(self) -> None:
+        if self.positions not in POSITION_SCHEMES:
+            raise ValueError(f"positions {self.positions!r}: expected one of {POSITION_SCHEMES}")
+
+
+def lr_factor(cfg: SFTTrainSection):
     """Linear warm-up, then cosine decay to ``min_lr_ratio``."""
 
     def factor(step: int) -> float:
@@ -108,7 +124,7 @@ def prompted_examples(
 
 
 def dev_batches(
-    lm: CodecLM, pool: PromptPool, cfg: SFTConfig, seed: int, max_length: int
+    lm: CodecLM, pool: PromptPool, cfg: SFTTrainSection, seed: int, max_length: int
 ) -> list[dict[str, torch.Tensor]]:
     """Fixed batches of ``valid_utts`` evenly spaced dev utterances, prompts drawn once."""
     utts = sorted(pool.utt2spk)
@@ -132,7 +148,7 @@ class SFTData:
         self,
         lm: CodecLM,
         pool: PromptPool,
-        cfg: SFTConfig,
+        cfg: SFTTrainSection,
         seed: int,
         dist: DistInfo,
         max_length: int,
@@ -173,13 +189,13 @@ def mean_token_loss(model: nn.Module, batches: Sequence[Mapping[str, torch.Tenso
     return total / max(count, 1)
 
 
-def build_lm(conf: Mapping[str, Any], pool: PromptPool, num_speech_tokens: int) -> CodecLM:
+def build_lm(conf: CodecLMConfig, pool: PromptPool, num_speech_tokens: int) -> CodecLM:
     """Load ``pretrained`` or build the configured Llama with a character vocabulary."""
-    if conf.get("pretrained"):
-        lm = CodecLM.from_pretrained(conf["pretrained"])
+    if conf.pretrained:
+        lm = CodecLM.from_pretrained(conf.pretrained)
         if lm.layout.num_speech_tokens < num_speech_tokens:
             raise ValueError(
-                f"{conf['pretrained']}: {lm.layout.num_speech_tokens} speech tokens, "
+                f"{conf.pretrained}: {lm.layout.num_speech_tokens} speech tokens, "
                 f"the tokenizer has {num_speech_tokens}"
             )
         return lm
@@ -187,8 +203,8 @@ def build_lm(conf: Mapping[str, Any], pool: PromptPool, num_speech_tokens: int) 
     chars = sum(len(text_tokenizer.encode(pool.texts[u])) for u in pool.utt2spk)
     tokens = sum(len(pool.tokens[u]) for u in pool.utt2spk)
     return CodecLM.from_config(
-        conf.get("model", {}), text_tokenizer, num_speech_tokens,
-        positions=conf.get("positions", "sequential"), chars_per_token=chars / max(tokens, 1),
+        conf.model, text_tokenizer, num_speech_tokens,
+        positions=conf.positions, chars_per_token=chars / max(tokens, 1),
     )  # fmt: skip
 
 
@@ -211,8 +227,10 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True
     )
-    conf = load_yaml_mapping(args.config, CONFIG_KEYS)
-    cfg = SFTConfig.from_mapping(conf.get("train", {}))
+    conf = load_config(args.config, CodecLMConfig)
+    cfg = conf.train
+    if dist.is_main:
+        save_run_config(args.out_dir, conf)
     num_speech = load_speech_tokenizer(args.tokenizer).vocab_size
     train = PromptPool.load(args.train_dir, args.train_tokens, num_speech)
     valid = PromptPool.load(args.valid_dir, args.valid_tokens, num_speech)
@@ -243,10 +261,7 @@ def main(argv: list[str] | None = None) -> None:
 
     optimizer = torch.optim.AdamW(lm.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(cfg))
-    trainer_cfg = TrainerConfig(
-        out_dir=args.out_dir, num_steps=cfg.num_steps, grad_accum=cfg.grad_accum,
-        grad_clip=cfg.grad_clip, save_every=cfg.save_every, log_every=cfg.log_every,
-    )  # fmt: skip
+    trainer_cfg = cfg.trainer_config(args.out_dir)
     trainer = Trainer(lm.model, optimizer, trainer_cfg, scheduler=scheduler, dist_info=dist)
     trainer.fit(loss_fn, lambda micro: (micro // cfg.grad_accum, data(micro)))
     if dist.is_main:

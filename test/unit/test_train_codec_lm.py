@@ -10,7 +10,14 @@ import torch
 from codec_lm_data import NUM_TOKENS, TINY_MODEL, make_token_set, make_tokenizer, write_codec_lm_config
 
 from local_lib.bin import train_codec_lm
-from local_lib.bin.train_codec_lm import SFTConfig, SFTData, lr_factor, mean_token_loss
+from local_lib.bin.train_codec_lm import (
+    CodecLMConfig,
+    SFTData,
+    SFTTrainSection,
+    lr_factor,
+    mean_token_loss,
+)
+from local_lib.config import ConfigError, from_mapping, load_config
 from local_lib.data.speech_tokens import PromptPool
 from local_lib.data.text_tokenizer import CharTokenizer
 from local_lib.models.codec_lm import CodecLM
@@ -30,16 +37,20 @@ def _lm(pool: PromptPool) -> CodecLM:
 
 
 def test_lr_schedule_by_hand() -> None:
-    f = lr_factor(SFTConfig(warmup_steps=2, num_steps=6, min_lr_ratio=0.1))
+    f = lr_factor(SFTTrainSection(warmup_steps=2, num_steps=6, min_lr_ratio=0.1))
     # warm-up (s+1)/2; then 0.1 + 0.9 * (1 + cos(pi * (s-2)/4)) / 2
     assert [round(f(s), 6) for s in range(7)] == [0.5, 1.0, 1.0, 0.868198, 0.55, 0.231802, 0.1]
 
 
 def test_config_errors() -> None:
-    with pytest.raises(ValueError, match="unknown key"):
-        SFTConfig.from_mapping({"epochs": 3})
-    with pytest.raises(ValueError, match="not a multiple of log_every"):
-        SFTConfig.from_mapping({"valid_every": 30, "log_every": 20})
+    for data, message in [
+        ({"train": {"epochs": 3}}, "unknown key.s. train.epochs; known: train.num_steps"),
+        ({"train": {"valid_every": 30, "log_every": 20}},
+         "train: valid_every 30 is not a multiple of log_every 20"),
+        ({"positions": "aligned"}, "CodecLMConfig: positions 'aligned': expected one of"),
+    ]:  # fmt: skip
+        with pytest.raises(ConfigError, match=f"^c.yaml: {message}"):
+            from_mapping(CodecLMConfig, data, "c.yaml")
 
 
 def test_dev_loss_is_per_token_not_per_batch(tmp_path: Path) -> None:
@@ -63,7 +74,7 @@ def test_dev_loss_is_per_token_not_per_batch(tmp_path: Path) -> None:
 def test_batches_depend_only_on_the_step_and_ranks_split_them(tmp_path: Path) -> None:
     pool = PromptPool.load(*make_token_set(tmp_path, speakers=2, per_speaker=4))
     lm = _lm(pool)
-    cfg = SFTConfig(batch_size=4)
+    cfg = SFTTrainSection(batch_size=4)
     one = SFTData(lm, pool, cfg, seed=1, dist=_dist(), max_length=256)
     again = SFTData(lm, pool, cfg, seed=1, dist=_dist(), max_length=256)
     for step in (3, 0, 2):  # out of order: a resumed run starts mid-way
@@ -100,6 +111,11 @@ def test_cli_trains_saves_and_resumes_exactly(tmp_path: Path) -> None:
     assert all(r["dev_loss"] > 0 and r["loss"] > 0 for r in records)
     lm = CodecLM.from_pretrained(tmp_path / "a" / "model")
     assert lm.layout.num_speech_tokens == NUM_TOKENS
+    # the resolved config beside the model
+    saved = load_config(tmp_path / "a" / "config.yaml", CodecLMConfig)
+    assert saved == load_config(tmp_path / "codec_lm.yaml", CodecLMConfig)
+    assert saved.train.num_steps == 6
+    assert (tmp_path / "a" / "command.sh").read_text().startswith("# ")
 
     # a run killed after step 3 (its step-6 checkpoint and model never written) resumes there
     _run(tmp_path, tmp_path / "b", data, tokenizer)
