@@ -38,6 +38,9 @@ from local_lib.models.gradtts import (
     step_time,
     transition_mean,
 )
+from local_lib.rl.method_spec import MethodSpec
+
+METHOD = MethodSpec(family="gradtts", curve_keys=("score_gap", "loss", "acc"))
 
 Scorer = Callable[[Tensor, Tensor, Tensor, Tensor], Tensor]
 """``(mel [N, frames, n_mels], t [N], mask [N, frames], emotion [N]) -> score [N]``; higher is
