@@ -9,12 +9,13 @@ read prompts and targets from it. The reader is strict (every defect named as
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from local_lib.atomic_io import atomic_path
 from local_lib.data.kaldi_dir import DataDirError, Problem, c_sort_key, read_kv, scan_kv
 from local_lib.data.prompts import pick_prompts
+from local_lib.rewards.registry import RewardReferences
 
 SPEECH_TOKENS = "speech_tokens"
 
@@ -72,21 +73,28 @@ def write_speech_tokens(path: str | Path, tokens: Mapping[str, Sequence[int]]) -
 
 
 
+# Optional per-utterance (utt2*) and per-speaker (spk2*) label files of a data dir, and the
+# name their labels go by in the rewards' references.
+LABEL_FILES = {"utt2emo": "emotion", "utt2lang": "language", "spk2gender": "gender"}
+
+
 @dataclass(frozen=True)
 class PromptPool:
-    """A set's texts, speakers and speech tokens: targets and the speaker prompts for them."""
+    """A set's texts, speakers and speech tokens: targets and the speaker prompts for them, and
+    the labels the data dir has for them (speaker always; emotion, gender, language if given)."""
 
     texts: dict[str, str]
     utt2spk: dict[str, str]
     tokens: dict[str, list[int]]
     source: str  # the token file, named in errors
+    labels: dict[str, dict[str, str]] = field(default_factory=dict)  # name -> utt -> label
 
     @classmethod
     def load(
         cls, data_dir: str | Path, tokens_path: str | Path, vocab_size: int | None = None
     ) -> PromptPool:
         """``text`` and ``utt2spk`` of a Kaldi data dir plus its speech-token file; every
-        utterance must have tokens."""
+        utterance must have tokens (and a label in each label file the dir has)."""
         data_dir = Path(data_dir)
         texts, utt2spk = read_kv(data_dir / "text"), read_kv(data_dir / "utt2spk")
         tokens = read_speech_tokens(tokens_path, vocab_size)
@@ -96,9 +104,49 @@ class PromptPool:
                 f"{tokens_path}: {missing[0]}: utterance of {data_dir} has no speech tokens or "
                 f"text ({len(missing)} such)"
             )
-        return cls(texts, utt2spk, tokens, str(tokens_path))
+        labels = {"speaker": dict(utt2spk)}
+        for file, name in LABEL_FILES.items():
+            if (data_dir / file).is_file():
+                labels[name] = _utterance_labels(data_dir / file, utt2spk)
+        return cls(texts, utt2spk, tokens, str(tokens_path), labels)
 
-    def pick(self, utts: Sequence[str], seed: int) -> dict[str, str]:
-        """Each target's speaker prompt (``local_lib.data.prompts.pick_prompts`` over this pool)."""
+    def pick(self, utts: Sequence[str], seed: int, match: str = "speaker") -> dict[str, str]:
+        """Each target's speaker prompt (``local_lib.data.prompts.pick_prompts`` over this pool):
+        any utterance of the speaker, or one in the target's emotion (``same_emotion``) or in
+        another emotion (``other_emotion``)."""
         targets = {u: self.utt2spk[u] for u in utts}
-        return pick_prompts(targets, self.utt2spk, seed, source=self.source)
+        if match == "speaker":
+            return pick_prompts(targets, self.utt2spk, seed, source=self.source)
+        if match not in ("same_emotion", "other_emotion"):
+            raise ValueError(f"prompt match must be speaker, same_emotion or other_emotion: {match!r}")
+        emotion = self.labels.get("emotion")
+        if emotion is None:
+            raise SpeechTokensError(f"{self.source}: prompt match {match} needs utt2emo in the data dir")
+        same = match == "same_emotion"
+        return pick_prompts(
+            targets, self.utt2spk, seed, source=self.source,
+            allowed=lambda t, c: (emotion[t] == emotion[c]) == same,
+            wanted=" in the same emotion" if same else " in another emotion",
+        )  # fmt: skip
+
+    def references(self, utts: Sequence[str]) -> RewardReferences:
+        """Texts and labels of ``utts`` as the rewards read them."""
+        extras = {name: [by_utt[u] for u in utts] for name, by_utt in self.labels.items()}
+        return RewardReferences([self.texts[u] for u in utts], extras)
+
+
+def _utterance_labels(path: Path, utt2spk: Mapping[str, str]) -> dict[str, str]:
+    """``utt2*`` as it is, ``spk2*`` spread over each speaker's utterances; every utterance
+    must get a label."""
+    table = read_kv(path)
+    per_speaker = path.name.startswith("spk2")
+    labels, missing = {}, []
+    for utt, spk in utt2spk.items():
+        key = spk if per_speaker else utt
+        if key in table:
+            labels[utt] = table[key]
+        else:
+            missing.append(key)
+    if missing:
+        raise SpeechTokensError(f"{path}: no entry for {missing[0]} ({len(missing)} missing)")
+    return labels

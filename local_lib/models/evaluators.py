@@ -18,12 +18,6 @@ from local_lib.models.asr_units import AsrUnits
 from local_lib.models.evaluator_nets import CtcASRNet, EvaluatorNetConfig, UtteranceClassifierNet
 
 
-def mel_batch(wavs: Sequence[np.ndarray], cfg: LogMelConfig) -> tuple[torch.Tensor, torch.Tensor]:
-    """Padded log-mel batch ``[B, T, F]`` (padding is zeros) and frame counts."""
-    mels = [log_mel_torch(torch.as_tensor(np.asarray(w, dtype=np.float32)), cfg) for w in wavs]
-    return pad_frames(mels)
-
-
 def pad_frames(mels: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
     lens = torch.tensor([m.shape[0] for m in mels], dtype=torch.long)
     batch = torch.zeros(len(mels), int(lens.max()), mels[0].shape[1])
@@ -49,9 +43,17 @@ def ctc_greedy(log_probs: torch.Tensor, lens: torch.Tensor, blank: int) -> list[
 def net_inputs(
     net: torch.nn.Module, wavs: Sequence[np.ndarray], cfg: LogMelConfig
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """``mel_batch`` on the device of ``net``'s weights (features are computed on the CPU)."""
+    """Log-mel of ``wavs`` (computed on the CPU) as ``mel_net_inputs``."""
+    mels = [log_mel_torch(torch.as_tensor(np.asarray(w, dtype=np.float32)), cfg) for w in wavs]
+    return mel_net_inputs(net, mels)
+
+
+def mel_net_inputs(
+    net: torch.nn.Module, mels: Sequence[torch.Tensor]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Padded log-mel ``[B, T, F]`` and frame counts on the device of ``net``'s weights."""
     device = next(net.parameters()).device
-    mel, lens = mel_batch(wavs, cfg)
+    mel, lens = pad_frames(mels)
     return mel.to(device), lens.to(device)
 
 
@@ -87,9 +89,16 @@ class CtcEvaluatorASR:
         self.net, self.units, self.mel_cfg = net.eval(), units, mel_cfg
         self.lexicon = sorted(lexicon) if lexicon else None
 
-    @torch.no_grad()
     def transcribe(self, wavs: Sequence[np.ndarray]) -> list[str]:
-        log_probs, lens = self.net(*net_inputs(self.net, wavs, self.mel_cfg))
+        return self._transcribe(net_inputs(self.net, wavs, self.mel_cfg))
+
+    def transcribe_mel(self, mels: Sequence[torch.Tensor]) -> list[str]:
+        """The same from log-mel in ``mel_cfg`` (``[frames, n_mels]`` each), skipping audio."""
+        return self._transcribe(mel_net_inputs(self.net, mels))
+
+    @torch.no_grad()
+    def _transcribe(self, inputs: tuple[torch.Tensor, torch.Tensor]) -> list[str]:
+        log_probs, lens = self.net(*inputs)
         ids = ctc_greedy(log_probs, lens, self.units.blank_id)
         texts = [self.units.decode(row) for row in ids]
         if self.lexicon is None:
@@ -106,16 +115,25 @@ class CtcRewardASR:
     def __init__(self, asr: CtcEvaluatorASR):
         if asr.lexicon is not None:
             raise ValueError("a reward ASR must be open-vocabulary: train it with lexicon: false")
-        self.asr = asr
+        self.asr, self.mel_cfg = asr, asr.mel_cfg
         self.sample_rate = asr.mel_cfg.sample_rate
 
     def transcribe(self, wavs: Sequence[np.ndarray]) -> list[str]:
         return self.asr.transcribe(wavs)
 
-    @torch.no_grad()
+    def transcribe_mel(self, mels: Sequence[torch.Tensor]) -> list[str]:
+        return self.asr.transcribe_mel(mels)
+
     def nll(self, wavs: Sequence[np.ndarray], texts: Sequence[str]) -> torch.Tensor:
         """``[B]`` CTC negative log-likelihood of each text divided by its length in units."""
-        log_probs, lens = self.asr.net(*net_inputs(self.asr.net, wavs, self.asr.mel_cfg))
+        return self._nll(net_inputs(self.asr.net, wavs, self.asr.mel_cfg), texts)
+
+    def nll_mel(self, mels: Sequence[torch.Tensor], texts: Sequence[str]) -> torch.Tensor:
+        return self._nll(mel_net_inputs(self.asr.net, mels), texts)
+
+    @torch.no_grad()
+    def _nll(self, inputs: tuple[torch.Tensor, torch.Tensor], texts: Sequence[str]) -> torch.Tensor:
+        log_probs, lens = self.asr.net(*inputs)
         ids = [self.asr.units.encode(t) for t in texts]
         n_units = torch.tensor([len(i) for i in ids])
         if int(n_units.min()) == 0:

@@ -17,9 +17,38 @@ from local_lib.eval.error_rate import word_errors
 from local_lib.rewards.registry import RewardReferences, RolloutBatch, register_reward
 
 class AsrScorer(Protocol):
+    """Reads audio; one that also has ``transcribe_mel`` and ``nll_mel`` (``[frames, n_mels]``
+    log-mel in its ``mel_cfg``) can score a rollout's decoded log-mel without audio."""
+
     def transcribe(self, wavs: Sequence[np.ndarray | torch.Tensor]) -> list[str]: ...
 
     def nll(self, wavs: Sequence[np.ndarray | torch.Tensor], texts: list[str]) -> torch.Tensor: ...
+
+
+def _mel_scorer(batch: RolloutBatch, scorer: AsrScorer) -> AsrScorer:
+    """The scorer, checked to read this batch's log-mel (a rollout rendered without audio)."""
+    if not hasattr(scorer, "transcribe_mel"):
+        raise ValueError(
+            f"{type(scorer).__name__} reads audio only: use reward_input: audio with this reward ASR"
+        )
+    if scorer.mel_cfg != batch.mel_cfg:
+        raise ValueError(
+            f"the reward ASR's log-mel settings {scorer.mel_cfg} differ from the tokenizer's "
+            f"{batch.mel_cfg}: use reward_input: audio"
+        )
+    return scorer
+
+
+def transcripts(batch: RolloutBatch, scorer: AsrScorer) -> list[str]:
+    if batch.wavs is not None:
+        return scorer.transcribe(batch.wavs)
+    return _mel_scorer(batch, scorer).transcribe_mel(batch.mels)
+
+
+def reference_nll(batch: RolloutBatch, texts: list[str], scorer: AsrScorer) -> torch.Tensor:
+    if batch.wavs is not None:
+        return scorer.nll(batch.wavs, texts)
+    return _mel_scorer(batch, scorer).nll_mel(batch.mels, texts)
 
 
 def utterance_wer(utt_ids: list[str], refs: list[str], hyps: list[str]) -> torch.Tensor:
@@ -40,7 +69,7 @@ def asr_wer_reward(
     batch: RolloutBatch, refs: RewardReferences, *, scorer: AsrScorer, scale: float = 3.0
 ) -> torch.Tensor:
     """``1 - tanh(scale * WER)``: 1 for a perfect transcript, towards 0 as errors grow."""
-    wer = utterance_wer(batch.utt_ids, refs.texts, scorer.transcribe(batch.wavs))
+    wer = utterance_wer(batch.utt_ids, refs.texts, transcripts(batch, scorer))
     return 1.0 - torch.tanh(scale * wer)
 
 
@@ -49,7 +78,7 @@ def asr_nll_reward(
     batch: RolloutBatch, refs: RewardReferences, *, scorer: AsrScorer, scale: float = 3.0
 ) -> torch.Tensor:
     """``exp(-NLL / scale)``: a smooth intelligibility score even when the WER is 0."""
-    nll = torch.as_tensor(scorer.nll(batch.wavs, refs.texts), dtype=torch.float32).detach()
+    nll = torch.as_tensor(reference_nll(batch, refs.texts, scorer), dtype=torch.float32).detach()
     if nll.shape != (len(batch.utt_ids),):
         raise ValueError(f"scorer.nll returned shape {tuple(nll.shape)}, want ({len(batch.utt_ids)},)")
     return torch.exp(-nll / scale)

@@ -27,17 +27,21 @@ class RewardError(RuntimeError):
 
 @dataclass
 class RolloutBatch:
-    """What the policy produced for ``B`` sequences (G per prompt, group-major)."""
+    """What the policy produced for ``B`` sequences (G per prompt, group-major): audio, or
+    only the log-mel the tokenizer decoded (``wavs`` None) for rewards that read log-mel."""
 
     utt_ids: list[str]
-    wavs: Sequence[np.ndarray | torch.Tensor]
+    wavs: Sequence[np.ndarray | torch.Tensor] | None
     sample_rate: int
     speech_tokens: Sequence[torch.Tensor] | None = None
+    mels: Sequence[torch.Tensor] | None = None  # [frames, n_mels] each, in ``mel_cfg``
+    mel_cfg: Any = None  # local_lib.data.features.LogMelConfig of ``mels``
 
 
 @dataclass
 class RewardReferences:
-    """What the rollouts are judged against: target texts plus per-method extras (emotion...)."""
+    """What the rollouts are judged against: target texts plus labels per utterance
+    (``extras``: speaker always; emotion, gender, language where the data dir has them)."""
 
     texts: list[str]
     extras: dict[str, list[Any]] = field(default_factory=dict)

@@ -9,15 +9,19 @@ Rewards are laid out group-major: the ``G`` completions of prompt 0 first, then 
 from __future__ import annotations
 
 import math
-
 from dataclasses import dataclass
 from typing import Literal
 
 import torch
 
+from local_lib.rl.method_spec import MethodSpec
+
 LossType = Literal["grpo", "dapo", "dr_grpo"]
 RewardScaling = Literal["group", "batch", "none"]
 ADV_EPS = 1e-4
+METHOD = MethodSpec(
+    family="codec_lm", curve_keys=("reward/mean", "reward/asr_wer", "reward/asr_nll", "kl", "entropy")
+)
 
 
 @dataclass(frozen=True)
@@ -116,12 +120,14 @@ def per_token_loss(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``-min(rho A, clip(rho, 1-eps, 1+eps) A) + beta k3`` per token, and the clip-active mask.
 
+    ``advantages`` is ``[B]`` (one per sequence, as GRPO has it) or ``[B, T]`` (one per token,
+    e.g. a word's advantage on the speech tokens it covers, as W3AR has it).
     ``old_logp=None`` is the single-update on-policy case: rho is 1 in value but keeps the
     gradient of ``logp``. ``ref_logp`` is only read when ``beta > 0``.
     """
     old = logp.detach() if old_logp is None else old_logp
     ratio = torch.exp(logp - old)
-    adv = advantages.unsqueeze(1)
+    adv = advantages.unsqueeze(1) if advantages.dim() == 1 else advantages
     clipped_ratio = torch.clamp(ratio, 1.0 - epsilon, 1.0 + epsilon)
     loss = -torch.min(ratio * adv, clipped_ratio * adv)
     clip_active = ((ratio < 1.0 - epsilon) & (adv < 0)) | ((ratio > 1.0 + epsilon) & (adv > 0))
@@ -177,7 +183,7 @@ def grpo_loss(
     logits: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """The scalar loss plus the statistics an RL loop logs (clip fraction, KL, entropy)."""
-    if logp.shape != mask.shape or advantages.shape != logp.shape[:1]:
+    if logp.shape != mask.shape or advantages.shape not in (logp.shape[:1], logp.shape):
         raise ValueError(
             f"shape mismatch: logp {tuple(logp.shape)}, mask {tuple(mask.shape)}, "
             f"advantages {tuple(advantages.shape)}"

@@ -51,7 +51,8 @@ def _inputs(root: Path) -> dict[str, Path]:
     write_kv(data / "utt2spk", {u: u[0] for u in TEXTS})
     write_speech_tokens(root / "speech_tokens", {u: [1, 2, 3, i] for i, u in enumerate(TEXTS)})
     conf = yaml.safe_load((REPO / "egs" / "TEMPLATE" / "conf" / "grpo_debug.yaml").read_text())
-    conf.update(max_new_tokens=6, lr=1e-2)
+    conf["rollout"]["max_new_tokens"] = 6
+    conf["train"]["lr"] = 1e-2
     (root / "grpo.yaml").write_text(yaml.safe_dump(conf))
     return {"data": data, "conf": root / "grpo.yaml"}
 
@@ -64,7 +65,7 @@ def test_two_gloo_processes_train_and_write_the_model(tmp_path: Path) -> None:
         "bash", str(REPO / "utils" / "launch.sh"), "--nproc", "2", "--python", sys.executable, "--",
         "local_lib.bin.train_grpo", "--config", str(paths["conf"]), "--seed", "3",
         "--base-dir", str(tmp_path / "base"), "--tokenizer", str(tmp_path / "tokenizer.pt"),
-        "--reward-asr", str(tmp_path / "asr.pt"), "--train-dir", str(paths["data"]),
+        "--reward-model", f"reward_asr={tmp_path / 'asr.pt'}", "--train-dir", str(paths["data"]),
         "--tokens", str(tmp_path / "speech_tokens"), "--out-dir", str(out),
     ]  # fmt: skip
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
@@ -80,3 +81,8 @@ def test_two_gloo_processes_train_and_write_the_model(tmp_path: Path) -> None:
     base = CodecLM.from_pretrained(tmp_path / "base")
     pairs = zip(trained.model.parameters(), base.model.parameters(), strict=True)
     assert any(not torch.equal(a, b) for a, b in pairs)
+    # the run records what made it: the resolved config (defaults filled in) and the command
+    resolved = yaml.safe_load((out / "config.yaml").read_text())
+    assert resolved["rollout"]["max_new_tokens"] == 6 and resolved["train"]["lr"] == 1e-2
+    assert resolved["loss"]["max_completion_length"] == 6
+    assert "local_lib.bin.train_grpo" in (out / "command.sh").read_text()

@@ -95,6 +95,33 @@ def test_clip_inactive_on_policy_gradient() -> None:
     )
 
 
+def test_per_token_advantages_reach_the_loss() -> None:
+    # on-policy (rho = 1): loss per token = -A_t. A = [[2, 0, -1], [1, 3, *]] (the padded
+    # position's advantage must not count). dapo: (-2 + 0 + 1 - 1 - 3) / 5 = -1.0, and
+    # d loss / d logp_t = -A_t / 5 on real tokens, 0 on padding.
+    logp = torch.zeros(2, 3, requires_grad=True)
+    adv = torch.tensor([[2.0, 0.0, -1.0], [1.0, 3.0, 100.0]])
+    loss, _ = grpo_loss(logp, MASK, adv, GRPOConfig(loss_type="dapo"))
+    assert loss.item() == pytest.approx(-1.0)
+    loss.backward()
+    torch.testing.assert_close(logp.grad, torch.tensor([[-0.4, 0.0, 0.2], [-0.2, -0.6, 0.0]]))
+    # a [B] advantage equals the same value on every token
+    per_seq, _ = grpo_loss(LOGP, MASK, ADV, GRPOConfig(), old_logp=OLD)
+    spread, _ = grpo_loss(LOGP, MASK, ADV[:, None].expand(2, 3), GRPOConfig(), old_logp=OLD)
+    assert spread.item() == pytest.approx(per_seq.item(), abs=1e-7)
+    # clipping is per token: with rho = 1.5 everywhere, a positive token advantage is clipped
+    # (1.2 A), a negative one is not (1.5 A): grpo mean of [-1.2*1, -1.5*-1] = 0.15 in row 0
+    old = torch.full((1, 2), -math.log(1.5))
+    clipped, stats = grpo_loss(
+        torch.zeros(1, 2), torch.ones(1, 2, dtype=torch.bool), torch.tensor([[1.0, -1.0]]),
+        GRPOConfig(loss_type="grpo"), old_logp=old,
+    )  # fmt: skip
+    assert clipped.item() == pytest.approx((-1.2 + 1.5) / 2)
+    assert stats["clip_fraction"] == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="shape mismatch"):
+        grpo_loss(logp, MASK, torch.zeros(2, 4), GRPOConfig())
+
+
 def test_beta_positive_adds_k3() -> None:
     # ref - logp = [[ln2, 0, 0], [-ln2, 0, *]]: k3(ln2) = 2 - ln2 - 1 = 0.306853,
     # k3(-ln2) = 0.5 + ln2 - 1 = 0.193147; sum over real tokens = 0.5

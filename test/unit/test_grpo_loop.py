@@ -17,7 +17,10 @@ from local_lib.models.codec_lm import CodecLM
 from local_lib.models.speech_tokenizer import KMeansMelTokenizer, SpeechTokenizerConfig
 from local_lib.rewards import RewardError, build_rewards
 from local_lib.rl.grpo import GRPOConfig
-from local_lib.rl.grpo_loop import GRPOLoop, GRPOLoopConfig, GroupRollout, SpeechDecoder
+from local_lib.config import ConfigError, load_config
+from local_lib.rl.grpo_loop import GRPOLoop, GRPOLoopConfig, GroupRollout
+from local_lib.rl.rollout import RolloutConfig, SpeechRenderer
+from local_lib.train.config import TrainSection
 from local_lib.train.trainer import Trainer, TrainerConfig, read_metrics
 
 TINY_LM = {
@@ -36,7 +39,7 @@ LLASA = {
 CONTRACT_KEYS = {
     "loss", "reward/mean", "reward/std", "reward/asr_wer", "reward/asr_nll", "clip_frac",
     "entropy", "zero_var_groups", "truncated_frac", "rollout_tokens_per_s", "time/generate",
-    "time/vocode", "time/reward",
+    "time/decode", "time/vocode", "time/reward",
 }  # fmt: skip
 
 
@@ -81,26 +84,38 @@ def _pool() -> PromptPool:
     return PromptPool(texts, {u: u[0] for u in texts}, tokens, "fake")
 
 
+ROLLOUT_KEYS = {f.name for f in dataclasses.fields(RolloutConfig)}
+
+
 def _cfg(**overrides) -> GRPOLoopConfig:
+    """Rollout and train keys as flat overrides, the rest as GRPOLoopConfig fields."""
     loss = overrides.pop("loss", GRPOConfig(max_completion_length=12))
-    base = dict(group_size=3, prompts_per_step=2, max_new_tokens=12, num_steps=2, lr=1e-3,
-                save_every=1, vocoder_iters=2, min_wav_s=0.05)  # fmt: skip
-    return GRPOLoopConfig(loss=loss, rewards=LLASA, **{**base, **overrides})
+    rollout = dict(group_size=3, prompts_per_step=2, max_new_tokens=12, vocoder_iters=2,
+                   min_wav_s=0.05)  # fmt: skip
+    train = dict(num_steps=2, lr=1e-3, save_every=1, log_every=1)
+    for key in [k for k in overrides if k in ROLLOUT_KEYS]:
+        rollout[key] = overrides.pop(key)
+    for key in [k for k in overrides if k in ("num_steps", "lr", "save_every")]:
+        train[key] = overrides.pop(key)
+    return GRPOLoopConfig(
+        rollout=RolloutConfig(**rollout), train=TrainSection(**train), loss=loss,
+        rewards=LLASA, **overrides,
+    )  # fmt: skip
 
 
 def _loop(
     tokenizer: KMeansMelTokenizer, cfg: GRPOLoopConfig, scorer: FakeASR | None = None
 ) -> GRPOLoop:
     rewards = build_rewards(cfg.rewards, {"scorer": scorer or FakeASR()})
-    decoder = SpeechDecoder(tokenizer, cfg.vocoder_iters, cfg.min_wav_s)
-    return GRPOLoop(_lm(), decoder, rewards, _pool(), cfg, seed=7)
+    renderer = SpeechRenderer(tokenizer, cfg.rollout.vocoder_iters, cfg.rollout.min_wav_s)
+    return GRPOLoop(_lm(), renderer, rewards, _pool(), cfg, seed=7)
 
 
 def _fit(loop: GRPOLoop, out_dir: Path, num_steps: int) -> Trainer:
-    opt = torch.optim.AdamW(loop.policy.parameters(), lr=loop.cfg.lr)
+    opt = torch.optim.AdamW(loop.policy.parameters(), lr=loop.cfg.train.lr)
     loop.attach(opt)
     tcfg = TrainerConfig(
-        out_dir=out_dir, num_steps=num_steps, save_every=loop.cfg.save_every, log_every=1
+        out_dir=out_dir, num_steps=num_steps, save_every=loop.cfg.train.save_every, log_every=1
     )
     trainer = Trainer(loop.policy, opt, tcfg)
     trainer.fit(loop.loss, loop.batch)
@@ -140,19 +155,20 @@ def test_checkpoint_resume_gives_the_same_next_step(tokenizer, tmp_path) -> None
 
 
 def _differ(a: GroupRollout, b: GroupRollout) -> bool:
-    same_ids = torch.equal(a.rollout.completion_ids, b.rollout.completion_ids)
-    return a.prompts != b.prompts or not same_ids
+    same_ids = torch.equal(a.scored.rollout.completion_ids, b.scored.rollout.completion_ids)
+    return a.scored.prompts != b.scored.prompts or not same_ids
 
 
 def test_rollouts_differ_between_batches_and_ranks(tokenizer) -> None:
     loop = _loop(tokenizer, _cfg())
     a, b = loop.make_rollout(0), loop.make_rollout(1)
     assert _differ(a, b)
-    other_rank = GRPOLoop(loop.lm, loop.decoder, loop.rewards, loop.pool, loop.cfg, seed=7, rank=1)
+    ro = loop.rollouts
+    other_rank = GRPOLoop(loop.lm, ro.renderer, ro.rewards, _pool(), loop.cfg, seed=7, rank=1)
     c = other_rank.make_rollout(0)
     assert _differ(a, c)
     again = loop.make_rollout(0)
-    assert torch.equal(a.rollout.completion_ids, again.rollout.completion_ids)
+    assert torch.equal(a.scored.rollout.completion_ids, again.scored.rollout.completion_ids)
 
 
 def test_a_failing_reward_raises(tokenizer, tmp_path) -> None:
@@ -202,21 +218,27 @@ def test_truncation_penalty_lowers_the_reward(tokenizer) -> None:
 def test_config_from_yaml_fills_completion_length_and_rejects_typos(tmp_path) -> None:
     good = tmp_path / "good.yaml"
     good.write_text(
-        "max_new_tokens: 33\nloss: {loss_type: dr_grpo}\nrewards: {components: {asr_wer: {}}}\n"
+        "rollout: {max_new_tokens: 33}\ntrain: {lr: 1e-4}\nloss: {loss_type: dr_grpo}\n"
+        "rewards: {components: {asr_wer: {}}}\n"
     )
-    cfg = GRPOLoopConfig.from_yaml(good)
+    cfg = load_config(good, GRPOLoopConfig)
     assert cfg.loss.max_completion_length == 33 and cfg.loss.loss_type == "dr_grpo"
+    assert cfg.train.lr == 1e-4
     bad = tmp_path / "bad.yaml"
-    bad.write_text("group_sise: 4\nloss: {}\nrewards: {}\n")
-    with pytest.raises(ValueError, match="group_sise"):
-        GRPOLoopConfig.from_yaml(bad)
+    bad.write_text("rollout: {group_sise: 4}\ntrain: {}\nloss: {}\nrewards: {}\n")
+    with pytest.raises(ConfigError, match="bad.yaml.*rollout.group_sise"):
+        load_config(bad, GRPOLoopConfig)
+    grad_accum = tmp_path / "accum.yaml"
+    grad_accum.write_text("rollout: {}\ntrain: {grad_accum: 2}\nrewards: {}\n")
+    with pytest.raises(ConfigError, match="grad_accum must be 1"):
+        load_config(grad_accum, GRPOLoopConfig)
 
 
 @pytest.mark.parametrize("name", ["grpo.yaml", "grpo_mini.yaml", "grpo_debug.yaml"])
 def test_template_configs_load(name: str) -> None:
     conf = Path(__file__).resolve().parents[2] / "egs" / "TEMPLATE" / "conf" / name
-    cfg = GRPOLoopConfig.from_yaml(conf)
-    assert dataclasses.asdict(cfg)["loss"]["max_completion_length"] == cfg.max_new_tokens
+    cfg = load_config(conf, GRPOLoopConfig)
+    assert dataclasses.asdict(cfg)["loss"]["max_completion_length"] == cfg.rollout.max_new_tokens
     build_rewards(cfg.rewards, {"scorer": FakeASR()})
 
 
