@@ -33,6 +33,7 @@ from local_lib.data.text_tokenizer import CharTokenizer
 
 if TYPE_CHECKING:
     from local_lib.data.speech_tokens import PromptPool
+    from local_lib.models.soft_tokens import SoftRollout
 
 LOG = logging.getLogger(__name__)
 LAYOUT_FILE = "codec_lm_layout.json"
@@ -401,6 +402,41 @@ class CodecLM:
             return logp, None
         # entropy needs finite logits: disallowed ids get a large negative value instead of -inf
         return logp, logp_all.clamp(min=-1e4)
+
+    def soft_tokens_teacher_forced(
+        self,
+        prompts: Sequence[Sequence[int]],
+        completion_ids: torch.Tensor,
+        mask: torch.Tensor,
+        tau: float = 1.0,
+        temperature: float = 1.0,
+        straight_through: bool = False,
+        generator: torch.Generator | None = None,
+    ) -> SoftRollout:
+        """Gumbel-softmax soft tokens at given completions' positions, differentiable into the
+        weights (DiffRO, HPRO); see ``local_lib.models.soft_tokens``."""
+        from local_lib.models.soft_tokens import soft_tokens_teacher_forced
+
+        return soft_tokens_teacher_forced(
+            self, prompts, completion_ids, mask, tau, temperature, straight_through, generator
+        )
+
+    def soft_sample(
+        self,
+        prompts: Sequence[Sequence[int]],
+        max_new_tokens: int,
+        tau: float = 1.0,
+        temperature: float = 1.0,
+        straight_through: bool = False,
+        generator: torch.Generator | None = None,
+    ) -> SoftRollout:
+        """Free-running rollout fed its own soft tokens' embeddings, differentiable into the
+        weights; see ``local_lib.models.soft_tokens``."""
+        from local_lib.models.soft_tokens import soft_sample
+
+        return soft_sample(
+            self, prompts, max_new_tokens, tau, temperature, straight_through, generator
+        )
 
 
 def _filter_top_k_top_p(logp: torch.Tensor, top_k: int, top_p: float) -> torch.Tensor:
