@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from local_lib.models.evaluators import load_reward_asr
 from local_lib.rewards import build_rewards
+from local_lib.rewards.asr_rewards import check_reads_mel
 from local_lib.rl.grpo_loop import GRPOLoop, GRPOLoopConfig
 from local_lib.rl.rollout import SpeechRenderer
 from local_lib.train.method_entry import MethodContext, run_codec_lm_method
@@ -25,11 +26,23 @@ def build(ctx: MethodContext, cfg: GRPOLoopConfig) -> GRPOLoop:
     scorer = load_reward_asr(path)
     rate = ctx.tokenizer.mel_cfg.sample_rate
     if scorer.sample_rate != rate:
-        raise ValueError(f"{name} ({path}) expects {scorer.sample_rate} Hz audio but the tokenizer decodes at {rate} Hz")
+        raise ValueError(
+            f"{name} ({path}) expects {scorer.sample_rate} Hz audio but the tokenizer "
+            f"decodes at {rate} Hz"
+        )
+    if cfg.rollout.reward_input == "mel":
+        check_reads_mel(scorer, ctx.tokenizer.mel_cfg)
     renderer = SpeechRenderer(ctx.tokenizer, cfg.rollout.vocoder_iters, cfg.rollout.min_wav_s)
     rewards = build_rewards(cfg.rewards, {"scorer": scorer})
     return GRPOLoop(
-        ctx.lm, renderer, rewards, ctx.prompt_pool(), cfg, ctx.args.seed, ctx.dist.rank, ctx.dist.world_size
+        ctx.lm,
+        renderer,
+        rewards,
+        ctx.prompt_pool(),
+        cfg,
+        ctx.args.seed,
+        ctx.dist.rank,
+        ctx.dist.world_size,
     )
 
 

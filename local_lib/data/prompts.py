@@ -40,7 +40,8 @@ def pick_prompts(
         ]
         if not candidates:
             raise PromptError(
-                f"{utt}: speaker {spk} has no other utterance{wanted} in {source} to use as a prompt"
+                f"{utt}: speaker {spk} has no other utterance{wanted} in {source} "
+                "to use as a prompt"
             )
         prompts[utt] = min(candidates, key=lambda c: _rank(seed, utt, c))
     return prompts

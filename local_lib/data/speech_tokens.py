@@ -72,7 +72,6 @@ def write_speech_tokens(path: str | Path, tokens: Mapping[str, Sequence[int]]) -
         tmp.write_text(text, encoding="utf-8")
 
 
-
 # Optional per-utterance (utt2*) and per-speaker (spk2*) label files of a data dir, and the
 # name their labels go by in the rewards' references.
 LABEL_FILES = {"utt2emo": "emotion", "utt2lang": "language", "spk2gender": "gender"}
@@ -118,10 +117,10 @@ class PromptPool:
         if match == "speaker":
             return pick_prompts(targets, self.utt2spk, seed, source=self.source)
         if match not in ("same_emotion", "other_emotion"):
-            raise ValueError(f"prompt match must be speaker, same_emotion or other_emotion: {match!r}")
+            raise ValueError(f"prompt match: speaker, same_emotion or other_emotion, not {match!r}")
         emotion = self.labels.get("emotion")
         if emotion is None:
-            raise SpeechTokensError(f"{self.source}: prompt match {match} needs utt2emo in the data dir")
+            raise SpeechTokensError(f"{self.source}: prompt match {match} needs utt2emo")
         same = match == "same_emotion"
         return pick_prompts(
             targets, self.utt2spk, seed, source=self.source,

@@ -8,13 +8,14 @@ the audio); ``local_lib.models.asr_reward`` provides the real one, tests a fake.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import torch
 
 from local_lib.eval.error_rate import word_errors
 from local_lib.rewards.registry import RewardReferences, RolloutBatch, register_reward
+
 
 class AsrScorer(Protocol):
     """Reads audio; one that also has ``transcribe_mel`` and ``nll_mel`` (``[frames, n_mels]``
@@ -25,17 +26,23 @@ class AsrScorer(Protocol):
     def nll(self, wavs: Sequence[np.ndarray | torch.Tensor], texts: list[str]) -> torch.Tensor: ...
 
 
-def _mel_scorer(batch: RolloutBatch, scorer: AsrScorer) -> AsrScorer:
-    """The scorer, checked to read this batch's log-mel (a rollout rendered without audio)."""
+def check_reads_mel(scorer: AsrScorer, mel_cfg: Any) -> None:
+    """A scorer can take a rollout's decoded log-mel only with methods for it and the same
+    log-mel settings as the tokenizer's; checked before any training starts."""
     if not hasattr(scorer, "transcribe_mel"):
         raise ValueError(
-            f"{type(scorer).__name__} reads audio only: use reward_input: audio with this reward ASR"
+            f"{type(scorer).__name__} reads audio only: "
+            "use reward_input: audio with this reward ASR"
         )
-    if scorer.mel_cfg != batch.mel_cfg:
+    if scorer.mel_cfg != mel_cfg:
         raise ValueError(
             f"the reward ASR's log-mel settings {scorer.mel_cfg} differ from the tokenizer's "
-            f"{batch.mel_cfg}: use reward_input: audio"
+            f"{mel_cfg}: use reward_input: audio"
         )
+
+
+def _mel_scorer(batch: RolloutBatch, scorer: AsrScorer) -> AsrScorer:
+    check_reads_mel(scorer, batch.mel_cfg)
     return scorer
 
 
@@ -80,5 +87,7 @@ def asr_nll_reward(
     """``exp(-NLL / scale)``: a smooth intelligibility score even when the WER is 0."""
     nll = torch.as_tensor(reference_nll(batch, refs.texts, scorer), dtype=torch.float32).detach()
     if nll.shape != (len(batch.utt_ids),):
-        raise ValueError(f"scorer.nll returned shape {tuple(nll.shape)}, want ({len(batch.utt_ids)},)")
+        raise ValueError(
+            f"scorer.nll returned shape {tuple(nll.shape)}, want ({len(batch.utt_ids)},)"
+        )
     return torch.exp(-nll / scale)

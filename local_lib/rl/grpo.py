@@ -20,7 +20,8 @@ LossType = Literal["grpo", "dapo", "dr_grpo"]
 RewardScaling = Literal["group", "batch", "none"]
 ADV_EPS = 1e-4
 METHOD = MethodSpec(
-    family="codec_lm", curve_keys=("reward/mean", "reward/asr_wer", "reward/asr_nll", "kl", "entropy")
+    family="codec_lm",
+    curve_keys=("reward/mean", "reward/asr_wer", "reward/asr_nll", "kl", "entropy"),
 )
 
 

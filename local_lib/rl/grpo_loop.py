@@ -75,7 +75,9 @@ class GRPOLoopConfig:
             )
         if self.loss.max_completion_length is None:
             limit = self.rollout.max_new_tokens
-            object.__setattr__(self, "loss", dataclasses.replace(self.loss, max_completion_length=limit))
+            object.__setattr__(
+                self, "loss", dataclasses.replace(self.loss, max_completion_length=limit)
+            )
 
 
 @dataclass(frozen=True)

@@ -57,7 +57,9 @@ class RolloutConfig:
         if self.reward_input not in ("audio", "mel"):
             raise ValueError(f"reward_input must be audio or mel, got {self.reward_input!r}")
         if self.prompt_match not in ("speaker", "same_emotion", "other_emotion"):
-            raise ValueError(f"prompt_match: speaker, same_emotion or other_emotion, got {self.prompt_match!r}")
+            raise ValueError(
+                f"prompt_match: speaker, same_emotion or other_emotion, got {self.prompt_match!r}"
+            )
 
 
 def rollout_seed(seed: int, index: int, rank: int) -> int:
@@ -140,7 +142,12 @@ class PromptSource:
     """
 
     def __init__(
-        self, lm: CodecLM, pool: PromptPool, seed: int, per_batch: int, match: PromptMatch = "speaker"
+        self,
+        lm: CodecLM,
+        pool: PromptPool,
+        seed: int,
+        per_batch: int,
+        match: PromptMatch = "speaker",
     ) -> None:
         self.lm, self.pool, self.per_batch = lm, pool, per_batch
         self.targets = sorted(pool.texts)
@@ -253,7 +260,9 @@ def token_rewards(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     elif values.dim() == 2 and values.shape[1] <= mask.shape[1]:
         out[:, : values.shape[1]] = values
     else:
-        raise ValueError(f"rewards of shape {tuple(values.shape)} do not fit completions {tuple(mask.shape)}")
+        raise ValueError(
+            f"rewards of shape {tuple(values.shape)} do not fit completions {tuple(mask.shape)}"
+        )
     return out * mask.to(out.dtype)
 
 

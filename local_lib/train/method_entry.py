@@ -88,7 +88,9 @@ class MethodContext:
     def reward_model(self, what: str) -> tuple[str, Path]:
         """The first ``--reward-model`` (the method needs one, ``what`` says for what)."""
         if not self.args.reward_model:
-            raise ValueError(f"{self.args.config}: this method needs {what}: give --reward-model NAME=PATH")
+            raise ValueError(
+                f"{self.args.config}: this method needs {what}: give --reward-model NAME=PATH"
+            )
         return self.args.reward_model[0]
 
     def prompt_pool(self) -> PromptPool:
@@ -124,10 +126,14 @@ def run_codec_lm_method(
         )
     loop = build(MethodContext(args, dist_info, lm, tokenizer), cfg)
     train = cfg.train  # type: ignore[attr-defined]
-    optimizer = torch.optim.AdamW(loop.policy.parameters(), lr=train.lr, weight_decay=train.weight_decay)
+    optimizer = torch.optim.AdamW(
+        loop.policy.parameters(), lr=train.lr, weight_decay=train.weight_decay
+    )
     if hasattr(loop, "attach"):
         loop.attach(optimizer)
-    trainer = Trainer(loop.policy, optimizer, train.trainer_config(args.out_dir), dist_info=dist_info)
+    trainer = Trainer(
+        loop.policy, optimizer, train.trainer_config(args.out_dir), dist_info=dist_info
+    )
     LOG.info("%s: %d steps, %d rank(s)", args.config, train.num_steps, dist_info.world_size)
     trainer.fit(loop.loss, loop.batch)
     if dist_info.is_main:

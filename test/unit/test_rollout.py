@@ -32,8 +32,17 @@ TINY_LM = {
     "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
     "num_attention_heads": 4, "num_key_value_heads": 2, "max_position_embeddings": 256,
 }  # fmt: skip
-EMOTIONS = {"a_1": "Happy", "a_2": "Sad", "a_3": "Happy", "b_1": "Sad", "b_2": "Sad", "b_3": "Angry"}
-TEXTS = {u: t for u, t in zip(EMOTIONS, ["the cat", "a mat", "on it", "sat on", "the mat", "a cat"])}
+EMOTIONS = {
+    "a_1": "Happy",
+    "a_2": "Sad",
+    "a_3": "Happy",
+    "b_1": "Sad",
+    "b_2": "Sad",
+    "b_3": "Angry",
+}
+TEXTS = {
+    u: t for u, t in zip(EMOTIONS, ["the cat", "a mat", "on it", "sat on", "the mat", "a cat"])
+}
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +71,11 @@ def test_pool_labels_reach_the_references(tmp_path: Path) -> None:
     pool = PromptPool.load(*_data_dir(tmp_path))
     refs = pool.references(["b_3", "a_1"])
     assert refs.texts == ["a cat", "the cat"]
-    assert refs.extras == {"speaker": ["b", "a"], "emotion": ["Angry", "Happy"], "gender": ["m", "f"]}
+    assert refs.extras == {
+        "speaker": ["b", "a"],
+        "emotion": ["Angry", "Happy"],
+        "gender": ["m", "f"],
+    }
     twice = repeat_references(refs, 2)
     assert twice.texts == ["a cat", "a cat", "the cat", "the cat"]
     assert twice.extras["gender"] == ["m", "m", "f", "f"]
@@ -83,7 +96,9 @@ def test_prompt_match_by_emotion(tmp_path: Path) -> None:
     # b_1 (Sad): b_2 is the only other Sad utterance; the other emotion is b_3 (Angry)
     assert pool.pick(["b_1"], seed=5, match="same_emotion") == {"b_1": "b_2"}
     assert pool.pick(["b_1"], seed=5, match="other_emotion") == {"b_1": "b_3"}
-    with pytest.raises(ValueError, match="b_3: speaker b has no other utterance in the same emotion"):
+    with pytest.raises(
+        ValueError, match="b_3: speaker b has no other utterance in the same emotion"
+    ):
         pool.pick(["b_3"], seed=0, match="same_emotion")
     plain = PromptPool.load(*_data_dir(tmp_path / "plain", emotions=False))
     with pytest.raises(SpeechTokensError, match="needs utt2emo"):
@@ -104,7 +119,9 @@ def test_token_and_sequence_rewards_by_hand() -> None:
     # the sequence score of a per-token reward: the mean over each sequence's speech tokens
     lengths = torch.tensor([3, 1])
     torch.testing.assert_close(sequence_rewards(per_token, lengths), torch.tensor([2.0, 4.0]))
-    torch.testing.assert_close(sequence_rewards(torch.tensor([0.5, 0.7]), lengths), torch.tensor([0.5, 0.7]))
+    torch.testing.assert_close(
+        sequence_rewards(torch.tensor([0.5, 0.7]), lengths), torch.tensor([0.5, 0.7])
+    )
 
 
 class MelFakeASR:
@@ -117,7 +134,9 @@ class MelFakeASR:
 
     def transcribe(self, wavs) -> list[str]:
         self.seen.append("audio")
-        return self.transcribe_mel([log_mel_torch(torch.as_tensor(w), self.mel_cfg) for w in wavs], log=False)
+        return self.transcribe_mel(
+            [log_mel_torch(torch.as_tensor(w), self.mel_cfg) for w in wavs], log=False
+        )
 
     def transcribe_mel(self, mels, log: bool = True) -> list[str]:
         if log:
@@ -156,7 +175,12 @@ def test_mel_and_audio_paths_score_the_same_samples(tokenizer, tmp_path: Path) -
     want = torch.tensor([float(renderer.mel(t).mean()) for t in mel.rollout.speech_tokens])
     torch.testing.assert_close(mel.rewards.components["asr_nll"], torch.exp(want / 3.0))
     stats = reward_stats(mel.rewards, torch.tensor([len(t) for t in mel.rollout.speech_tokens]))
-    assert set(stats) == {"reward/asr_wer", "reward/asr_wer_std", "reward/asr_nll", "reward/asr_nll_std"}
+    assert set(stats) == {
+        "reward/asr_wer",
+        "reward/asr_wer_std",
+        "reward/asr_nll",
+        "reward/asr_nll_std",
+    }
 
 
 def test_mel_path_refuses_an_audio_only_or_mismatched_reward_asr(tokenizer, tmp_path: Path) -> None:
