@@ -41,6 +41,11 @@ def stage3_parser(description: str) -> argparse.ArgumentParser:
     p.add_argument("--out-dir", type=Path, required=True)
     p.add_argument("--max-utts", type=int, default=None, help="override the config's max_utts")
     p.add_argument("--seed", type=int, default=None, help="override train.seed")
+    # The codec-LM family passes these to every stage-3 trainer but train_evaluator; a model
+    # trained on speech tokens (DiffRO's Token2Text) reads them, the audio models ignore them.
+    p.add_argument("--tokenizer", type=Path, default=None, help="speech tokenizer (stage 2)")
+    p.add_argument("--train-tokens", type=Path, default=None, help="speech tokens of --train-dir")
+    p.add_argument("--valid-tokens", type=Path, default=None, help="speech tokens of --valid-dir")
     p.add_argument(
         "--num-threads",
         type=int,
