@@ -21,12 +21,13 @@ from pathlib import Path
 
 import torch
 
+from local_lib.config import load_config
 from local_lib.data.audio import save_audio
 from local_lib.data.features import LogMelConfig
 from local_lib.data.kaldi_dir import shard_bounds, write_kv
 from local_lib.models.gradtts import GradTTSBundle, load_gradtts
 from local_lib.models.gradtts.data import load_tts_items
-from local_lib.models.gradtts.recipe_config import GradTTSSynthConfig, load_recipe_config
+from local_lib.models.gradtts.recipe_config import GradTTSRecipeConfig, GradTTSSynthConfig
 from local_lib.models.vocoder import GriffinLimVocoder
 
 log = logging.getLogger("synth_gradtts")
@@ -80,7 +81,7 @@ def main(argv: list[str] | None = None) -> None:
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True
     )
     torch.set_num_threads(args.num_threads)
-    cfg = load_recipe_config(args.config).synth
+    cfg = load_config(args.config, GradTTSRecipeConfig).synth
     feats = LogMelConfig.from_yaml(args.feats_config) if args.feats_config else LogMelConfig()
     bundle = load_gradtts(args.model)
     if bundle.model.cfg.n_mels != feats.n_mels:

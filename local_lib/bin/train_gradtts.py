@@ -20,14 +20,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from local_lib.config import load_config, save_run_config
 from local_lib.data.text_tokenizer import CharTokenizer
 from local_lib.models.config_yaml import setup_logging
 from local_lib.models.gradtts import GradTTS, GradTTSBundle
 from local_lib.models.gradtts.data import TTSItems, load_tts_items, pad_mels
-from local_lib.models.gradtts.recipe_config import GradTTSTrainConfig, load_recipe_config
+from local_lib.models.gradtts.recipe_config import GradTTSRecipeConfig, GradTTSTrainSection
 from local_lib.train.checkpoint import unwrap
 from local_lib.train.distributed import cleanup, init_distributed
-from local_lib.train.trainer import Trainer, TrainerConfig, seed_everything
+from local_lib.train.trainer import Trainer, seed_everything
 
 log = logging.getLogger("train_gradtts")
 Batch = dict[str, torch.Tensor]
@@ -122,17 +123,17 @@ def build(items: TTSItems, cfg_model, seed: int) -> GradTTSBundle:
     return GradTTSBundle(model, tokenizer, speakers, emotions)
 
 
-def lr_factor(step: int, cfg: GradTTSTrainConfig) -> float:
+def lr_factor(step: int, cfg: GradTTSTrainSection) -> float:
     """Multiplier of ``cfg.lr`` for optimizer step ``step`` (0-based): linear warm-up, then
     constant or a cosine from 1 down to ``min_lr_ratio`` at the last step."""
     warmup = max(1, cfg.warmup_steps)
     if step + 1 < warmup or cfg.lr_schedule == "constant":
         return min(1.0, (step + 1) / warmup)
-    progress = min(1.0, (step + 1 - warmup) / max(1, cfg.steps - warmup))
+    progress = min(1.0, (step + 1 - warmup) / max(1, cfg.num_steps - warmup))
     return cfg.min_lr_ratio + (1.0 - cfg.min_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
-def lr_schedule(optimizer: torch.optim.Optimizer, cfg: GradTTSTrainConfig):
+def lr_schedule(optimizer: torch.optim.Optimizer, cfg: GradTTSTrainSection):
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, cfg))
 
 
@@ -144,7 +145,9 @@ def main(argv: list[str] | None = None) -> None:
         setup_logging(args.out_dir / "log" / "train_gradtts.log")
     else:
         logging.basicConfig(level=logging.WARNING)
-    conf = load_recipe_config(args.config)
+    conf = load_config(args.config, GradTTSRecipeConfig)
+    if dist_info.is_main:
+        save_run_config(args.out_dir, conf)
     tcfg = conf.train
     train = load_tts_items(args.train_dir, args.feats_dir / "feats.scp")
     valid = load_tts_items(args.valid_dir, args.valid_feats_dir / "feats.scp")
@@ -163,18 +166,11 @@ def main(argv: list[str] | None = None) -> None:
         [train.mels[i].shape[0] for i in keep], tcfg.batch_size, args.seed, dist_info.rank
     )
     model = bundle.model.to(dist_info.device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=tcfg.lr)
+    optimizer = torch.optim.Adam(model.parameters(), lr=tcfg.lr, weight_decay=tcfg.weight_decay)
     trainer = Trainer(
         model,
         optimizer,
-        TrainerConfig(
-            out_dir=args.out_dir,
-            num_steps=tcfg.steps,
-            grad_accum=tcfg.grad_accum,
-            grad_clip=tcfg.grad_clip,
-            save_every=tcfg.save_every,
-            log_every=tcfg.log_every,
-        ),
+        tcfg.trainer_config(args.out_dir),
         scheduler=lr_schedule(optimizer, tcfg),
         dist_info=dist_info,
     )
@@ -182,7 +178,7 @@ def main(argv: list[str] | None = None) -> None:
     def next_batch(k: int) -> tuple[Batch, torch.Generator, bool]:
         step = k // tcfg.grad_accum + 1
         last_micro = k % tcfg.grad_accum == tcfg.grad_accum - 1
-        validate = last_micro and (step % tcfg.valid_every == 0 or step == tcfg.steps)
+        validate = last_micro and (step % tcfg.valid_every == 0 or step == tcfg.num_steps)
         indices = [keep[i] for i in sampler(k)]
         return make_batch(bundle, train, indices), sampler.generator(k), validate
 
@@ -201,7 +197,7 @@ def main(argv: list[str] | None = None) -> None:
         "%d encoder + %d decoder parameters, %d steps of batch %d on %d process(es)",
         len(keep), len(valid_idx), bundle.tokenizer.vocab_size, bundle.speakers,
         bundle.emotions, sum(p.numel() for p in model.encoder.parameters()),
-        sum(p.numel() for p in model.decoder.parameters()), tcfg.steps, tcfg.batch_size,
+        sum(p.numel() for p in model.decoder.parameters()), tcfg.num_steps, tcfg.batch_size,
         dist_info.world_size,
     )  # fmt: skip
     trainer.fit(loss_fn, next_batch)

@@ -15,7 +15,8 @@ from local_lib.models.gradtts.alignment import (
     mel_log_likelihood,
     path_from_durations,
 )
-from local_lib.models.gradtts.recipe_config import load_recipe_config
+from local_lib.config import ConfigError, load_config
+from local_lib.models.gradtts.recipe_config import GradTTSRecipeConfig
 from tiny_gradtts import TINY_GRADTTS as TINY
 
 CONF = Path(__file__).resolve().parents[2] / "egs" / "esd" / "easpo" / "conf"
@@ -140,15 +141,15 @@ def test_bad_inputs_raise() -> None:
 
 @pytest.mark.parametrize("name", ["gradtts_debug.yaml", "gradtts_mini.yaml", "gradtts.yaml"])
 def test_recipe_configs_load(name: str) -> None:
-    cfg = load_recipe_config(CONF / name).model
+    cfg = load_config(CONF / name, GradTTSRecipeConfig).model
     assert cfg.n_mels == 80 and cfg.beta_min == 0.05 and cfg.beta_max == 20.0
 
 
 def test_config_rejects_unknown_key(tmp_path: Path) -> None:
     path = tmp_path / "bad.yaml"
-    path.write_text("enc_layer: 3\n")
-    with pytest.raises(ValueError, match=r"bad.yaml: unknown key\(s\) enc_layer"):
-        GradTTSConfig.from_yaml(path)
+    path.write_text("model:\n  enc_layer: 3\n")
+    with pytest.raises(ConfigError, match=r"bad.yaml: unknown key\(s\) model.enc_layer"):
+        load_config(path, GradTTSRecipeConfig)
 
 
 def test_aligned_prior_recovers_known_durations() -> None:

@@ -7,11 +7,12 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 from local_lib.bin.train_gradtts import lr_factor
 from local_lib.data.text_tokenizer import CharTokenizer
 from local_lib.models.gradtts import GradTTS, GradTTSBundle, load_gradtts
-from local_lib.models.gradtts.recipe_config import GradTTSTrainConfig
+from local_lib.models.gradtts.recipe_config import GradTTSTrainSection
 from tiny_gradtts import TINY_GRADTTS as TINY
 
 
@@ -92,7 +93,7 @@ TRAIN_YAML = """
 model: {{cond_dim: 8, enc_channels: 16, enc_filter_channels: 32, enc_layers: 1,
         prenet_layers: 1, dp_filter_channels: 16, dec_kind: conv1d, dec_blocks: 2,
         dec_dim: 16, dec_groups: 4, segment_frames: 16}}
-train: {{steps: {steps}, batch_size: 4, lr: 0.002, warmup_steps: 2, log_every: 2,
+train: {{num_steps: {steps}, batch_size: 4, lr: 0.002, warmup_steps: 2, log_every: 2,
         save_every: 2, valid_every: 2, valid_utts: 4}}
 """
 
@@ -118,6 +119,9 @@ def test_train_tool_writes_a_loadable_model_dev_losses_and_resumes_exactly(
     bundle = load_gradtts(tmp_path / "straight" / "model.pt")
     assert bundle.speakers == ["0011", "0012"] and bundle.emotions == ["Happy", "Sad"]
     assert bundle.model.cfg.dec_kind == "conv1d"
+    saved = yaml.safe_load((tmp_path / "straight" / "config.yaml").read_text())
+    assert saved["train"]["num_steps"] == 4 and saved["model"]["dec_dim_mults"] == [1, 2, 4]
+    assert (tmp_path / "straight" / "command.sh").is_file()
     records = read_metrics(tmp_path / "straight" / "metrics.jsonl")
     assert [r["step"] for r in records] == [2, 4]
     for r in records:
@@ -147,13 +151,13 @@ def test_train_tool_names_an_utterance_without_features(tmp_path: Path) -> None:
 
 
 def test_lr_factor_warms_up_then_holds_or_anneals_by_cosine() -> None:
-    const = GradTTSTrainConfig(steps=10, warmup_steps=2)
+    const = GradTTSTrainSection(num_steps=10, warmup_steps=2)
     assert [lr_factor(s, const) for s in (0, 1, 5, 9)] == [0.5, 1.0, 1.0, 1.0]
-    cos = GradTTSTrainConfig(steps=10, warmup_steps=2, lr_schedule="cosine", min_lr_ratio=0.1)
+    cos = GradTTSTrainSection(num_steps=10, warmup_steps=2, lr_schedule="cosine", min_lr_ratio=0.1)
     # step s (0-based) is the (s+1)-th update; cosine progress (s+1-2)/(10-2)
     expected = [0.5, 1.0, 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * 4 / 8)), 0.1]
     got = [lr_factor(s, cos) for s in (0, 1, 5, 9)]
     assert got == pytest.approx(expected)
     assert got[2] == pytest.approx(0.55)
     with pytest.raises(ValueError, match="lr_schedule"):
-        GradTTSTrainConfig(lr_schedule="linear")
+        GradTTSTrainSection(lr_schedule="linear")

@@ -2,7 +2,7 @@
 transition densities used by EASPO."""
 
 from local_lib.models.gradtts.bundle import GradTTSBundle, load_gradtts
-from local_lib.models.gradtts.config import GradTTSConfig, load_dataclass_yaml
+from local_lib.models.gradtts.config import GradTTSConfig
 from local_lib.models.gradtts.model import GradTTS
 from local_lib.models.gradtts.sampler import prior_sample, reverse_diffusion, reverse_step
 from local_lib.models.gradtts.sde import (
@@ -20,7 +20,6 @@ __all__ = [
     "GradTTSBundle",
     "GradTTSConfig",
     "NoiseSchedule",
-    "load_dataclass_yaml",
     "load_gradtts",
     "log_ratio",
     "prior_sample",

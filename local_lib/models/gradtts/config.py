@@ -1,40 +1,8 @@
-"""Model settings read from YAML: a flat mapping per model, unknown keys rejected."""
+"""Grad-TTS architecture settings, the ``model:`` section of ``conf/gradtts*.yaml``."""
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, TypeVar
-
-import yaml
-
-T = TypeVar("T")
-
-
-def load_dataclass_yaml(cls: type[T], path: str | Path) -> T:
-    """Build ``cls`` from a flat YAML mapping; a typo in a key must fail, not pass as a default."""
-    path = Path(path)
-    with open(path, encoding="utf-8") as fd:
-        data: Any = yaml.safe_load(fd) or {}
-    return dataclass_from_mapping(cls, data, str(path))
-
-
-def dataclass_from_mapping(cls: type[T], data: Any, where: str) -> T:
-    """Build ``cls`` from a mapping (lists become tuples); ``where`` names it in every error."""
-    if not isinstance(data, dict):
-        raise ValueError(f"{where}: expected a mapping of settings, got {type(data).__name__}")
-    known = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise ValueError(
-            f"{where}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
-        )
-    data = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
-    try:
-        return cls(**data)
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"{where}: {err}") from err
 
 
 DECODER_KINDS = ("unet", "conv1d")
@@ -104,7 +72,3 @@ class GradTTSConfig:
             raise ValueError(f"need 0 <= beta_min < beta_max, got {self.beta_min}, {self.beta_max}")
         if self.segment_frames is not None and self.segment_frames % factor:
             raise ValueError(f"segment_frames {self.segment_frames} must be a multiple of {factor}")
-
-    @classmethod
-    def from_yaml(cls, path: str | Path) -> GradTTSConfig:
-        return load_dataclass_yaml(cls, path)
