@@ -39,6 +39,7 @@ import torch
 from torch import Tensor
 
 from local_lib.bin.synth_gradtts import utterance_seed
+from local_lib.config import load_config
 from local_lib.data.features import LogMelConfig
 from local_lib.eval.bootstrap import bootstrap_interval
 from local_lib.models.config_yaml import setup_logging
@@ -56,7 +57,7 @@ from local_lib.models.gradtts import (
 from local_lib.models.gradtts.data import load_tts_items
 from local_lib.models.vocoder import GriffinLimVocoder
 from local_lib.rl.easpo import EASPOConfig, Scorer, draw_candidates, eligible_steps, select_pair
-from local_lib.rl.easpo_loop import easpm_scorer, load_easpo_config
+from local_lib.rl.easpo_loop import EASPORecipeConfig, easpm_scorer
 
 log = logging.getLogger("easpm_agreement")
 
@@ -238,7 +239,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     torch.set_num_threads(args.num_threads)
     setup_logging(args.out_dir / "log" / "easpm_agreement.log")
-    cfg, _ = load_easpo_config(args.config)
+    cfg = load_config(args.config, EASPORecipeConfig).rollout
     steps = args.steps if args.steps is not None else eligible_steps(cfg)
     bad = [s for s in steps if not 0 <= s < cfg.n_steps]
     if bad or not steps:

@@ -4,7 +4,7 @@
         --train-dir data/train --valid-dir data/dev --out-dir exp/easpm
 
 Features come from ``<feats-root>/<basename of dir>/feats.scp`` (stage 2's dump/), emotions from
-``utt2emo``. Config sections: ``model`` (EASPMConfig) and ``train`` (EASPMTrainConfig). Writes
+``utt2emo``. Config sections: ``model`` (EASPMConfig) and ``train`` (EASPMTrainSection). Writes
 ``<out-dir>/model.pt`` (``local_lib.models.easpm.load_easpm``), the Trainer's ``checkpoints/``,
 ``train.log`` and ``metrics.jsonl`` (a killed run resumes), and the scorer's pairwise preference
 accuracy against diffusion time on the valid set: ``preference_accuracy_vs_t.{tsv,png}``.
@@ -17,12 +17,13 @@ from pathlib import Path
 
 import torch
 
+from local_lib.config import load_config, save_run_config
 from local_lib.models.config_yaml import stage3_parser
 from local_lib.models.easpm import EASPM, EASPMBundle, clep_loss, save_easpm
 from local_lib.models.easpm_training import (
+    EASPMRecipeConfig,
     NoisyBatch,
     attach_prior_means,
-    load_easpm_config,
     load_emotion_mels,
     noisy_group_batch,
     plot_accuracy,
@@ -31,7 +32,8 @@ from local_lib.models.easpm_training import (
     write_accuracy_tsv,
 )
 from local_lib.models.gradtts.sde import NoiseSchedule
-from local_lib.train.trainer import Trainer, TrainerConfig
+from local_lib.train.distributed import init_distributed
+from local_lib.train.trainer import Trainer
 
 log = logging.getLogger("train_easpm")
 
@@ -49,7 +51,11 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    model_cfg, cfg = load_easpm_config(args.config)
+    conf = load_config(args.config, EASPMRecipeConfig)
+    model_cfg, cfg = conf.model, conf.train
+    dist_info = init_distributed()
+    if dist_info.is_main:
+        save_run_config(args.out_dir, conf)
     seed = 0 if args.seed is None else args.seed
     max_utts = args.max_utts if args.max_utts is not None else cfg.max_utts
 
@@ -71,15 +77,9 @@ def main(argv: list[str] | None = None) -> None:
     torch.manual_seed(seed)  # the initial weights, so a seed reproduces the run
     model = EASPM(model_cfg, len(train.labels))
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    schedule_fn = warmup_cosine(cfg.warmup_steps, cfg.steps)
+    schedule_fn = warmup_cosine(cfg.warmup_steps, cfg.num_steps)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule_fn)
-    trainer = Trainer(
-        model,
-        optimizer,
-        TrainerConfig(out_dir=args.out_dir, num_steps=cfg.steps, grad_clip=cfg.grad_clip,
-                      save_every=cfg.save_every, log_every=cfg.log_every),
-        scheduler,
-    )  # fmt: skip
+    trainer = Trainer(model, optimizer, cfg.trainer_config(args.out_dir), scheduler, dist_info)
     schedule = NoiseSchedule()
     n_groups = min(cfg.groups_per_batch, len(train.groups))
 

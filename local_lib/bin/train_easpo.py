@@ -7,7 +7,7 @@
 Each step every process draws ``batch_size`` train texts with their speaker and emotion, runs
 one EASPO rollout (``local_lib.rl.easpo``) and the Trainer averages the decoder gradients over
 processes. Config sections: ``rollout`` (EASPOConfig: k, kappa, t range, beta, loss form,
-continuation, ...) and ``train`` (EASPOTrainConfig: steps, batch_size, decoder lr, ...).
+continuation, ...) and ``train`` (EASPOTrainSection: num_steps, batch_size, decoder lr, ...).
 Writes ``<out-dir>/model.pt`` (the base's format: ``load_gradtts`` reads it), the Trainer's
 ``checkpoints/`` (a killed run resumes), ``train.log`` and ``metrics.jsonl`` with loss,
 score_gap, ratio_mean, ratio_std, acc and time/step (seconds of the rollout and loss).
@@ -21,19 +21,20 @@ from pathlib import Path
 
 import torch
 
+from local_lib.config import load_config, save_run_config
 from local_lib.models.easpm import load_easpm
 from local_lib.models.gradtts import GradTTSBundle, load_gradtts
 from local_lib.rl.easpo import freeze_for_easpo
 from local_lib.rl.easpo_loop import (
     EASPOPolicy,
+    EASPORecipeConfig,
     PromptBatch,
     easpm_scorer,
-    load_easpo_config,
     load_prompts,
     prompt_batch,
 )
 from local_lib.train.distributed import cleanup, init_distributed
-from local_lib.train.trainer import Trainer, TrainerConfig
+from local_lib.train.trainer import Trainer
 
 log = logging.getLogger("train_easpo")
 
@@ -59,8 +60,11 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    rollout_cfg, cfg = load_easpo_config(args.config)
+    conf = load_config(args.config, EASPORecipeConfig)
+    rollout_cfg, cfg = conf.rollout, conf.train
     dist = init_distributed()
+    if dist.is_main:
+        save_run_config(args.out_dir, conf)
     tts = load_gradtts(args.base_model)
     easpm = load_easpm(args.easpm)
     prompts = load_prompts(args.train_dir, args.feats_dir, tts, cfg.max_frames)
@@ -71,14 +75,8 @@ def main(argv: list[str] | None = None) -> None:
                  rollout_cfg.beta, rollout_cfg.loss, rollout_cfg.continuation, cfg.lr)  # fmt: skip
     decoder_params = freeze_for_easpo(tts.model)
     module = EASPOPolicy(tts.model, easpm_scorer(easpm, tts.emotions), rollout_cfg)
-    optimizer = torch.optim.Adam(decoder_params, lr=cfg.lr)
-    trainer = Trainer(
-        module,
-        optimizer,
-        TrainerConfig(out_dir=args.out_dir, num_steps=cfg.steps, grad_clip=cfg.grad_clip,
-                      save_every=cfg.save_every, log_every=cfg.log_every),
-        dist_info=dist,
-    )  # fmt: skip
+    optimizer = torch.optim.Adam(decoder_params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    trainer = Trainer(module, optimizer, cfg.trainer_config(args.out_dir), dist_info=dist)
 
     def next_batch(micro_step: int) -> PromptBatch:
         # Seeded by step and rank alone: ranks draw different prompts, a resumed run the same.

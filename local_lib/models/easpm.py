@@ -29,7 +29,6 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from local_lib.atomic_io import torch_save_atomic
-from local_lib.models.gradtts.config import load_dataclass_yaml
 from local_lib.models.gradtts.layers import AdaLayerNorm, TimeMLP, TransformerBlock
 from local_lib.models.gradtts.sde import NoiseSchedule
 
@@ -53,10 +52,6 @@ class EASPMConfig:
             raise ValueError(f"dim {self.dim} must be even and divisible by heads {self.heads}")
         if not 0 < self.init_temperature < 1:
             raise ValueError(f"init_temperature must be in (0, 1), got {self.init_temperature}")
-
-    @classmethod
-    def from_yaml(cls, path: str | Path) -> EASPMConfig:
-        return load_dataclass_yaml(cls, path)
 
 
 MAX_LOGIT_SCALE = math.log(100.0)

@@ -36,7 +36,6 @@ from torch import Tensor
 
 from local_lib.atomic_io import atomic_path, write_text_atomic
 from local_lib.data.kaldi_dir import load_data_dir, read_kv
-from local_lib.models.config_yaml import load_yaml_mapping
 from local_lib.models.easpm import (
     EASPM,
     EASPMConfig,
@@ -45,9 +44,9 @@ from local_lib.models.easpm import (
     preference_accuracy_by_t,
     smoothed_prior_mean,
 )
-from local_lib.models.gradtts.config import dataclass_from_mapping
 from local_lib.models.gradtts.layers import sequence_mask
 from local_lib.models.gradtts.sde import NoiseSchedule
+from local_lib.train.config import TrainSection
 
 log = logging.getLogger(__name__)
 
@@ -56,16 +55,15 @@ MU_SOURCES = ("neutral", "self")
 
 
 @dataclass(frozen=True)
-class EASPMTrainConfig:
+class EASPMTrainSection(TrainSection):
     """The ``train`` section of conf/easpm*.yaml."""
 
-    steps: int = 1500
+    num_steps: int = 1500
     groups_per_batch: int = 8
     crop_frames: int = 128
     lr: float = 1e-3
     weight_decay: float = 0.01
     warmup_steps: int = 100
-    grad_clip: float = 1.0
     mu_window: int = 9
     mu_source: str = "neutral"
     neutral_emotion: str = "Neutral"
@@ -76,23 +74,23 @@ class EASPMTrainConfig:
     eval_pairs: int = 400
 
     def __post_init__(self) -> None:
-        positive = ("steps", "groups_per_batch", "crop_frames", "log_every", "save_every",
-                    "eval_bins", "eval_pairs")  # fmt: skip
+        super().__post_init__()
+        positive = ("groups_per_batch", "crop_frames", "eval_bins", "eval_pairs")
         bad = [name for name in positive if getattr(self, name) < 1]
-        if bad or self.lr <= 0 or self.warmup_steps < 0:
-            raise ValueError(f"{bad or 'lr/warmup_steps'} must be positive")
+        if bad or self.warmup_steps < 0:
+            raise ValueError(f"{bad or 'warmup_steps'} must be positive")
         if self.mu_window < 1 or self.mu_window % 2 == 0:
             raise ValueError(f"mu_window must be a positive odd number, got {self.mu_window}")
         if self.mu_source not in MU_SOURCES:
             raise ValueError(f"mu_source must be one of {MU_SOURCES}, got {self.mu_source!r}")
 
 
-def load_easpm_config(path: Path) -> tuple[EASPMConfig, EASPMTrainConfig]:
-    """conf/easpm*.yaml: the ``model`` and ``train`` sections."""
-    conf = load_yaml_mapping(Path(path), {"model", "train"})
-    model_cfg = dataclass_from_mapping(EASPMConfig, conf.get("model", {}), f"{path}: model")
-    train_cfg = dataclass_from_mapping(EASPMTrainConfig, conf.get("train", {}), f"{path}: train")
-    return model_cfg, train_cfg
+@dataclass(frozen=True)
+class EASPMRecipeConfig:
+    """conf/easpm*.yaml."""
+
+    model: EASPMConfig = EASPMConfig()
+    train: EASPMTrainSection = EASPMTrainSection()
 
 
 @dataclass

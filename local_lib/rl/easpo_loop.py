@@ -18,36 +18,35 @@ import torch
 from torch import Tensor, nn
 
 from local_lib.data.kaldi_dir import load_data_dir, read_kv
-from local_lib.models.config_yaml import load_yaml_mapping
 from local_lib.models.easpm import EASPMBundle
 from local_lib.models.gradtts import GradTTSBundle
-from local_lib.models.gradtts.config import dataclass_from_mapping
 from local_lib.rl.easpo import EASPOConfig, Scorer, easpo_rollout, frozen_reference
+from local_lib.train.config import TrainSection
 
 
 @dataclass(frozen=True)
-class EASPOTrainConfig:
+class EASPOTrainSection(TrainSection):
     """The ``train`` section of conf/easpo*.yaml (the rollout options are in ``rollout``)."""
 
-    steps: int = 100
+    num_steps: int = 100
     batch_size: int = 4
     lr: float = 1e-5  # decoder learning rate (paper: 1e-5)
-    grad_clip: float = 1.0
     max_frames: int | None = None  # skip prompts whose natural audio is longer (rollout cost)
     log_every: int = 5
     save_every: int = 25
 
     def __post_init__(self) -> None:
-        if min(self.steps, self.batch_size, self.log_every, self.save_every) < 1 or self.lr <= 0:
-            raise ValueError("steps, batch_size, log_every, save_every and lr must be positive")
+        super().__post_init__()
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
 
 
-def load_easpo_config(path: Path) -> tuple[EASPOConfig, EASPOTrainConfig]:
-    """conf/easpo*.yaml: the ``rollout`` and ``train`` sections."""
-    conf = load_yaml_mapping(Path(path), {"rollout", "train"})
-    rollout = dataclass_from_mapping(EASPOConfig, conf.get("rollout", {}), f"{path}: rollout")
-    train = dataclass_from_mapping(EASPOTrainConfig, conf.get("train", {}), f"{path}: train")
-    return rollout, train
+@dataclass(frozen=True)
+class EASPORecipeConfig:
+    """conf/easpo*.yaml."""
+
+    rollout: EASPOConfig = EASPOConfig()
+    train: EASPOTrainSection = EASPOTrainSection()
 
 
 @dataclass

@@ -15,7 +15,8 @@ from local_lib.models.easpm import (
     make_noisy_pairs,
     preference_accuracy_by_t,
 )
-from local_lib.models.easpm_training import load_easpm_config
+from local_lib.config import load_config
+from local_lib.models.easpm_training import EASPMRecipeConfig
 from local_lib.models.gradtts import NoiseSchedule
 
 CONF = Path(__file__).resolve().parents[2] / "egs" / "esd" / "easpo" / "conf"
@@ -108,5 +109,5 @@ def test_preference_accuracy_by_t_bins() -> None:
 
 @pytest.mark.parametrize("name", ["easpm_mini.yaml", "easpm.yaml", "easpm_debug.yaml"])
 def test_recipe_configs_load(name: str) -> None:
-    model_cfg, train_cfg = load_easpm_config(CONF / name)
-    assert model_cfg.n_mels == 80 and train_cfg.mu_window % 2 == 1
+    conf = load_config(CONF / name, EASPMRecipeConfig)
+    assert conf.model.n_mels == 80 and conf.train.mu_window % 2 == 1

@@ -144,7 +144,7 @@ def test_train_easpm_cli_end_to_end_and_resume(tmp_path: Path) -> None:
     conf.write_text(
         f"model: {{n_mels: {N_MELS}, dim: 16, heads: 2, layers: 1, ff_dim: 32, dropout: 0.0, "
         "embed_dim: 8}\n"
-        "train: {steps: 40, groups_per_batch: 4, crop_frames: 24, lr: 0.003, warmup_steps: 2, "
+        "train: {num_steps: 40, groups_per_batch: 4, crop_frames: 24, lr: 0.003, warmup_steps: 2, "
         "mu_window: 3, log_every: 10, save_every: 20, eval_bins: 4, eval_pairs: 24}\n"
     )
     out = tmp_path / "exp/easpm"
@@ -163,6 +163,8 @@ def test_train_easpm_cli_end_to_end_and_resume(tmp_path: Path) -> None:
     low_t_accuracy = float(rows[1].split("\t")[2])
     assert low_t_accuracy > 0.8  # separable emotions, almost clean mel: the scorer ranks them
     assert (out / "preference_accuracy_vs_t.png").stat().st_size > 0
+    assert "num_steps: 40\n" in (out / "config.yaml").read_text()
+    assert (out / "command.sh").is_file()
     # a re-run finds the final checkpoint, trains nothing and writes the same scorer
     state = {k: v.clone() for k, v in bundle.model.state_dict().items()}
     train_easpm.main(args)

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from local_lib.config import ConfigError, load_config
 from local_lib.models.gradtts import GradTTS, GradTTSConfig, log_ratio
 from local_lib.rl.easpo import (
     EASPOConfig,
@@ -23,7 +24,7 @@ from local_lib.rl.easpo import (
     select_pair,
     take,
 )
-from local_lib.rl.easpo_loop import load_easpo_config
+from local_lib.rl.easpo_loop import EASPORecipeConfig, EASPOTrainSection
 
 CONF = Path(__file__).resolve().parents[2] / "egs" / "esd" / "easpo" / "conf"
 TINY = GradTTSConfig(
@@ -70,21 +71,29 @@ def test_config_validation_and_yaml(tmp_path: Path) -> None:
     # one preference step ends the rollout, so the winner ablation would equal the main run
     with pytest.raises(ValueError, match="winner needs steps_per_chain > 1"):
         EASPOConfig(continuation="winner", steps_per_chain=1)
+
+    def load(name: str) -> tuple[EASPOConfig, EASPOTrainSection]:
+        conf = load_config(CONF / name, EASPORecipeConfig)
+        return conf.rollout, conf.train
+
     for name in ("easpo_mini.yaml", "easpo.yaml", "easpo_debug.yaml"):
-        cfg, _ = load_easpo_config(CONF / name)
+        cfg, _ = load(name)
         assert (cfg.k, cfg.kappa, cfg.t_max, cfg.continuation) == (4, 0.25, 0.75, "random")
     for suffix in ("_mini", "_debug"):
-        k2, k2_train = load_easpo_config(CONF / f"easpo_k2{suffix}.yaml")
-        winner, winner_train = load_easpo_config(CONF / f"easpo_winner{suffix}.yaml")
-        main, main_train = load_easpo_config(CONF / f"easpo{suffix}.yaml")
+        k2, k2_train = load(f"easpo_k2{suffix}.yaml")
+        winner, winner_train = load(f"easpo_winner{suffix}.yaml")
+        main, main_train = load(f"easpo{suffix}.yaml")
         # each ablation changes exactly one thing against the main run
         assert k2 == dataclasses.replace(main, k=2) and k2_train == main_train
         assert winner == dataclasses.replace(main, continuation="winner")
         assert winner_train == main_train
     bad = tmp_path / "easpo.yaml"
     bad.write_text("rollout:\n  kapa: 0.3\n")
-    with pytest.raises(ValueError, match="rollout: unknown key"):
-        load_easpo_config(bad)
+    with pytest.raises(ConfigError, match="easpo.yaml: unknown key.s. rollout.kapa"):
+        load_config(bad, EASPORecipeConfig)
+    bad.write_text("train:\n  steps: 30\n")  # the one spelling is train.num_steps
+    with pytest.raises(ConfigError, match="easpo.yaml: unknown key.s. train.steps"):
+        load_config(bad, EASPORecipeConfig)
 
 
 def test_candidates_are_drawn_from_the_transition() -> None:

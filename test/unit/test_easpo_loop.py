@@ -25,7 +25,7 @@ TINY_EASPM = EASPMConfig(n_mels=N_MELS, dim=16, heads=2, layers=1, ff_dim=32, dr
                          embed_dim=8)  # fmt: skip
 CONFIG = """rollout: {{n_steps: 4, k: 3, kappa: 0.25, t_max: 0.75, steps_per_chain: 2,
   beta: 1.0, loss: spo, continuation: {continuation}}}
-train: {{steps: {steps}, batch_size: 2, lr: 0.01, log_every: 1, save_every: 2, max_frames: 30}}
+train: {{num_steps: {steps}, batch_size: 2, lr: 0.01, log_every: 1, save_every: 2, max_frames: 30}}
 """
 
 
@@ -67,6 +67,7 @@ def test_easpo_cli_tunes_only_the_decoder(recipe: Path) -> None:
     assert any(not torch.equal(before[n], after[n]) for n in before if n.startswith("decoder."))
     metrics = read_metrics(out / "metrics.jsonl")
     assert [m["step"] for m in metrics] == [1, 2, 3]
+    assert "num_steps: 3\n" in (out / "config.yaml").read_text() and (out / "command.sh").is_file()
     for key in ("loss", "score_gap", "ratio_mean", "ratio_std", "acc", "time/step"):
         assert all(key in m for m in metrics), key
     # step 1 starts from policy == reference: every ratio 0, SPO loss log 2, gap >= 0
