@@ -6,7 +6,8 @@
 
 The config holds ``SpeechTokenizerConfig`` keys; ``max_utts`` trains on an evenly spaced
 subset of that many utterances (k-means over a full corpus's frames would not fit in memory).
-The output is written atomically and loads with ``load_speech_tokenizer``.
+The output is written atomically and loads with ``load_speech_tokenizer``; beside it go
+``config.yaml`` (the resolved config, ``--seed`` applied) and ``command.sh``.
 """
 
 from __future__ import annotations
@@ -20,12 +21,12 @@ import kaldiio
 import numpy as np
 import torch
 
+from local_lib.config import load_config, save_run_config
 from local_lib.data.features import LogMelConfig
-from local_lib.models.config_yaml import load_yaml_mapping, setup_logging
+from local_lib.models.config_yaml import setup_logging
 from local_lib.models.speech_tokenizer import KMeansMelTokenizer, SpeechTokenizerConfig
 
 log = logging.getLogger("train_speech_tokenizer")
-CONFIG_KEYS = {f.name for f in dataclasses.fields(SpeechTokenizerConfig)}
 
 
 def load_feats(feats_scp: Path, max_utts: int | None) -> list[np.ndarray]:
@@ -62,10 +63,10 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     torch.set_num_threads(args.num_threads)
     setup_logging(args.out.parent / "train.log")
-    conf = load_yaml_mapping(args.config, CONFIG_KEYS)
-    cfg = SpeechTokenizerConfig.from_mapping(conf)
+    cfg = load_config(args.config, SpeechTokenizerConfig)
     if args.seed is not None:
         cfg = dataclasses.replace(cfg, seed=args.seed)
+    save_run_config(args.out.parent, cfg)
     mel_cfg = LogMelConfig.from_yaml(args.feats_config)
     feats = load_feats(args.feats_scp, cfg.max_utts)
     log.info(

@@ -6,7 +6,6 @@ and features computed on the fly agree bit for bit on CPU.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,7 +13,8 @@ from pathlib import Path
 import numpy as np
 import torch
 import torchaudio
-import yaml
+
+from local_lib.config import load_config
 
 
 @dataclass(frozen=True)
@@ -43,22 +43,8 @@ class LogMelConfig:
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> LogMelConfig:
-        """Load from a flat YAML mapping; unknown keys are an error (typos must not pass)."""
-        path = Path(path)
-        with open(path, encoding="utf-8") as fd:
-            data = yaml.safe_load(fd) or {}
-        if not isinstance(data, dict):
-            raise ValueError(f"{path}: expected a mapping of feature settings")
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(
-                f"{path}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
-            )
-        try:
-            return cls(**data)
-        except (TypeError, ValueError) as err:
-            raise ValueError(f"{path}: {err}") from err
+        """A flat YAML mapping of these keys (conf/feats.yaml)."""
+        return load_config(path, cls)
 
 
 @functools.lru_cache(maxsize=8)

@@ -63,13 +63,6 @@ class SpeechTokenizerConfig:
     seed: int = 0
     max_utts: int | None = None  # train on an evenly spaced subset of the utterances (None: all)
 
-    @classmethod
-    def from_mapping(cls, data: Mapping[str, Any]) -> SpeechTokenizerConfig:
-        unknown = sorted(set(data) - {f.name for f in dataclasses.fields(cls)})
-        if unknown:
-            raise ValueError(f"speech tokenizer: unknown key(s) {unknown}")
-        return cls(**data)
-
 
 class MelDecoder(nn.Module):
     """Residual 1-D conv net: smooths the piecewise-constant centroid mel using context."""

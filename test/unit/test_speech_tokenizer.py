@@ -5,8 +5,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-import yaml
 
+from local_lib.config import ConfigError, from_mapping, load_config
 from local_lib.data.features import LogMelConfig
 from local_lib.models.speech_tokenizer import KMeansMelTokenizer, SpeechTokenizerConfig
 
@@ -85,9 +85,9 @@ def test_save_load_identical(tokenizer: KMeansMelTokenizer, tmp_path: Path) -> N
 
 def test_config_files_and_errors() -> None:
     conf = Path(__file__).resolve().parents[2] / "egs" / "TEMPLATE" / "conf"
-    for name in ("speech_tokenizer.yaml", "speech_tokenizer_mini.yaml"):
-        SpeechTokenizerConfig.from_mapping(yaml.safe_load((conf / name).read_text(encoding="utf-8")))
-    with pytest.raises(ValueError, match="unknown key"):
-        SpeechTokenizerConfig.from_mapping({"clusters": 3})
+    for name in ("speech_tokenizer", "speech_tokenizer_mini", "speech_tokenizer_debug"):
+        assert load_config(conf / f"{name}.yaml", SpeechTokenizerConfig).decoder_lr == 1e-3
+    with pytest.raises(ConfigError, match="^t.yaml: unknown key.s. clusters"):
+        from_mapping(SpeechTokenizerConfig, {"clusters": 3}, "t.yaml")
     with pytest.raises(ValueError, match="cannot train"):
         KMeansMelTokenizer.train([np.zeros((4, 16), np.float32)], CFG, MEL)

@@ -8,7 +8,12 @@ import torch
 from codec_lm_data import make_token_set, utterance_ids, write_feats
 
 from local_lib.bin import dump_speech_tokens, train_speech_tokenizer
-from local_lib.data.speech_tokens import PromptPool, SpeechTokensError, read_speech_tokens, write_speech_tokens
+from local_lib.data.speech_tokens import (
+    PromptPool,
+    SpeechTokensError,
+    read_speech_tokens,
+    write_speech_tokens,
+)
 from local_lib.models.speech_tokenizer import load_speech_tokenizer
 
 FEATS_YAML = Path(__file__).resolve().parents[2] / "egs" / "TEMPLATE" / "conf" / "feats.yaml"
@@ -54,14 +59,32 @@ def test_tokenizer_cli_and_sharded_dump_agree(tmp_path: Path) -> None:
     utts = utterance_ids(speakers=2, per_speaker=4)
     scp = write_feats(tmp_path / "feats", utts)
     conf = tmp_path / "tok.yaml"
-    conf.write_text("num_tokens: 8\nkmeans_iters: 3\ndecoder_channels: 8\ndecoder_layers: 1\ndecoder_steps: 2\nmax_utts: 6\n")
+    conf.write_text(
+        "num_tokens: 8\nkmeans_iters: 3\ndecoder_channels: 8\ndecoder_layers: 1\n"
+        "decoder_steps: 2\nmax_utts: 6\n"
+    )
     tok = tmp_path / "tok" / "tokenizer.pt"
-    train_speech_tokenizer.main(["--config", str(conf), "--feats-config", str(FEATS_YAML), "--feats-scp", str(scp), "--out", str(tok)])
+    train_speech_tokenizer.main(
+        [
+            "--config",
+            str(conf),
+            "--feats-config",
+            str(FEATS_YAML),
+            "--feats-scp",
+            str(scp),
+            "--out",
+            str(tok),
+        ]
+    )
     assert load_speech_tokenizer(tok).vocab_size == 8
+    assert "num_tokens: 8\nstack: 2\n" in (tok.parent / "config.yaml").read_text()
+    assert (tok.parent / "command.sh").is_file()
     args = ["--tokenizer", str(tok), "--feats-scp", str(scp)]
     dump_speech_tokens.main([*args, "--out", str(tmp_path / "one" / "speech_tokens")])
     for job in ("1", "2", "3"):
-        dump_speech_tokens.main([*args, "--out", str(tmp_path / "three" / "speech_tokens"), "--nj", "3", "--job", job])
+        dump_speech_tokens.main(
+            [*args, "--out", str(tmp_path / "three" / "speech_tokens"), "--nj", "3", "--job", job]
+        )
     one = read_speech_tokens(tmp_path / "one" / "speech_tokens", vocab_size=8)
     shards = [read_speech_tokens(tmp_path / "three" / f"speech_tokens.{j}") for j in (1, 2, 3)]
     assert [len(s) for s in shards] == [3, 3, 2]  # Kaldi's split: the first shards get one more
@@ -84,5 +107,7 @@ def test_prompt_pool_needs_tokens_for_every_utterance(tmp_path: Path) -> None:
     assert all(p != u and pool.utt2spk[p] == pool.utt2spk[u] for u, p in prompts.items())
     rows = tokens.read_text().splitlines()
     tokens.write_text("\n".join(rows[:2] + rows[3:]) + "\n")
-    with pytest.raises(SpeechTokensError, match=f"{tokens}: spk0_002: utterance of .* has no speech tokens"):
+    with pytest.raises(
+        SpeechTokensError, match=f"{tokens}: spk0_002: utterance of .* has no speech tokens"
+    ):
         PromptPool.load(data, tokens)
