@@ -36,7 +36,9 @@ def first_per_speaker(spk2utt: dict[str, str], n: int) -> set[str]:
 def subset_data_dir(src: Path, dest: Path, keep: set[str]) -> int:
     data = load_data_dir(src)
     per_utt = {"text": data.text, "utt2spk": data.utt2spk, **data.extras}
-    files = {name: {u: v for u, v in mapping.items() if u in keep} for name, mapping in per_utt.items()}
+    files = {
+        name: {u: v for u, v in mapping.items() if u in keep} for name, mapping in per_utt.items()
+    }
     if data.segments is not None:
         raw = {u: v for u, v in read_kv(src / "segments").items() if u in keep}
         files["segments"] = raw
@@ -51,7 +53,9 @@ def subset_data_dir(src: Path, dest: Path, keep: set[str]) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     how = parser.add_mutually_exclusive_group(required=True)
-    how.add_argument("--utt-list", type=Path, help="file whose first field per line is an utterance id")
+    how.add_argument(
+        "--utt-list", type=Path, help="file whose first field per line is an utterance id"
+    )
     how.add_argument("--per-spk", type=int, help="keep the first N utterances of every speaker")
     parser.add_argument("src", type=Path)
     parser.add_argument("dest", type=Path)

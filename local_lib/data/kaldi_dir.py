@@ -144,7 +144,8 @@ def read_kv(path: Path) -> dict[str, str]:
 
 
 def shard_bounds(num_lines: int, nj: int, job: int) -> tuple[int, int]:
-    """Kaldi split_scp's rule, shared by every JOB array: [start, end) of shard ``job`` (1-based): the first ``num_lines % nj`` shards get one more."""
+    """Kaldi split_scp's rule, shared by every JOB array: [start, end) of shard ``job``
+    (1-based); the first ``num_lines % nj`` shards get one more."""
     if not 1 <= job <= nj:
         raise ValueError(f"job {job} is outside 1..{nj}")
     base, extra = divmod(num_lines, nj)
@@ -172,10 +173,7 @@ def spk2utt_from_utt2spk(utt2spk: Mapping[str, str]) -> dict[str, str]:
     grouped: dict[str, list[str]] = {}
     for utt, spk in utt2spk.items():
         grouped.setdefault(spk, []).append(utt)
-    return {
-        spk: " ".join(sorted(utts, key=c_sort_key))
-        for spk, utts in grouped.items()
-    }
+    return {spk: " ".join(sorted(utts, key=c_sort_key)) for spk, utts in grouped.items()}
 
 
 def write_data_dir(out_dir: Path, files: Mapping[str, Mapping[str, str]]) -> None:
@@ -289,9 +287,11 @@ class _Validator:
         if name != "text":
             return problems
         return [
-            Problem(p.file, p.line, p.utt, "empty transcript")
-            if p.message == "no value after the key"
-            else p
+            (
+                Problem(p.file, p.line, p.utt, "empty transcript")
+                if p.message == "no value after the key"
+                else p
+            )
             for p in problems
         ]
 
@@ -315,7 +315,9 @@ class _Validator:
             if segment.recording not in recordings:
                 self.problems.append(
                     Problem(
-                        "segments", entry.line, entry.key,
+                        "segments",
+                        entry.line,
+                        entry.key,
                         f"recording {segment.recording} is not in wav.scp",
                     )
                 )
@@ -347,15 +349,15 @@ class _Validator:
             if entry.value and not utt.startswith(entry.value):
                 self.problems.append(
                     Problem(
-                        "utt2spk", entry.line, utt,
+                        "utt2spk",
+                        entry.line,
+                        utt,
                         f"utterance id does not start with its speaker id {entry.value!r}",
                     )
                 )
         if "spk2utt" not in self.scans:
             return
-        expected = spk2utt_from_utt2spk(
-            {utt: e.value for utt, e in utt2spk.items() if e.value}
-        )
+        expected = spk2utt_from_utt2spk({utt: e.value for utt, e in utt2spk.items() if e.value})
         spk2utt = self._lines("spk2utt")
         for spk, entry in spk2utt.items():
             if spk not in expected:
@@ -363,7 +365,9 @@ class _Validator:
             elif set(entry.value.split()) != set(expected[spk].split()):
                 self.problems.append(
                     Problem(
-                        "spk2utt", entry.line, spk,
+                        "spk2utt",
+                        entry.line,
+                        spk,
                         "utterance list differs from utt2spk (regenerate it from utt2spk)",
                     )
                 )
@@ -382,8 +386,12 @@ class _Validator:
                     number = None
                 if number is None or number <= 0:
                     self.problems.append(
-                        Problem(name, entry.line, entry.key,
-                                f"expected a positive {kind.__name__}, got {entry.value!r}")
+                        Problem(
+                            name,
+                            entry.line,
+                            entry.key,
+                            f"expected a positive {kind.__name__}, got {entry.value!r}",
+                        )
                     )
 
 

@@ -80,7 +80,10 @@ class TokenLayout:
 
     @classmethod
     def for_hf_tokenizer(
-        cls, tokenizer: Any, speech_start: str = LLASA_SPEECH_START, speech_end: str = LLASA_SPEECH_END
+        cls,
+        tokenizer: Any,
+        speech_start: str = LLASA_SPEECH_START,
+        speech_end: str = LLASA_SPEECH_END,
     ) -> TokenLayout:
         """Llasa layout: speech token N is ``<|s_N|>``; text is wrapped in the text markers
         when the tokenizer has them."""
@@ -99,12 +102,16 @@ class TokenLayout:
             return [vocab[LLASA_TEXT_START], *ids, vocab[LLASA_TEXT_END]] if wrap else ids
 
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else vocab[speech_end]
-        return cls(encode_text, vocab[speech_start], vocab[speech_end], offset, count, pad, len(tokenizer))
+        return cls(
+            encode_text, vocab[speech_start], vocab[speech_end], offset, count, pad, len(tokenizer)
+        )
 
     def speech_ids(self, tokens: Sequence[int] | torch.Tensor) -> list[int]:
         out = [int(t) for t in tokens]
         if out and not 0 <= min(out) <= max(out) < self.num_speech_tokens:
-            raise ValueError(f"speech token outside [0, {self.num_speech_tokens}): {min(out)}..{max(out)}")
+            raise ValueError(
+                f"speech token outside [0, {self.num_speech_tokens}): {min(out)}..{max(out)}"
+            )
         return [t + self.speech_offset for t in out]
 
     def allowed_after_start(self, device: torch.device | str) -> torch.Tensor:
@@ -141,7 +148,9 @@ class CodecLM:
         """Exactly one text tokenizer: our ``CharTokenizer`` or a Llasa-style HF tokenizer.
         ``chars_per_token`` places the speech of a prompt-less input (``text_aligned`` only)."""
         if model.config.vocab_size < layout.vocab_size:
-            raise ValueError(f"model vocab {model.config.vocab_size} < layout vocab {layout.vocab_size}")
+            raise ValueError(
+                f"model vocab {model.config.vocab_size} < layout vocab {layout.vocab_size}"
+            )
         if (char_tokenizer is None) == (hf_tokenizer is None):
             raise ValueError("give exactly one of char_tokenizer and hf_tokenizer")
         if positions not in POSITION_SCHEMES:
@@ -166,7 +175,9 @@ class CodecLM:
         """A fresh small Llama sized by the YAML ``model`` section (unknown keys are an error)."""
         unknown = sorted(set(model_cfg) - _MODEL_KEYS)
         if unknown:
-            raise ValueError(f"codec_lm model: unknown key(s) {unknown}; known: {sorted(_MODEL_KEYS)}")
+            raise ValueError(
+                f"codec_lm model: unknown key(s) {unknown}; known: {sorted(_MODEL_KEYS)}"
+            )
         layout = TokenLayout.for_char_tokenizer(tokenizer, num_speech_tokens)
         config = LlamaConfig(
             vocab_size=layout.vocab_size,
@@ -176,7 +187,13 @@ class CodecLM:
             attention_dropout=0.0,
             **model_cfg,
         )
-        return cls(LlamaForCausalLM(config), layout, tokenizer, positions=positions, chars_per_token=chars_per_token)
+        return cls(
+            LlamaForCausalLM(config),
+            layout,
+            tokenizer,
+            positions=positions,
+            chars_per_token=chars_per_token,
+        )
 
     @classmethod
     def from_pretrained(cls, path: str | Path) -> CodecLM:
@@ -237,7 +254,9 @@ class CodecLM:
             text_ids = [*self.layout.encode_text(prompt_text), sep, *self.layout.encode_text(text)]
         return [*text_ids, self.layout.speech_start_id, *speech]
 
-    def position_ids(self, prompts: Sequence[Sequence[int]], width: int, length: int) -> torch.Tensor:
+    def position_ids(
+        self, prompts: Sequence[Sequence[int]], width: int, length: int
+    ) -> torch.Tensor:
         """Positions of rows ``prompt + completion``, ``length`` wide, each prompt ending at
         column ``width`` (left-padded; pad columns get 0). ``text_aligned``: character i at
         i + 1, <speech start> at 0, speech token j at 1 + j * rate, with rate = (prompt
@@ -266,16 +285,24 @@ class CodecLM:
         if sep is None or sep not in prompt[:start]:
             return start, 0, self.chars_per_token
         text_from = prompt.index(sep) + 1
-        return start, text_from, text_from / n_prompt_speech if n_prompt_speech else self.chars_per_token
+        return (
+            start,
+            text_from,
+            text_from / n_prompt_speech if n_prompt_speech else self.chars_per_token,
+        )
 
     def expected_speech_length(self, prompt: Sequence[int]) -> float:
         """Speech tokens the target text needs at the prompt's rate (character layouts only)."""
         if self.layout.text_sep_id is None:
-            raise ValueError("expected speech length needs a character layout with a text separator")
+            raise ValueError(
+                "expected speech length needs a character layout with a text separator"
+            )
         start, text_from, rate = self._prompt_rate(prompt)
         return max(start - text_from, 1) / rate
 
-    def zero_shot_prompt_ids(self, utts: Sequence[str], pool: PromptPool, seed: int) -> dict[str, list[int]]:
+    def zero_shot_prompt_ids(
+        self, utts: Sequence[str], pool: PromptPool, seed: int
+    ) -> dict[str, list[int]]:
         """Each target's text after its speaker prompt's text, then the prompt's speech tokens
         (the prompt picked from ``pool`` by ``pick_prompts``, so every stage agrees on it)."""
         prompts = pool.pick(utts, seed)
@@ -305,8 +332,9 @@ class CodecLM:
         width = max(len(r) for r in rows)
         pad = self.layout.pad_id
         positions = [
-            self.position_ids([p], len(p), len(p) + len(t) + 1)[0].tolist() for p, t in zip(prompts, targets)
-        ]  # fmt: skip
+            self.position_ids([p], len(p), len(p) + len(t) + 1)[0].tolist()
+            for p, t in zip(prompts, targets)
+        ]
         return {
             "input_ids": torch.tensor([r + [pad] * (width - len(r)) for r in rows]),
             "attention_mask": torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows]),
@@ -342,7 +370,9 @@ class CodecLM:
     ) -> Rollout:
         """KV-cache ancestral sampling of speech tokens until <speech end> or the length limit."""
         if temperature <= 0 or not 0 < top_p <= 1 or top_k < 0 or max_new_tokens < 1:
-            raise ValueError("need temperature > 0, 0 < top_p <= 1, top_k >= 0, max_new_tokens >= 1")
+            raise ValueError(
+                "need temperature > 0, 0 < top_p <= 1, top_k >= 0, max_new_tokens >= 1"
+            )
         ids, attn = self._left_pad(prompts)
         batch, width = ids.shape
         positions = self.position_ids(prompts, width, width + max_new_tokens)

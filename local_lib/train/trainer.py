@@ -48,8 +48,9 @@ class TrainerConfig:
 
 
 class Trainer:
-    """Owns the optimisation loop; ``out_dir`` gets ``checkpoints/``, ``tensorboard/``, ``train.log``
-    and ``metrics.jsonl`` (one JSON object per logged step, for plots without tensorboard)."""
+    """Owns the optimisation loop; ``out_dir`` gets ``checkpoints/``, ``tensorboard/``,
+    ``train.log`` and ``metrics.jsonl`` (one JSON object per logged step, for plots without
+    tensorboard)."""
 
     def __init__(
         self,
@@ -88,7 +89,9 @@ class Trainer:
             while self.step < self.cfg.num_steps:
                 stats = self._one_step(loss_fn, next_batch)
                 self.step += 1
-                if writer is not None and (self.step % self.cfg.log_every == 0 or self.step == self.cfg.num_steps):
+                if writer is not None and (
+                    self.step % self.cfg.log_every == 0 or self.step == self.cfg.num_steps
+                ):
                     for key, value in stats.items():
                         writer.add_scalar(key, value, self.step)
                     append_metrics(out_dir / METRICS_FILE, self.step, stats)
@@ -98,7 +101,9 @@ class Trainer:
                         " ".join(f"{k} {v:.4g}" for k, v in stats.items()), rate,
                         (self.cfg.num_steps - self.step) / rate,
                     )  # fmt: skip
-                if self.dist.is_main and (self.step % self.cfg.save_every == 0 or self.step == self.cfg.num_steps):
+                if self.dist.is_main and (
+                    self.step % self.cfg.save_every == 0 or self.step == self.cfg.num_steps
+                ):
                     save_checkpoint(self.ckpt_dir, self.step, self.model, self.optimizer,
                                     self.scheduler, keep=self.cfg.keep_checkpoints)  # fmt: skip
         return self.step
@@ -109,12 +114,18 @@ class Trainer:
         totals: dict[str, float] = {}
         for micro in range(self.cfg.grad_accum):
             last = micro == self.cfg.grad_accum - 1
-            sync = contextlib.nullcontext() if last or not self.dist.is_distributed else self.model.no_sync()
+            sync = (
+                contextlib.nullcontext()
+                if last or not self.dist.is_distributed
+                else self.model.no_sync()
+            )
             with sync:
                 result = loss_fn(self.model, next_batch(self.step * self.cfg.grad_accum + micro))
                 loss, extra = result if isinstance(result, tuple) else (result, {})
                 if not torch.isfinite(loss):
-                    raise FloatingPointError(f"non-finite loss {loss.item()} at step {self.step + 1}")
+                    raise FloatingPointError(
+                        f"non-finite loss {loss.item()} at step {self.step + 1}"
+                    )
                 (loss / self.cfg.grad_accum).backward()
             for key, value in {"loss": loss.item(), **extra}.items():
                 totals[key] = totals.get(key, 0.0) + float(value) / self.cfg.grad_accum

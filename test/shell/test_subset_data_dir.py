@@ -14,7 +14,9 @@ def test_subset_by_list_filters_every_file_and_stays_valid(tmp_path):
     utts = list(read_kv(data / "utt2spk"))
     (data / "utt2emo").write_text("".join(f"{u} Sad\n" for u in utts))
     (recipe / "keep").write_text(f"{utts[4]}\n{utts[1]} anything after the id\n")
-    result = run_in(recipe, "utils/subset_data_dir.sh", "--utt-list", "keep", "data/test", "data/test_small")
+    result = run_in(
+        recipe, "utils/subset_data_dir.sh", "--utt-list", "keep", "data/test", "data/test_small"
+    )
     assert result.returncode == 0, result.stderr
     small = recipe / "data/test_small"
     assert validate_data_dir(small) == []

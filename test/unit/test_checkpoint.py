@@ -16,7 +16,9 @@ from local_lib.train.checkpoint import (
 )
 
 
-def _model_and_opt() -> tuple[nn.Module, torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
+def _model_and_opt() -> (
+    tuple[nn.Module, torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]
+):
     model = nn.Linear(3, 2)
     opt = torch.optim.AdamW(model.parameters(), lr=0.1)
     return model, opt, torch.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.5)
@@ -48,7 +50,10 @@ def test_pruning_and_latest_ignore_temp_files(tmp_path: Path) -> None:
     for step in (2, 4, 6):
         save_checkpoint(tmp_path, step, model, opt, keep=2)
     (tmp_path / ".checkpoint_00000008.pt.tmpxyz").write_bytes(b"half written")
-    assert [p.name for p in list_checkpoints(tmp_path)] == ["checkpoint_00000004.pt", "checkpoint_00000006.pt"]
+    assert [p.name for p in list_checkpoints(tmp_path)] == [
+        "checkpoint_00000004.pt",
+        "checkpoint_00000006.pt",
+    ]
     assert latest_checkpoint(tmp_path).name == "checkpoint_00000006.pt"
 
 

@@ -99,7 +99,9 @@ def test_sampling_logprobs_match_teacher_forcing(positions: str) -> None:
     for row, speech, mask in zip(out.completion_ids, out.speech_tokens, out.mask, strict=True):
         assert speech.min() >= 0 and speech.max() < 12
         assert int(mask.sum()) in (len(speech), len(speech) + 1)  # + end marker when present
-    tf, logits = lm.completion_logprobs(prompts, out.completion_ids, out.mask, 0.9, return_logits=True)
+    tf, logits = lm.completion_logprobs(
+        prompts, out.completion_ids, out.mask, 0.9, return_logits=True
+    )
     torch.testing.assert_close(tf, out.logprobs, atol=1e-4, rtol=1e-4)
     assert logits.shape == (b, t, lm.layout.vocab_size)
     again = lm.sample(prompts, 15, 0.9, top_k=8, generator=torch.Generator().manual_seed(1))
@@ -143,10 +145,20 @@ def test_loads_and_samples_llasa_style_checkpoint(tmp_path: Path) -> None:
     lm = CodecLM.from_pretrained(tmp_path / "llasa")
     assert (lm.layout.speech_offset, lm.layout.num_speech_tokens) == (9, 16)
     assert lm.prompt_ids("hello world") == [5, 2, 3, 6, 7]
-    assert lm.prompt_ids("the", prompt_text="hello", prompt_speech=[0, 15]) == [5, 2, 4, 6, 7, 9, 24]
+    assert lm.prompt_ids("the", prompt_text="hello", prompt_speech=[0, 15]) == [
+        5,
+        2,
+        4,
+        6,
+        7,
+        9,
+        24,
+    ]
     lm.model.eval()
     prompts = [lm.prompt_ids("hello world"), lm.prompt_ids("the")]
-    out = lm.sample(prompts, max_new_tokens=6, top_p=0.9, generator=torch.Generator().manual_seed(0))
+    out = lm.sample(
+        prompts, max_new_tokens=6, top_p=0.9, generator=torch.Generator().manual_seed(0)
+    )
     assert all(0 <= int(s.min()) and int(s.max()) < 16 for s in out.speech_tokens if len(s))
     tf, _ = lm.completion_logprobs(prompts, out.completion_ids, out.mask)
     torch.testing.assert_close(tf, out.logprobs, atol=1e-4, rtol=1e-4)

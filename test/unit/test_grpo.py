@@ -90,9 +90,7 @@ def test_clip_inactive_on_policy_gradient() -> None:
     dapo, _ = grpo_loss(logp, MASK, adv, GRPOConfig(loss_type="dapo"))
     assert dapo.item() == pytest.approx(-0.8)
     dapo.backward()
-    torch.testing.assert_close(
-        logp.grad, torch.tensor([[-0.4, -0.4, -0.4], [0.2, 0.2, 0.0]])
-    )
+    torch.testing.assert_close(logp.grad, torch.tensor([[-0.4, -0.4, -0.4], [0.2, 0.2, 0.0]]))
 
 
 def test_per_token_advantages_reach_the_loss() -> None:
@@ -169,4 +167,9 @@ def test_length_penalty_by_hand() -> None:
     # 4/10: 2 (0.916291 - 0.405465); 30/10: 2 (1.098612 - 0.405465); 0 counts as 1 token
     expected = torch.tensor([1.0, 1 - 1.021651, 1 - 1.386294, 1 - 3.794240])
     torch.testing.assert_close(out, expected, atol=1e-5, rtol=0)
-    assert torch.equal(apply_length_penalty(torch.ones(2), torch.tensor([7, 14]), torch.full((2,), 10.0), 2.0, 0.5), torch.ones(2))
+    assert torch.equal(
+        apply_length_penalty(
+            torch.ones(2), torch.tensor([7, 14]), torch.full((2,), 10.0), 2.0, 0.5
+        ),
+        torch.ones(2),
+    )

@@ -50,7 +50,9 @@ def test_llasa_combination_by_hand() -> None:
     r_wer = torch.tensor([1.0, 1 - math.tanh(2.0), 1 - math.tanh(3.0)])
     torch.testing.assert_close(out.components["asr_wer"], r_wer)
     torch.testing.assert_close(out.components["asr_nll"], torch.tensor([0.5, math.exp(-1), 1.0]))
-    torch.testing.assert_close(out.total, torch.tensor([1 / 1.4, 0.056285, 0.008215]), atol=2e-6, rtol=0)
+    torch.testing.assert_close(
+        out.total, torch.tensor([1 / 1.4, 0.056285, 0.008215]), atol=2e-6, rtol=0
+    )
     stats = out.stats()
     assert stats["reward/total_mean"] == pytest.approx(float(out.total.mean()))
     assert set(stats) >= {"reward/asr_wer_std", "reward/asr_nll_mean"}

@@ -8,7 +8,13 @@ import numpy as np
 import pytest
 import soundfile
 import torch
-from codec_lm_data import NUM_TOKENS, TINY_MODEL, make_token_set, make_tokenizer, write_codec_lm_config
+from codec_lm_data import (
+    NUM_TOKENS,
+    TINY_MODEL,
+    make_token_set,
+    make_tokenizer,
+    write_codec_lm_config,
+)
 
 from local_lib.bin import synth_codec_lm
 from local_lib.data.features import LogMelConfig
@@ -27,8 +33,12 @@ def inputs(tmp_path_factory) -> dict[str, Path]:
     data, tokens = make_token_set(root, speakers=2, per_speaker=3)
     pool = PromptPool.load(data, tokens)
     torch.manual_seed(0)
-    CodecLM.from_config(TINY_MODEL, CharTokenizer.build(pool.texts.values()), NUM_TOKENS).save_pretrained(root / "lm")
-    config = write_codec_lm_config(root / "codec_lm.yaml", sample={"temperature": 1.0, "max_new_tokens": 12})
+    CodecLM.from_config(
+        TINY_MODEL, CharTokenizer.build(pool.texts.values()), NUM_TOKENS
+    ).save_pretrained(root / "lm")
+    config = write_codec_lm_config(
+        root / "codec_lm.yaml", sample={"temperature": 1.0, "max_new_tokens": 12}
+    )
     return {"root": root, "data": data, "tokens": tokens, "lm": root / "lm", "config": config,
             "tokenizer": make_tokenizer(root / "tokenizer.pt")}  # fmt: skip
 
@@ -69,15 +79,29 @@ def test_mode_must_be_chosen(inputs: dict[str, Path], tmp_path: Path) -> None:
     with pytest.raises(SystemExit):
         _synth(inputs, tmp_path / "x")
     with pytest.raises(SystemExit):
-        _synth(inputs, tmp_path / "x", "--tokens-only", "--model-dir", str(inputs["lm"]), "--config", str(inputs["config"]))
+        _synth(
+            inputs,
+            tmp_path / "x",
+            "--tokens-only",
+            "--model-dir",
+            str(inputs["lm"]),
+            "--config",
+            str(inputs["config"]),
+        )
 
 
 def test_generators_and_padding() -> None:
     a = synth_codec_lm.utterance_generator(0, "u1")
-    assert torch.equal(torch.rand(4, generator=a), torch.rand(4, generator=synth_codec_lm.utterance_generator(0, "u1")))
-    assert not torch.equal(torch.rand(4, generator=synth_codec_lm.utterance_generator(0, "u2")),
-                           torch.rand(4, generator=synth_codec_lm.utterance_generator(1, "u1")))  # fmt: skip
+    assert torch.equal(
+        torch.rand(4, generator=a),
+        torch.rand(4, generator=synth_codec_lm.utterance_generator(0, "u1")),
+    )
+    first = torch.rand(4, generator=synth_codec_lm.utterance_generator(0, "u2"))
+    second = torch.rand(4, generator=synth_codec_lm.utterance_generator(1, "u1"))
+    assert not torch.equal(first, second)
     cfg = LogMelConfig()
     vocode = synth_codec_lm.padded_vocoder(GriffinLimVocoder(cfg, n_iter=2), cfg)
-    assert len(vocode(np.zeros((0, cfg.n_mels), np.float32))) == 7 * cfg.hop_length  # 8 silent frames
+    assert (
+        len(vocode(np.zeros((0, cfg.n_mels), np.float32))) == 7 * cfg.hop_length
+    )  # 8 silent frames
     assert len(vocode(np.zeros((20, cfg.n_mels), np.float32))) == 19 * cfg.hop_length  # untouched

@@ -9,7 +9,13 @@ import torch
 from torch import nn
 
 from local_lib.train.distributed import DistInfo
-from local_lib.train.trainer import METRICS_FILE, Trainer, TrainerConfig, read_metrics, seed_everything
+from local_lib.train.trainer import (
+    METRICS_FILE,
+    Trainer,
+    TrainerConfig,
+    read_metrics,
+    seed_everything,
+)
 
 SINGLE = DistInfo(rank=0, world_size=1, local_rank=0, device=torch.device("cpu"))
 DATA_X = torch.randn(64, 4, generator=torch.Generator().manual_seed(0))
@@ -103,8 +109,10 @@ def test_gradient_accumulation_matches_one_big_batch(tmp_path: Path) -> None:
         cfg = TrainerConfig(tmp_path / sub, 1, grad_accum=accum, grad_clip=None)
         trainer = Trainer(model, torch.optim.SGD(model.parameters(), lr=0.1), cfg, dist_info=SINGLE)
         size = 16 // accum
-        trainer.fit(lambda m, b: ((m(b[0]) - b[1]) ** 2).mean(),
-                    lambda i: (DATA_X[i * size:(i + 1) * size], DATA_Y[i * size:(i + 1) * size]))
+        trainer.fit(
+            lambda m, b: ((m(b[0]) - b[1]) ** 2).mean(),
+            lambda i: (DATA_X[i * size : (i + 1) * size], DATA_Y[i * size : (i + 1) * size]),
+        )
         return model
 
     one, four = run(1, Path("a")), run(4, Path("b"))
@@ -136,11 +144,14 @@ def _ddp_worker(rank: int, init_file: str, out_dir: str, result_file: str) -> No
 @pytest.mark.slow  # two spawned processes each import torch: tens of seconds on 2 cores
 def test_ddp_on_cpu_keeps_ranks_in_sync(tmp_path: Path) -> None:
     torch.multiprocessing.spawn(
-        _ddp_worker, args=(str(tmp_path / "init"), str(tmp_path / "run"), str(tmp_path / "w")),
+        _ddp_worker,
+        args=(str(tmp_path / "init"), str(tmp_path / "run"), str(tmp_path / "w")),
         nprocs=2,
     )
     rank0, rank1 = (torch.load(tmp_path / f"w.{r}") for r in (0, 1))
     assert all(torch.equal(rank0[k], rank1[k]) for k in rank0)
-    assert [p.name for p in (tmp_path / "run" / "checkpoints").iterdir()] == ["checkpoint_00000003.pt"]
+    assert [p.name for p in (tmp_path / "run" / "checkpoints").iterdir()] == [
+        "checkpoint_00000003.pt"
+    ]
     seed_everything(0)
     assert not torch.equal(rank0["weight"], nn.Linear(4, 1).weight)  # training moved it

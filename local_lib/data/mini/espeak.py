@@ -2,8 +2,8 @@
 
 espeak-ng runs as one fresh subprocess per utterance: the library (libespeak-ng through ctypes)
 would save the ~10 ms start-up, but it carries state from one utterance to the next, so the
-same request would not give the same bytes. Prosody goes through SSML `<prosody>` (espeak-ng's `-m`),
-which is the only interface that exposes pitch *range* as well as pitch, rate and volume.
+same request would not give the same bytes. Prosody goes through SSML `<prosody>` (espeak-ng's
+`-m`), which is the only interface that exposes pitch *range* as well as pitch, rate and volume.
 """
 
 from __future__ import annotations
@@ -93,8 +93,18 @@ def check_voices(voices: Iterable[Voice]) -> None:
 def synthesize(text: str, voice: Voice, prosody: Prosody, sample_rate: int) -> np.ndarray:
     """Float32 mono samples of `text` spoken by `voice` with `prosody`, at `sample_rate`."""
     cmd = [
-        require_espeak(), "-m", "-v", voice.name, "-p", str(voice.pitch), "-s", str(voice.speed),
-        "-a", str(voice.amplitude), "--stdout", prosody.ssml(text),
+        require_espeak(),
+        "-m",
+        "-v",
+        voice.name,
+        "-p",
+        str(voice.pitch),
+        "-s",
+        str(voice.speed),
+        "-a",
+        str(voice.amplitude),
+        "--stdout",
+        prosody.ssml(text),
     ]
     proc = subprocess.run(cmd, capture_output=True, check=False)
     if proc.returncode != 0 or not proc.stdout:

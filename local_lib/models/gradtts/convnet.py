@@ -70,4 +70,3 @@ class ScoreConvNet(nn.Module):
         for block in self.blocks:
             h = block(h, m, cond)
         return (self.out(h) * m).transpose(1, 2)
-
