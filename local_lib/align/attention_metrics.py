@@ -1,4 +1,4 @@
-"""W3AR word-level rewards from an ASR's decoder cross-attention (METHODS.md section 2).
+"""W3AR word-level rewards from an ASR's decoder cross-attention (docs/methods.md#w3ar).
 
 Per text token ``t`` (row of the attention ``A[t, :n_frames]``):
 

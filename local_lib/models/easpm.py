@@ -1,4 +1,4 @@
-"""EASPM: emotion-aware step-wise preference model, a CLEP-style dual encoder (METHODS.md §5).
+"""EASPM: emotion-aware step-wise preference model, CLEP-style dual encoder (docs/methods.md#easpo).
 
 * Audio encoder: log-mel ``[B, frames, n_mels]`` at diffusion time ``t`` -> unit vector. Every
   transformer block uses adaLN driven by a timestep embedding, so one model scores intermediate

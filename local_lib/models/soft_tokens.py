@@ -1,7 +1,7 @@
 """Gumbel-softmax soft speech tokens from the codec LM, differentiable into its weights.
 
-DiffRO and HPRO (METHODS.md §3, §4) give a frozen reward model soft tokens instead of sampled
-ids, so its score reaches the policy by plain backprop, with no policy-gradient estimator:
+DiffRO and HPRO (docs/methods.md#diffro, #hpro) give a frozen reward model soft tokens instead of
+sampled ids, so its score reaches the policy by plain backprop, with no policy-gradient estimator:
 ``ỹ = softmax((log π(·)/T + g) / τ)``, g Gumbel noise from a seeded generator. Two modes:
 
 - teacher-forced: one forward pass over ``prompt + completion`` (the policy's own rollout for

@@ -1,4 +1,4 @@
-"""EASPO: stepwise emotional preference optimisation of a Grad-TTS decoder (METHODS.md §5).
+"""EASPO: stepwise emotional preference optimisation of a Grad-TTS decoder (docs/methods.md#easpo).
 
 One rollout per call: the reverse chain runs from ``x_1 = μ + ε/temperature`` with the policy,
 without branching for the first ``κ·N`` steps. At each *preference step* (``steps_per_chain``

@@ -27,7 +27,7 @@ METHOD = MethodSpec(
 
 @dataclass(frozen=True)
 class GRPOConfig:
-    """Settings of the loss (METHODS.md §1); ``beta == 0`` means no reference model at all."""
+    """Loss settings (docs/methods.md#grpo); ``beta == 0`` means no reference model at all."""
 
     epsilon: float = 0.2
     beta: float = 0.0

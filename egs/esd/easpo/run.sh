@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# EASPO (METHODS.md §5): stepwise emotional preference optimisation of Grad-TTS on ESD.
+# EASPO (docs/methods.md#easpo): stepwise emotional preference optimisation of Grad-TTS on ESD.
 # Stage 3 trains the EASPM preference model beside the evaluators; stage 5 trains EASPO and the
 # two ablations of issue 6: k = 2 candidates, and continuation from the winner.
 set -euo pipefail
