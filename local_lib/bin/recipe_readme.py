@@ -398,6 +398,9 @@ def main(argv: list[str] | None = None) -> None:
     try:
         if not args.command.strip():
             raise ReadmeError("--command is empty")
+        for report in (args.report, args.reward_report):  # inputs first, then the defaults
+            if report is not None:
+                read_report(report)
         run = RunInfo(
             command=args.command.strip(),
             commit=args.commit or git_commit(_existing_dir(args.readme.parent)),

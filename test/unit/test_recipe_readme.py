@@ -219,6 +219,15 @@ def test_missing_report_is_an_error_naming_it(recipe, tmp_path, capsys):
     assert f"report not found: {missing}" in str(err.value)
     assert readme.read_text() == before  # nothing written
 
+    # Checked before the defaults are looked up (no --commit, in a directory without git).
+    main_missing = tmp_path / "exp/report/REPORT.md"
+    args = [a for a in _args(recipe, tmp_path / "README.md") if a != "abc1234"]
+    args.remove("--commit")
+    args[args.index("--report") + 1] = str(main_missing)
+    with pytest.raises(SystemExit) as err:
+        main(args)
+    assert f"report not found: {main_missing}" in str(err.value)
+
 
 def test_missing_figure_is_an_error_naming_it(recipe, tmp_path):
     report = tmp_path / "exp/report/REPORT.md"
