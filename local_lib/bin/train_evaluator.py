@@ -3,8 +3,9 @@
     python -m local_lib.bin.train_evaluator --config conf/eval_asr_mini.yaml \\
         --train-dir data/train --valid-dir data/dev --out-dir exp/eval_asr
 
-Writes ``<out-dir>/model.pt`` after every epoch (training resumes from it) and ``train.log``.
-Config keys: ``kind`` (asr | emotion | speaker), ``model`` (EvaluatorNetConfig),
+Writes ``<out-dir>/model.pt`` after every epoch (training resumes from it), ``train.log``,
+``config.yaml`` and ``command.sh``. Config keys (``EvaluatorRecipeConfig``): ``model``
+(EvaluatorNetConfig; its ``kind``, asr | emotion | speaker, picks the evaluator),
 ``train`` (TrainConfig), ``features`` (LogMelConfig overrides), ``spec_augment``, ``max_utts``,
 ``crop_frames`` (classifiers: train on random crops of at most this many frames, for speed),
 ``lexicon`` (ASR: true stores the training transcripts' words, and transcription snaps each
@@ -14,6 +15,7 @@ output word to the nearest of them; see ``evaluators.snap_to_lexicon``).
 
 import dataclasses
 import logging
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -23,16 +25,26 @@ from local_lib.eval.error_rate import char_errors, word_errors
 from local_lib.eval.text_norm import normalize_text
 from local_lib.eval.verification import verification_trials
 from local_lib.models.asr_units import AsrUnits
-from local_lib.models.config_yaml import load_yaml_mapping, setup_logging, stage3_parser
+from local_lib.models.config_yaml import setup_logging, stage3_config, stage3_parser
 from local_lib.models.evaluator_nets import EvaluatorNetConfig
 from local_lib.models.evaluators import build_evaluator, pad_frames
 from local_lib.models.fit import TrainConfig, add_device_option, fit, resolve_device
 from local_lib.models.training_data import Utterances, load_utterances
 
 log = logging.getLogger("train_evaluator")
-CONFIG_KEYS = {
-    "kind", "model", "train", "features", "spec_augment", "max_utts", "crop_frames", "lexicon"
-}
+
+
+@dataclass(frozen=True)
+class EvaluatorRecipeConfig:
+    """conf/eval_*.yaml and conf/reward_ctc*.yaml."""
+
+    model: EvaluatorNetConfig
+    train: TrainConfig = TrainConfig()
+    features: LogMelConfig = LogMelConfig()  # overrides of the log-mel defaults
+    spec_augment: bool = True
+    max_utts: int | None = None
+    crop_frames: int | None = None  # classifiers: train on random crops of this many frames
+    lexicon: bool = False  # ASR: snap output words to the training transcripts' words
 
 
 def spec_augment(mel: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -76,15 +88,10 @@ def main(argv: list[str] | None = None) -> None:
     device = resolve_device(args.device)
     torch.set_num_threads(args.num_threads)
     setup_logging(args.out_dir / "train.log")
-    conf = load_yaml_mapping(args.config, CONFIG_KEYS)
-    net_cfg = EvaluatorNetConfig.from_dict({"kind": conf.get("kind"), **conf.get("model", {})})
-    train_cfg = TrainConfig.from_dict(conf.get("train", {}))
-    if args.seed is not None:
-        train_cfg = dataclasses.replace(train_cfg, seed=args.seed)
-    mel_cfg = LogMelConfig(**conf.get("features", {}))
-    max_utts = args.max_utts if args.max_utts is not None else conf.get("max_utts")
-    train = load_utterances(args.train_dir, mel_cfg.sample_rate, max_utts)
-    valid = load_utterances(args.valid_dir, mel_cfg.sample_rate, max_utts)
+    conf = stage3_config(args, EvaluatorRecipeConfig)
+    net_cfg, train_cfg, mel_cfg = conf.model, conf.train, conf.features
+    train = load_utterances(args.train_dir, mel_cfg.sample_rate, conf.max_utts)
+    valid = load_utterances(args.valid_dir, mel_cfg.sample_rate, conf.max_utts)
     mels = [log_mel_torch(torch.from_numpy(w), mel_cfg) for w in train.wavs]
     state = {
         "kind": "evaluator",
@@ -94,7 +101,7 @@ def main(argv: list[str] | None = None) -> None:
     if net_cfg.kind == "asr":
         units = AsrUnits.from_texts(train.texts)
         state["tokens"] = units.tokens
-        if conf.get("lexicon", False):
+        if conf.lexicon:
             state["lexicon"] = sorted({w for t in train.texts for w in normalize_text(t).split()})
         targets = [torch.tensor(units.encode(t), dtype=torch.long) for t in train.texts]
     else:
@@ -108,9 +115,9 @@ def main(argv: list[str] | None = None) -> None:
     ctc = torch.nn.CTCLoss(blank=AsrUnits.blank_id, zero_infinity=True)
 
     def batch_loss(idx: list[int]) -> torch.Tensor:
-        crop = None if net_cfg.kind == "asr" else conf.get("crop_frames")
+        crop = None if net_cfg.kind == "asr" else conf.crop_frames
         mel, lens = pad_frames([random_crop(mels[i], crop, gen) for i in idx])
-        if conf.get("spec_augment", True):
+        if conf.spec_augment:
             mel = spec_augment(mel, gen)
         mel, lens = mel.to(device), lens.to(device)
         if net_cfg.kind == "asr":

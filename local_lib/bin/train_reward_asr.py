@@ -3,8 +3,9 @@
     python -m local_lib.bin.train_reward_asr --config conf/reward_asr_mini.yaml \\
         --train-dir data/train --valid-dir data/dev --out-dir exp/reward_asr
 
-Writes ``<out-dir>/model.pt`` after every epoch (training resumes from it) and ``train.log``;
-load it with ``EspnetRewardASR.from_checkpoint``. Config keys: ``model`` (EspnetASRConfig),
+Writes ``<out-dir>/model.pt`` after every epoch (training resumes from it), ``train.log``,
+``config.yaml`` and ``command.sh``; load the model with ``EspnetRewardASR.from_checkpoint``.
+Config keys (``RewardASRRecipeConfig``): ``model`` (EspnetASRConfig),
 ``train`` (TrainConfig), ``max_utts``, and ``updates``: a budget of optimizer steps that, when
 given, replaces ``train.epochs`` by as many epochs as it takes, so one config costs about the
 same time on corpora of different size. ``--device auto`` (the default) trains on the GPU when
@@ -14,12 +15,13 @@ torch sees one; the saved model loads on any device.
 import dataclasses
 import logging
 import math
+from dataclasses import dataclass
 
 import torch
 
 from local_lib.eval.error_rate import word_errors
 from local_lib.models.asr_units import AsrUnits
-from local_lib.models.config_yaml import load_yaml_mapping, setup_logging, stage3_parser
+from local_lib.models.config_yaml import setup_logging, stage3_config, stage3_parser
 from local_lib.models.espnet_asr import (
     EspnetASRConfig,
     EspnetRewardASR,
@@ -32,7 +34,16 @@ from local_lib.models.training_data import load_utterances
 log = logging.getLogger("train_reward_asr")
 VALID_WER_UTTS = 64
 VALID_EVERY_UPDATES = 125
-CONFIG_KEYS = {"model", "train", "max_utts", "updates"}
+
+
+@dataclass(frozen=True)
+class RewardASRRecipeConfig:
+    """conf/reward_asr*.yaml."""
+
+    model: EspnetASRConfig = EspnetASRConfig()
+    train: TrainConfig = TrainConfig()
+    max_utts: int | None = None
+    updates: int | None = None  # optimizer steps; replaces train.epochs when given
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -42,17 +53,13 @@ def main(argv: list[str] | None = None) -> None:
     device = resolve_device(args.device)
     torch.set_num_threads(args.num_threads)
     setup_logging(args.out_dir / "train.log")
-    conf = load_yaml_mapping(args.config, CONFIG_KEYS)
-    cfg = EspnetASRConfig.from_dict(conf.get("model", {}))
-    train_cfg = TrainConfig.from_dict(conf.get("train", {}))
-    if args.seed is not None:
-        train_cfg = dataclasses.replace(train_cfg, seed=args.seed)
-    max_utts = args.max_utts if args.max_utts is not None else conf.get("max_utts")
-    train = load_utterances(args.train_dir, cfg.sample_rate, max_utts)
-    valid = load_utterances(args.valid_dir, cfg.sample_rate, max_utts)
+    conf = stage3_config(args, RewardASRRecipeConfig)
+    cfg, train_cfg = conf.model, conf.train
+    train = load_utterances(args.train_dir, cfg.sample_rate, conf.max_utts)
+    valid = load_utterances(args.valid_dir, cfg.sample_rate, conf.max_utts)
     n_batches = math.ceil(len(train.wavs) / train_cfg.batch_size)
-    if conf.get("updates") is not None:
-        epochs = max(1, math.ceil(int(conf["updates"]) / n_batches))
+    if conf.updates is not None:
+        epochs = max(1, math.ceil(conf.updates / n_batches))
         train_cfg = dataclasses.replace(train_cfg, epochs=epochs)
     units = AsrUnits.from_texts(train.texts)
     torch.manual_seed(train_cfg.seed)

@@ -1,22 +1,14 @@
-"""YAML config reading, log set-up and the command line shared by the training tools."""
+"""Log set-up, the command line and the config reading shared by the training tools."""
 
 import argparse
+import dataclasses
 import logging
 from pathlib import Path
+from typing import Any, TypeVar
 
-import yaml
+from local_lib.config import load_config, save_run_config
 
-
-def load_yaml_mapping(path: Path, allowed: set[str]) -> dict:
-    """Top-level mapping of a YAML file; unknown keys are an error naming the file."""
-    with Path(path).open(encoding="utf-8") as f:
-        data = yaml.safe_load(f) or {}
-    if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected a mapping at the top level")
-    unknown = sorted(set(data) - allowed)
-    if unknown:
-        raise ValueError(f"{path}: unknown key(s) {unknown}; known: {sorted(allowed)}")
-    return data
+T = TypeVar("T")
 
 
 def setup_logging(log_file: Path) -> None:
@@ -54,3 +46,15 @@ def stage3_parser(description: str) -> argparse.ArgumentParser:
         "run many times slower than one)",
     )
     return p
+
+
+def stage3_config(args: argparse.Namespace, cls: type[T]) -> T:
+    """``--config`` as ``cls`` with ``--seed`` (``train.seed``) and ``--max-utts`` applied, saved
+    as resolved to ``--out-dir`` with the command, so the record shows what was trained."""
+    conf: Any = load_config(args.config, cls)
+    if args.seed is not None:
+        conf = dataclasses.replace(conf, train=dataclasses.replace(conf.train, seed=args.seed))
+    if args.max_utts is not None:
+        conf = dataclasses.replace(conf, max_utts=args.max_utts)
+    save_run_config(args.out_dir, conf)
+    return conf

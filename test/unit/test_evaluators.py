@@ -1,6 +1,7 @@
 """Evaluator models, the stage-3 training tools (debug configs) and the stage-7 CLI end to end
 on a tiny synthetic data dir."""
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -9,6 +10,7 @@ import torch
 import yaml
 
 from local_lib.bin import resynth, score, train_evaluator, train_reward_asr
+from local_lib.config import load_config
 from local_lib.data.audio import load_audio, save_audio
 from local_lib.data.kaldi_dir import read_kv, write_data_dir
 from local_lib.eval.score_table import read_scores
@@ -16,6 +18,7 @@ from local_lib.models.espnet_asr import EspnetRewardASR
 from local_lib.models.evaluator_nets import CtcASRNet, EvaluatorNetConfig
 from local_lib.data.features import LogMelConfig
 from local_lib.models.asr_units import AsrUnits
+from local_lib.models.config_yaml import stage3_config, stage3_parser
 from local_lib.models.evaluators import (
     ClassifierEvaluator,
     CtcEvaluatorASR,
@@ -279,6 +282,22 @@ def test_resynth_shards_add_up_to_the_whole_set(data_dir, tmp_path):
         for line in (tmp_path / "sharded" / f"wav.{job}.scp").read_text().splitlines()
     ]
     assert shard_ids == [line.split()[0] for line in (tmp_path / "whole" / "wav.scp").open()]
+
+
+def test_stage3_config_applies_and_records_the_overrides(tmp_path):
+    conf = CONF / "eval_emotion_debug.yaml"
+    args = stage3_parser("x").parse_args([
+        "--config", str(conf), "--train-dir", "d", "--valid-dir", "d", "--out-dir", str(tmp_path),
+        "--seed", "7", "--max-utts", "30",
+    ])  # fmt: skip
+    resolved = stage3_config(args, train_evaluator.EvaluatorRecipeConfig)
+    plain = load_config(conf, train_evaluator.EvaluatorRecipeConfig)
+    assert resolved.model.kind == "emotion" and (plain.train.seed, plain.max_utts) != (7, 30)
+    assert resolved == dataclasses.replace(
+        plain, train=dataclasses.replace(plain.train, seed=7), max_utts=30
+    )
+    assert load_config(tmp_path / "config.yaml", train_evaluator.EvaluatorRecipeConfig) == resolved
+    assert (tmp_path / "command.sh").is_file()
 
 
 def test_same_seed_gives_the_same_evaluator(trained, data_dir, tmp_path):

@@ -187,3 +187,4 @@ def test_update_budget_sets_epochs_and_spaces_validation(tmp_path):
     # Short epochs: validation only after the last one.
     assert ["valid_nll" in m for m in history] == [False, False, True]
     assert isinstance(EspnetRewardASR.from_checkpoint(out / "model.pt"), EspnetRewardASR)
+    assert yaml.safe_load((out / "config.yaml").read_text())["updates"] == 5
