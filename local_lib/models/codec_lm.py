@@ -11,7 +11,7 @@ Position ids: ``sequential`` (0, 1, 2, ... as Llasa was trained) or ``text_align
 speech token j sits at the position of the character it is expected to speak, j times the
 prompt's characters per speech token, so the rotary attention of a speech token finds its text
 at relative distance near zero. A small LM on a few minutes of CPU learns the text-to-speech
-alignment with it; with sequential positions it babbles (see the README's GRPO section).
+alignment with it; with sequential positions it babbles (egs/libritts/grpo/README.md).
 """
 
 from __future__ import annotations

@@ -31,13 +31,6 @@ class TrainConfig:
     grad_clip: float = 5.0
     seed: int = 0
 
-    @classmethod
-    def from_dict(cls, values: dict) -> "TrainConfig":
-        unknown = sorted(set(values) - {f.name for f in fields(cls)})
-        if unknown:
-            raise ValueError(f"unknown training keys: {unknown}")
-        return cls(**values)
-
 
 def add_device_option(parser: argparse.ArgumentParser) -> None:
     """``--device``: ``auto`` trains on the GPU when torch sees one (full-size configs on a GPU
