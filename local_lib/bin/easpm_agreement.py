@@ -42,6 +42,7 @@ from local_lib.bin.synth_gradtts import utterance_seed
 from local_lib.config import load_config
 from local_lib.data.features import LogMelConfig
 from local_lib.eval.bootstrap import bootstrap_interval
+from local_lib.eval.picks import evenly_spaced
 from local_lib.models.config_yaml import setup_logging
 from local_lib.models.easpm import EASPMBundle, load_easpm
 from local_lib.models.evaluators import ClassifierEvaluator, load_evaluator
@@ -268,8 +269,7 @@ def main(argv: list[str] | None = None) -> None:
             f"{args.emotion}: labels {evaluator.labels} lack the emotions {unknown} of "
             f"{args.data_dir}; is it the emotion evaluator?"
         )
-    picks = np.linspace(0, len(items.utts) - 1, min(args.num_prompts, len(items.utts)))
-    chosen = sorted({int(round(p)) for p in picks})
+    chosen = evenly_spaced(len(items.utts), args.num_prompts)
     tsv = args.out_dir / "agreement.tsv"
     done = read_done(tsv)
     new_file = not tsv.is_file()

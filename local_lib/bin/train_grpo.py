@@ -13,6 +13,10 @@ Writes ``config.yaml`` and ``command.sh``, ``checkpoints/`` (resumed after a kil
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
+from local_lib.data.features import LogMelConfig
 from local_lib.models.evaluators import load_reward_asr
 from local_lib.rewards import build_rewards
 from local_lib.rewards.asr_rewards import check_reads_mel
@@ -21,17 +25,23 @@ from local_lib.rl.rollout import SpeechRenderer
 from local_lib.train.method_entry import MethodContext, run_codec_lm_method
 
 
-def build(ctx: MethodContext, cfg: GRPOLoopConfig) -> GRPOLoop:
-    name, path = ctx.reward_model("a reward ASR")
+def checked_reward_asr(name: str, path: Path, mel_cfg: LogMelConfig, reward_input: str) -> Any:
+    """The reward ASR at ``path``, checked before any sampling against the tokenizer's
+    ``mel_cfg``: its sample rate, and on the mel path its log-mel settings."""
     scorer = load_reward_asr(path)
-    rate = ctx.tokenizer.mel_cfg.sample_rate
-    if scorer.sample_rate != rate:
+    if scorer.sample_rate != mel_cfg.sample_rate:
         raise ValueError(
             f"{name} ({path}) expects {scorer.sample_rate} Hz audio but the tokenizer "
-            f"decodes at {rate} Hz"
+            f"decodes at {mel_cfg.sample_rate} Hz"
         )
-    if cfg.rollout.reward_input == "mel":
-        check_reads_mel(scorer, ctx.tokenizer.mel_cfg)
+    if reward_input == "mel":
+        check_reads_mel(scorer, mel_cfg)
+    return scorer
+
+
+def build(ctx: MethodContext, cfg: GRPOLoopConfig) -> GRPOLoop:
+    name, path = ctx.reward_model("a reward ASR")
+    scorer = checked_reward_asr(name, path, ctx.tokenizer.mel_cfg, cfg.rollout.reward_input)
     renderer = SpeechRenderer(ctx.tokenizer, cfg.rollout.vocoder_iters, cfg.rollout.min_wav_s)
     rewards = build_rewards(cfg.rewards, {"scorer": scorer})
     return GRPOLoop(

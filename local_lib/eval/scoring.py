@@ -53,7 +53,8 @@ class Evaluators:
     emotion: Classifier | None = None
 
 
-def _cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def cosine_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Cosine similarity of each row of ``a`` with the same row of ``b`` (SIM)."""
     a = a / np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-12)
     b = b / np.maximum(np.linalg.norm(b, axis=1, keepdims=True), 1e-12)
     return np.einsum("nd,nd->n", a, b)
@@ -87,7 +88,7 @@ def _score_batch(
     if ev.speaker is not None:
         spk_emb = ev.speaker.embed(wavs)
         if refs is not None:
-            for row, sim in zip(rows, _cosine(spk_emb, ev.speaker.embed(refs))):
+            for row, sim in zip(rows, cosine_rows(spk_emb, ev.speaker.embed(refs))):
                 row["spk_sim"] = float(sim)
     if ev.emotion is not None:
         for row, it, pred in zip(rows, items, ev.emotion.classify(wavs)):
@@ -95,7 +96,7 @@ def _score_batch(
             if it.emotion is not None:
                 row["emo_label"], row["emo_correct"] = it.emotion, int(pred == it.emotion)
         if refs is not None:
-            for row, sim in zip(rows, _cosine(ev.emotion.embed(wavs), ev.emotion.embed(refs))):
+            for row, sim in zip(rows, cosine_rows(ev.emotion.embed(wavs), ev.emotion.embed(refs))):
                 row["emo_sim"] = float(sim)
     if prosody and refs is not None:
         mel_cfg = LogMelConfig(sample_rate=sample_rate)
