@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-import torch.distributed as dist
 from torch import nn
 
 from local_lib.models.codec_lm import CodecLM
@@ -41,6 +40,7 @@ from local_lib.rl.rollout import (
     Rollouts,
     ScoredRollout,
     SpeechRenderer,
+    mean_over_ranks,
     reward_stats,
     sequence_rewards,
 )
@@ -199,16 +199,4 @@ class GRPOLoop:
             stats["kl"] = loss_stats["kl"]
         if self._last_update_s is not None:
             stats["time/update"] = self._last_update_s
-        return loss, self._mean_over_ranks(stats)
-
-    def _mean_over_ranks(self, stats: dict[str, float]) -> dict[str, float]:
-        """Every rank's rollouts count in the log: means over ranks, group counts summed."""
-        if self.world_size == 1:
-            return stats
-        keys = sorted(stats)
-        values = torch.tensor([stats[k] for k in keys], dtype=torch.float64)
-        dist.all_reduce(values)
-        return {
-            k: float(v) if k == "zero_var_groups" else float(v) / self.world_size
-            for k, v in zip(keys, values.tolist(), strict=True)
-        }
+        return loss, mean_over_ranks(stats, self.world_size, summed=("zero_var_groups",))

@@ -18,12 +18,13 @@ from __future__ import annotations
 import hashlib
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
 import torch
+import torch.distributed as dist
 from torch import nn
 
 from local_lib.data.speech_tokens import PromptPool
@@ -283,3 +284,19 @@ def reward_stats(rewards: RewardOutput, lengths: torch.Tensor) -> dict[str, Any]
         stats[f"reward/{name}"] = float(seq.mean())
         stats[f"reward/{name}_std"] = float(seq.std())
     return stats
+
+
+def mean_over_ranks(
+    stats: dict[str, float], world_size: int, summed: Collection[str] = ()
+) -> dict[str, float]:
+    """Every rank's rollouts count in the log: each stat is averaged over the ranks, except the
+    counts named in ``summed``, which are added up. Every rank must log the same keys."""
+    if world_size == 1:
+        return stats
+    keys = sorted(stats)
+    values = torch.tensor([stats[k] for k in keys], dtype=torch.float64)
+    dist.all_reduce(values)
+    return {
+        k: float(v) if k in summed else float(v) / world_size
+        for k, v in zip(keys, values.tolist(), strict=True)
+    }
