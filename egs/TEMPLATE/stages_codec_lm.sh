@@ -1,21 +1,38 @@
 # Stages of the codec_lm model family, sourced by tts_rl.sh (which has parsed the options and
-# defined log, run_stage and score_system). It sets family_stages, the stages it builds beyond
-# the common ones, and defines family_stage<N> for its part of stage N.
+# defined log, run_stage, score_system and logged_curve_keys). It sets family_stages, the
+# stages it builds beyond the common ones, base_model, stage3_model_args and given_base_model,
+# and defines family_stage<N> for its part of stage N. <tag> is tts_rl.sh's ${tag_suffix}.
 #
 #   2  speech tokenizer on the training features, speech tokens of every set (JOB array)
 #        -> dump/speech_tokenizer/tokenizer.pt, dump/<set>/speech_tokens
-#   4  base codec LM (supervised, zero-shot prompted)      -> exp/tts_base/model/
-#   5  GRPO (method grpo; each of ${method_systems})        -> exp/tts_<system>/model/
+#   3  (the reward models that are not evaluators also get the tokenizer and the speech tokens)
+#   4  base codec LM (supervised, zero-shot prompted)      -> exp/tts_base<tag>/model/
+#   5  the method, for each of ${method_systems}: local_lib.bin.train_<method> (the one command
+#      every codec-LM method takes, see family_stage5)      -> exp/tts_<system><tag>/model/
 #   6  synthesis of each natural test set by base and every trained system, and resynthesis of
 #      the natural audio through the tokenizer (JOB arrays)
-#        -> exp/tts_<system>/synth/<set>/, exp/tokenizer_resynth/<set>/
+#        -> exp/tts_<system><tag>/synth/<set>/, exp/tokenizer_resynth/<set>/
 #   7  scoring: tokenizer resynthesis paired with natural, each method system paired with base;
-#      the TTS systems again with the reward ASR (-> exp/tts_<system>/synth/<set>/reward_asr/)
-#   8  report -> exp/report/REPORT.md, and exp/report_reward_asr/REPORT.md (reward ASR's view)
-family_stages="2 4 6 7 8"
-if [ "${method}" = grpo ]; then family_stages+=" 5"; fi
+#      the TTS systems again with the reward ASR (-> exp/tts_<system><tag>/synth/<set>/reward_asr/)
+#   8  report -> exp/report<tag>/REPORT.md, and exp/report_reward_asr<tag>/REPORT.md (the reward
+#      ASR's view)
+family_stages="2 4 5 6 7 8"
 
 speech_tokenizer=dump/speech_tokenizer/tokenizer.pt
+base_model=model
+# Stage 3's reward models may train on speech tokens (DiffRO's Token2Text).
+stage3_model_args=(--tokenizer "${speech_tokenizer}" --train-tokens "dump/${train_set}/speech_tokens"
+  --valid-tokens "dump/${dev_set}/speech_tokens")
+
+# given_base_model DIR: DIR of --pretrained tts_base=DIR as an absolute path, when it is a
+# CodecLM model directory (another tag's exp/tts_base/model); an error otherwise.
+given_base_model() {
+  [ -f "$1/config.json" ] || {
+    echo "$0: --pretrained tts_base=$1: not a codec LM model directory (no $1/config.json; e.g. exp/tts_base/model)" >&2
+    return 1
+  }
+  readlink -f "$1"
+}
 
 # merge_shards <shard name with JOB> <file>: join the shards 1..${nj} of a JOB array into
 # <file>, C-sorted (with one job the tools write <file> themselves).
@@ -69,28 +86,24 @@ train_system() {
 
 family_stage4() {
   current_stage=4
-  train_system exp/tts_base train_codec_lm --config "conf/codec_lm${config_suffix}.yaml" \
+  train_system "exp/tts_base${tag_suffix}" train_codec_lm --config "conf/codec_lm${config_suffix}.yaml" \
     --tokenizer "${speech_tokenizer}" \
     --train-dir "data/${train_set}" --train-tokens "dump/${train_set}/speech_tokens" \
     --valid-dir "data/${dev_set}" --valid-tokens "dump/${dev_set}/speech_tokens"
 }
 
-# GRPO's reward ASR is the first of --reward_models.
-reward_asr() {
-  local names=(${reward_models})
-  [ ${#names[@]} -gt 0 ] || { echo "$0: GRPO needs a reward ASR: give --reward_models" >&2; return 1; }
-  echo "exp/${names[0]}/model.pt"
-}
-
+# Every codec-LM method trains through local_lib.bin.train_<method>, its variants too (a variant
+# only changes the config), with one command (local_lib/train/method_entry.py parses it): the
+# base, the tokenizer, the training prompts and their speech tokens, and each of --reward_models
+# in order as --reward-model NAME=exp/NAME/model.pt.
 family_stage5() {
   current_stage=5
-  local sys reward
-  reward=$(reward_asr)
+  local sys name reward_opts=()
+  for name in ${reward_models}; do reward_opts+=(--reward-model "${name}=exp/${name}/model.pt"); done
   for sys in ${method_systems}; do
-    train_system "exp/tts_${sys}" train_grpo --config "conf/${sys}${config_suffix}.yaml" \
-      --base-dir exp/tts_base/model --tokenizer "${speech_tokenizer}" \
-      --reward-asr "${reward}" --train-dir "data/${train_set}" \
-      --tokens "dump/${train_set}/speech_tokens"
+    train_system "exp/tts_${sys}${tag_suffix}" "train_${method}" --config "conf/${sys}${config_suffix}.yaml" \
+      --base-dir "exp/tts_base${tag_suffix}/model" --tokenizer "${speech_tokenizer}" \
+      --train-dir "data/${train_set}" --tokens "dump/${train_set}/speech_tokens" "${reward_opts[@]}"
   done
 }
 
@@ -114,8 +127,14 @@ synth_set() {
 tts_systems() {
   local sys
   for sys in base ${method_systems}; do
-    if [ -d "exp/tts_${sys}/model" ]; then echo "${sys}"; else log "no exp/tts_${sys}/model: ${sys} is left out" >&2; fi
+    if [ -d "exp/tts_${sys}${tag_suffix}/model" ]; then echo "${sys}"; else log "no exp/tts_${sys}${tag_suffix}/model: ${sys} is left out" >&2; fi
   done
+}
+
+# The reward ASR of stage 7's second view: the first of --reward_models.
+reward_asr() {
+  local names=(${reward_models})
+  echo "exp/${names[0]}/model.pt"
 }
 
 family_stage6() {
@@ -123,7 +142,8 @@ family_stage6() {
   for dset in ${natural_sets}; do
     synth_set "exp/tokenizer_resynth/${dset}" --tokens-only
     for sys in $(tts_systems); do
-      synth_set "exp/tts_${sys}/synth/${dset}" --model-dir "exp/tts_${sys}/model" --config "conf/codec_lm${config_suffix}.yaml"
+      synth_set "exp/tts_${sys}${tag_suffix}/synth/${dset}" --model-dir "exp/tts_${sys}${tag_suffix}/model" \
+        --config "conf/codec_lm${config_suffix}.yaml"
     done
   done
 }
@@ -135,11 +155,11 @@ family_stage7() {
       "resynthesis through the speech tokenizer (tokens -> mel decoder -> Griffin-Lim)" \
       "exp/natural/${dset}" natural
     for sys in $(tts_systems); do
-      synth="exp/tts_${sys}/synth/${dset}"
+      synth="exp/tts_${sys}${tag_suffix}/synth/${dset}"
       if [ "${sys}" = base ]; then
         score_system --wav-scp "${synth}/wav.scp" "${synth}" "base codec LM"
       else
-        score_system --wav-scp "${synth}/wav.scp" "${synth}" "${sys}" exp/tts_base/synth/"${dset}" base
+        score_system --wav-scp "${synth}/wav.scp" "${synth}" "${sys}" "exp/tts_base${tag_suffix}/synth/${dset}" base
       fi
     done
   done
@@ -150,12 +170,12 @@ family_stage7() {
   score_opts=(--asr "$(reward_asr)" --no-prosody)
   for dset in ${natural_sets}; do
     for sys in $(tts_systems); do
-      synth="exp/tts_${sys}/synth/${dset}"
+      synth="exp/tts_${sys}${tag_suffix}/synth/${dset}"
       if [ "${sys}" = base ]; then
         score_system --wav-scp "${synth}/wav.scp" "${synth}/reward_asr" "base codec LM (reward ASR)"
       else
         score_system --wav-scp "${synth}/wav.scp" "${synth}/reward_asr" "${sys} (reward ASR)" \
-          "exp/tts_base/synth/${dset}/reward_asr" base
+          "exp/tts_base${tag_suffix}/synth/${dset}/reward_asr" base
       fi
     done
   done
@@ -171,25 +191,23 @@ family_stage8() {
   fi
   local opts=(--system "natural=exp/natural/${dset}" "resynth=exp/resynth/${dset}"
     "tokenizer_resynth=exp/tokenizer_resynth/${dset}")
-  for sys in $(tts_systems); do opts+=("${sys}=exp/tts_${sys}/synth/${dset}"); done
-  # Curves of the keys some run logged (GRPO with beta 0 has no reference model, hence no kl).
-  local curves=() keys="" key
+  for sys in $(tts_systems); do opts+=("${sys}=exp/tts_${sys}${tag_suffix}/synth/${dset}"); done
+  local curves=() keys metrics report="exp/report${tag_suffix}" reward_report="exp/report_reward_asr${tag_suffix}"
   for sys in ${method_systems}; do
-    if [ -f "exp/tts_${sys}/metrics.jsonl" ]; then curves+=("exp/tts_${sys}/metrics.jsonl"); opts+=(--curves "${sys}=exp/tts_${sys}/metrics.jsonl"); fi
+    metrics="exp/tts_${sys}${tag_suffix}/metrics.jsonl"
+    if [ -f "${metrics}" ]; then curves+=("${metrics}"); opts+=(--curves "${sys}=${metrics}"); fi
   done
-  for key in reward/mean reward/asr_wer reward/asr_nll kl entropy; do
-    if [ ${#curves[@]} -gt 0 ] && grep -qF "\"${key}\":" "${curves[@]}"; then keys+=" ${key}"; fi
-  done
-  [ -z "${keys}" ] || opts+=(--curve-keys "${keys# }")
-  ${train_cmd} exp/report/log/report.log python -m local_lib.bin.report --out-dir exp/report \
+  keys=$(logged_curve_keys "${curves[@]}")
+  [ -z "${keys}" ] || opts+=(--curve-keys "${keys}")
+  ${train_cmd} "${report}/log/report.log" python -m local_lib.bin.report --out-dir "${report}" \
     --title "${method}${tag:+ (${tag})}: ${dset}" "${opts[@]}" --baseline base --scatter wer \
     --seed "${seed}"
-  log "stage 8: exp/report/REPORT.md"
+  log "stage 8: ${report}/REPORT.md"
   [ -n "${reward_models}" ] || return 0
   local reward_opts=()
-  for sys in $(tts_systems); do reward_opts+=("${sys}=exp/tts_${sys}/synth/${dset}/reward_asr"); done
-  ${train_cmd} exp/report_reward_asr/log/report.log python -m local_lib.bin.report \
-    --out-dir exp/report_reward_asr --title "${method}${tag:+ (${tag})}: ${dset}, scored by the reward ASR" \
+  for sys in $(tts_systems); do reward_opts+=("${sys}=exp/tts_${sys}${tag_suffix}/synth/${dset}/reward_asr"); done
+  ${train_cmd} "${reward_report}/log/report.log" python -m local_lib.bin.report \
+    --out-dir "${reward_report}" --title "${method}${tag:+ (${tag})}: ${dset}, scored by the reward ASR" \
     --system "${reward_opts[@]}" --baseline base --scatter wer --seed "${seed}"
-  log "stage 8: exp/report_reward_asr/REPORT.md"
+  log "stage 8: ${reward_report}/REPORT.md"
 }

@@ -6,11 +6,15 @@
 #   1 corpus preparation (local/data.sh)      -> data/{train,dev,test}
 #   2 features, parallel over --nj            -> dump/<set>/feats.scp
 #   3 reward models and evaluators            -> exp/reward_*, exp/eval_*
-#   4 base TTS                                -> exp/tts_base
-#   5 the method                              -> exp/tts_<method>
+#   4 base TTS                                -> exp/tts_base<tag>
+#   5 the method                              -> exp/tts_<method><tag>
 #   6 synthesis of the test sets              -> exp/*/synth
 #   7 scoring                                 -> exp/*/RESULTS.md
-#   8 report                                  -> exp/report
+#   8 report                                  -> exp/report<tag>
+# <tag> is _<name> with --tag <name>, else empty.
+#
+# A method is local_lib/rl/<method>.py with a METHOD spec (local_lib/rl/method_spec.py): its
+# model family picks the stages file, and stage 5 runs local_lib.bin.train_<method>.
 set -euo pipefail
 
 log() { echo "$(date '+%Y-%m-%dT%H:%M:%S') ($(basename "$0")) $*"; }
@@ -29,6 +33,7 @@ nproc=0
 seed=0
 tag=""
 method=""
+family=""
 feats_config=conf/feats.yaml
 train_set=train
 dev_set=dev
@@ -46,7 +51,12 @@ help_message="Usage: $0 --method <name> [options]
   --nproc N                    DDP processes per training job of stages 4-5 (default: --ngpu,
                                or 1 without GPUs; on CPU they use the gloo backend)
   --seed N                     seed for corpus generation and training (default ${seed})
-  --tag NAME                   suffix for exp/ directories
+  --tag NAME                   names an experiment: the trained systems and the reports go to
+                               exp/tts_base_NAME, exp/tts_<system>_NAME, exp/report_NAME (and
+                               exp/report_reward_asr_NAME); stage 3's models, data/, dump/ and the
+                               natural and resynthesis scores are shared by every tag
+  --family codec_lm|gradtts    the model family of a method not built yet (no METHOD spec in
+                               local_lib/rl/<method>.py): every stage but 5 runs
   --feats_config FILE          log-mel settings (default ${feats_config})
   --config_suffix S            model configs are conf/<name>\${S}.yaml; auto: _mini on the mini
                                corpora, none (the full configs) when a corpus root is given
@@ -56,7 +66,11 @@ help_message="Usage: $0 --method <name> [options]
   --reward_models \"A B\"        stage 3 reward models (conf/<name>*.yaml)
   --evaluators \"A B\"           stage 3 evaluators, eval_asr eval_speaker [eval_emotion]
   --pretrained \"NAME=FILE ...\"  stage 3 takes these reward models/evaluators as trained
-                               (exp/NAME/model.pt links to FILE) instead of training them
+                               (exp/NAME/model.pt links to FILE) instead of training them;
+                               tts_base=DIR: stage 4 links the base to DIR instead of training it
+                               (codec LM: DIR a model dir such as another tag's
+                               exp/tts_base/model; Grad-TTS: a dir with model.pt), so several
+                               methods and tags start from one base
   --esd_root / --libritts_root / --seedtts_root DIR   corpus roots (default: db.sh; empty = mini corpus)"
 
 . ./db.sh
@@ -75,14 +89,20 @@ for opt in stage stop_stage nj ngpu nproc seed; do
 done
 [ "${nj}" -ge 1 ] || { echo "$0: --nj must be at least 1" >&2; exit 1; }
 [ "${nproc}" -ge 1 ] || nproc=$(( ngpu > 0 ? ngpu : 1 ))
+[[ "${tag}" =~ ^[A-Za-z0-9._-]*$ ]] || { echo "$0: --tag may hold only letters, digits, '.', '_' and '-', got '${tag}'" >&2; exit 1; }
+tag_suffix=${tag:+_${tag}}
+# The method's spec (method_family, method_curve_keys, method_built); an unknown method without
+# --family stops here, naming the known ones.
+method_spec=$(python -m local_lib.bin.method_info ${family:+--family "${family}"} "${method}") ||
+  { echo "$0: no stage has run (--method ${method})" >&2; exit 1; }
+eval "${method_spec}"
+family=${method_family}
 
-# The model family decides stages 2 (extra), 4, 5, 6 (extra), 7 (extra) and 8.
-case "${method}" in
-  easpo) family=gradtts ;;
-  *) family=codec_lm ;;
-esac
+# The model family decides stages 2 (extra), 3 (the reward models' extra options), 4, 5,
+# 6 (extra), 7 (extra) and 8; stage 5 only for a method with a spec.
 template_dir=$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")
 . "${template_dir}/stages_${family}.sh"
+[ "${method_built}" = true ] || family_stages=${family_stages//5/}
 built_stages=$(echo ${common_stages} ${family_stages} | tr ' ' '\n' | sort -nu | tr '\n' ' ')
 built_stages=${built_stages% }
 stage_names=([1]="corpus preparation" [2]="features" [3]="reward models and evaluators"
@@ -91,6 +111,8 @@ runnable=""
 for n in $(seq "${stage}" "${stop_stage}"); do
   if [[ " ${built_stages} " == *" ${n} "* ]]; then
     runnable+=" ${n}"
+  elif [ "${n}" = 5 ] && [ "${method_built}" = false ]; then
+    log "stage 5 (${method}) is not built yet: no METHOD in local_lib/rl/${method}.py (declared with --family ${family}): skipped"
   else
     log "stage ${n} (${stage_names[$n]}) is not built yet in this repository: skipped (README.md)"
   fi
@@ -114,6 +136,38 @@ all_sets="${train_set} ${dev_set} ${test_sets}"
 # The optimised systems of stages 5-8: the method itself, then each variant.
 method_systems="${method}"
 for v in ${method_variants}; do method_systems+=" ${method}_${v}"; done
+
+# --pretrained, checked before any stage runs: given[NAME] is the absolute path of a stage-3
+# model, given_base that of the base (the family's given_base_model checks DIR).
+declare -A given=()
+given_base=""
+for item in ${pretrained}; do
+  name=${item%%=*} file=${item#*=}
+  if [ "${name}" = tts_base ] && [[ "${item}" == *=* ]]; then
+    given_base=$(given_base_model "${file}") || exit 1
+    continue
+  fi
+  [[ " ${reward_models} ${evaluators} " == *" ${name} "* && "${item}" == *=* ]] || {
+    echo "$0: --pretrained ${item}: expected NAME=FILE with NAME one of: $(echo ${reward_models} ${evaluators}), or tts_base=DIR" >&2; exit 1; }
+  [ -f "${file}" ] || { echo "$0: --pretrained ${name}: no such file: ${file}" >&2; exit 1; }
+  given[${name}]=$(readlink -f "${file}")
+done
+
+# link_model <stage> <link> <model>: a model given by --pretrained stands where stage <stage>
+# would write <link>. A model already there (--pretrained X=exp/X/model.pt) is accepted; one
+# trained here as a directory is not replaced.
+link_model() {
+  local stage=$1 link=$2 model=$3
+  mkdir -p "$(dirname "${link}")"
+  if [ "$(readlink -f "${link}")" != "${model}" ]; then
+    if [ -d "${link}" ] && [ ! -L "${link}" ]; then
+      echo "$0: stage ${stage}: ${link} was trained here; remove it to use ${model} instead" >&2
+      exit 1
+    fi
+    ln -sfn "${model}" "${link}"
+  fi
+  log "stage ${stage}: ${link} -> ${model} (given, not trained)"
+}
 
 if run_stage 1; then
   log "stage 1: corpus preparation"
@@ -152,31 +206,26 @@ done
 declare -A stage3_pids=()
 if run_stage 3; then
   log "stage 3: reward models and evaluators (configs conf/<name>${config_suffix}.yaml)"
-  declare -A given=()
-  for item in ${pretrained}; do
-    name=${item%%=*} file=${item#*=}
-    [[ " ${reward_models} ${evaluators} " == *" ${name} "* && "${item}" == *=* ]] || {
-      echo "$0: --pretrained ${item}: expected NAME=FILE with NAME one of: ${reward_models} ${evaluators}" >&2; exit 1; }
-    [ -f "${file}" ] || { echo "$0: --pretrained ${name}: no such file: ${file}" >&2; exit 1; }
-    given[${name}]=$(readlink -f "${file}")
-  done
   for name in ${reward_models} ${evaluators}; do
     if [ -n "${given[${name}]:-}" ]; then
-      mkdir -p "exp/${name}"
-      ln -sfn "${given[${name}]}" "exp/${name}/model.pt"
-      log "stage 3: ${name}: exp/${name}/model.pt -> ${given[${name}]} (given, not trained)"
+      link_model 3 "exp/${name}/model.pt" "${given[${name}]}"
       continue
     fi
     if [ -f "exp/${name}/.done" ]; then
       log "stage 3: exp/${name}/.done exists, skipping"
       continue
     fi
-    # Evaluators and CTC reward ASRs (*_ctc) share the evaluator trainer; others have their own.
-    case "${name}" in eval_* | *_ctc) tool=train_evaluator ;; *) tool="train_${name}" ;; esac
+    # Evaluators and CTC reward ASRs (*_ctc) share the evaluator trainer, which reads audio
+    # only; the others have their own and also get the family's stage3_model_args.
+    case "${name}" in
+      eval_* | *_ctc) tool=train_evaluator extra=() ;;
+      *) tool="train_${name}" extra=("${stage3_model_args[@]}") ;;
+    esac
     # Each model trains as its own job (one CPU thread each); they run side by side.
     ${cuda_cmd} "exp/${name}/log/train.log" python -m "local_lib.bin.${tool}" \
       --config "conf/${name}${config_suffix}.yaml" --seed "${seed}" \
-      --train-dir "data/${train_set}" --valid-dir "data/${dev_set}" --out-dir "exp/${name}" &
+      --train-dir "data/${train_set}" --valid-dir "data/${dev_set}" --out-dir "exp/${name}" \
+      "${extra[@]}" &
     stage3_pids[${name}]=$!
   done
 fi
@@ -199,14 +248,23 @@ wait_stage3() {
   [ -z "${failed}" ] || { echo "$0: stage 3 failed, see${failed}" >&2; exit 1; }
 }
 
+# The family's stage 4 writes ${base_model} (its base model) under exp/tts_base<tag>.
 if run_stage 4; then
   log "stage 4: ${stage_names[4]}"
-  run_family_hook 4
+  if [ -n "${given_base}" ]; then
+    link_model 4 "exp/tts_base${tag_suffix}/${base_model}" "${given_base}"
+    # so that a later run without --pretrained never trains into the given base
+    touch "exp/tts_base${tag_suffix}/.done"
+  else
+    run_family_hook 4
+  fi
 fi
 wait_stage3 ${reward_models}
 
 if run_stage 5; then
   log "stage 5: ${stage_names[5]}"
+  [ -e "exp/tts_base${tag_suffix}/${base_model}" ] || {
+    echo "$0: stage 5 needs exp/tts_base${tag_suffix}/${base_model} (stage 4, or --pretrained tts_base=DIR)" >&2; exit 1; }
   run_family_hook 5
 fi
 
@@ -245,6 +303,17 @@ score_system() {
     --title "${dset}: ${title}" --out-dir "${out}"
   touch "${marker}"
   log "stage 7: ${out}/RESULTS.md"
+}
+
+# logged_curve_keys METRICS_FILE...: the method's curve keys (its spec, in order) that some of
+# the given metrics.jsonl files logged; e.g. GRPO with beta 0 has no reference model, hence no kl.
+logged_curve_keys() {
+  local key keys=""
+  [ $# -gt 0 ] || return 0
+  for key in ${method_curve_keys}; do
+    if grep -qF "\"${key}\":" "$@"; then keys+=" ${key}"; fi
+  done
+  echo "${keys# }"
 }
 
 wait_stage3 ${evaluators}

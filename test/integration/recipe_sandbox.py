@@ -47,6 +47,29 @@ def make_sandbox(root: Path, recipe: str, downloads: Path | None = None) -> Path
     return recipe_dir
 
 
+def copy_package(root: Path) -> Path:
+    """Copy local_lib into `root` before `make_sandbox` (which then keeps the copy), so a test can
+    add modules to the sandbox's package without touching the checkout's; path.sh puts `root`
+    first on PYTHONPATH."""
+    package = root / "local_lib"
+    shutil.copytree(REPO_ROOT / "local_lib", package, ignore=shutil.ignore_patterns("__pycache__"))
+    return package
+
+
+def tree_bytes(root: Path, skip: tuple[str, ...] = ()) -> dict[str, bytes]:
+    """Every regular file under `root`, by relative path; symbolic links, __pycache__ and the
+    top-level entries named in `skip` are left out."""
+    files = {}
+    for top, dirs, names in os.walk(root):
+        rel = Path(top).relative_to(root)
+        dirs[:] = [d for d in dirs if d != "__pycache__" and not (rel == Path() and d in skip)]
+        for name in names:
+            path = Path(top) / name
+            if not path.is_symlink() and not (rel == Path() and name in skip):
+                files[str(rel / name)] = path.read_bytes()
+    return files
+
+
 def run_recipe(recipe_dir: Path, *args: str, backend: str = "local", timeout: int = 900) -> RecipeRun:
     env = dict(os.environ, cmd_backend=backend)
     start = time.monotonic()
