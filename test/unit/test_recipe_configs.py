@@ -21,6 +21,7 @@ from local_lib.models.espnet_asr import EspnetRewardASR, build_espnet_asr
 from local_lib.models.evaluator_nets import CtcASRNet, UtteranceClassifierNet
 from local_lib.models.gradtts.recipe_config import GradTTSRecipeConfig
 from local_lib.models.speech_tokenizer import SpeechTokenizerConfig
+from local_lib.rl.dpo_loop import DPOLoopConfig
 from local_lib.rl.easpo_loop import EASPORecipeConfig
 
 EGS = Path(__file__).resolve().parents[2] / "egs"
@@ -49,6 +50,7 @@ TEMPLATE_CONFS = sorted(TEMPLATE.glob("*.yaml"))
 # The class each config file is read as, by file name prefix.
 CONFIG_CLASSES = {
     "codec_lm": CodecLMConfig,
+    "dpo": DPOLoopConfig,
     "easpm": EASPMRecipeConfig,
     "easpo": EASPORecipeConfig,
     "eval_": EvaluatorRecipeConfig,
