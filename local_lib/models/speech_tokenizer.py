@@ -38,7 +38,9 @@ class SpeechTokenizer(Protocol):
 
     def encode(self, audio_or_mel: np.ndarray | torch.Tensor) -> torch.Tensor: ...
 
-    def decode_wav(self, tokens: torch.Tensor, vocoder: Callable[[np.ndarray], np.ndarray]) -> np.ndarray: ...
+    def decode_wav(
+        self, tokens: torch.Tensor, vocoder: Callable[[np.ndarray], np.ndarray]
+    ) -> np.ndarray: ...
 
 
 def load_speech_tokenizer(path: str | Path) -> SpeechTokenizer:
@@ -109,18 +111,26 @@ class KMeansMelTokenizer:
     def train(
         cls, feats: Sequence[np.ndarray], cfg: SpeechTokenizerConfig, mel_cfg: LogMelConfig
     ) -> KMeansMelTokenizer:
-        """Fit k-means on all stacked frames, then the mel decoder; deterministic for ``cfg.seed``."""
+        """Fit k-means on all stacked frames, then the mel decoder; deterministic for
+        ``cfg.seed``."""
         gen = torch.Generator().manual_seed(cfg.seed)
-        vectors = torch.cat([_stack(torch.as_tensor(f, dtype=torch.float32), cfg.stack) for f in feats])
+        vectors = torch.cat(
+            [_stack(torch.as_tensor(f, dtype=torch.float32), cfg.stack) for f in feats]
+        )
         if vectors.shape[1] != cfg.stack * mel_cfg.n_mels:
-            raise ValueError(f"features have {vectors.shape[1] // cfg.stack} mel bins, config says {mel_cfg.n_mels}")
+            raise ValueError(
+                f"features have {vectors.shape[1] // cfg.stack} mel bins, "
+                f"config says {mel_cfg.n_mels}"
+            )
         if len(vectors) < cfg.num_tokens:
             raise ValueError(f"{len(vectors)} stacked frames cannot train {cfg.num_tokens} tokens")
         mean, std = vectors.mean(0), vectors.std(0).clamp(min=1e-5)
         centroids = _kmeans((vectors - mean) / std, cfg.num_tokens, cfg.kmeans_iters, gen)
         with torch.random.fork_rng():  # seeded decoder init without touching the caller's RNG
             torch.manual_seed(cfg.seed)
-            decoder = MelDecoder(mel_cfg.n_mels, cfg.decoder_channels, cfg.decoder_layers, cfg.decoder_kernel)
+            decoder = MelDecoder(
+                mel_cfg.n_mels, cfg.decoder_channels, cfg.decoder_layers, cfg.decoder_kernel
+            )
             tok = cls(cfg, mel_cfg, centroids, mean, std, decoder)
             tok._fit_decoder(feats, gen)
         return tok
@@ -128,7 +138,9 @@ class KMeansMelTokenizer:
     def _fit_decoder(self, feats: Sequence[np.ndarray], gen: torch.Generator) -> None:
         self.decoder.train()
         opt = torch.optim.Adam(self.decoder.parameters(), lr=self.cfg.decoder_lr)
-        pairs = [(self.lookup(self.encode(f)), _trim(torch.as_tensor(f), self.cfg.stack)) for f in feats]
+        pairs = [
+            (self.lookup(self.encode(f)), _trim(torch.as_tensor(f), self.cfg.stack)) for f in feats
+        ]
         for step in range(self.cfg.decoder_steps):
             coarse, target = pairs[int(torch.randint(len(pairs), (1,), generator=gen))]
             loss = (self.decoder(coarse[None]) - target[None]).abs().mean()
@@ -136,7 +148,9 @@ class KMeansMelTokenizer:
             loss.backward()
             opt.step()
             if step % 100 == 0:
-                LOG.info("mel decoder step %d/%d L1 %.4f", step, self.cfg.decoder_steps, loss.item())
+                LOG.info(
+                    "mel decoder step %d/%d L1 %.4f", step, self.cfg.decoder_steps, loss.item()
+                )
         self.decoder.eval()
 
     def encode(self, audio_or_mel: np.ndarray | torch.Tensor) -> torch.Tensor:
@@ -145,7 +159,10 @@ class KMeansMelTokenizer:
         x = torch.as_tensor(audio_or_mel, dtype=torch.float32).cpu().numpy()
         mel = torch.as_tensor(log_mel(x, self.mel_cfg) if x.ndim == 1 else x, dtype=torch.float32)
         if mel.ndim != 2 or mel.shape[1] != self.mel_cfg.n_mels:
-            raise ValueError(f"expected a waveform or log-mel [frames, {self.mel_cfg.n_mels}], got {tuple(mel.shape)}")
+            raise ValueError(
+                f"expected a waveform or log-mel [frames, {self.mel_cfg.n_mels}], "
+                f"got {tuple(mel.shape)}"
+            )
         vectors = (_stack(mel, self.cfg.stack) - self.mean) / self.std
         return torch.cdist(vectors, self.centroids).argmin(dim=1)
 
@@ -162,7 +179,9 @@ class KMeansMelTokenizer:
         """Tokens -> log-mel ``[N * stack, n_mels]``."""
         return self.decoder(self.lookup(tokens)[None])[0]
 
-    def decode_wav(self, tokens: torch.Tensor, vocoder: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+    def decode_wav(
+        self, tokens: torch.Tensor, vocoder: Callable[[np.ndarray], np.ndarray]
+    ) -> np.ndarray:
         return vocoder(self.decode(tokens).numpy())
 
     def save(self, path: str | Path) -> None:
@@ -185,7 +204,9 @@ class KMeansMelTokenizer:
     def from_state(cls, state: Mapping[str, Any]) -> KMeansMelTokenizer:
         cfg = SpeechTokenizerConfig(**state["config"])
         mel_cfg = LogMelConfig(**state["mel_config"])
-        decoder = MelDecoder(mel_cfg.n_mels, cfg.decoder_channels, cfg.decoder_layers, cfg.decoder_kernel)
+        decoder = MelDecoder(
+            mel_cfg.n_mels, cfg.decoder_channels, cfg.decoder_layers, cfg.decoder_kernel
+        )
         decoder.load_state_dict(state["decoder"])
         decoder.eval()
         return cls(cfg, mel_cfg, state["centroids"], state["mean"], state["std"], decoder)

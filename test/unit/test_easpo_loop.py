@@ -84,6 +84,7 @@ def test_resumed_run_equals_uninterrupted_run(recipe: Path) -> None:
     a = load_gradtts(straight / "model.pt").model.state_dict()
     b = load_gradtts(resumed / "model.pt").model.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
+
     def without_timing(path: Path) -> list[dict[str, float]]:
         return [{k: v for k, v in m.items() if k != "time/step"} for m in read_metrics(path)]
 

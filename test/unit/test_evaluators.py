@@ -271,9 +271,13 @@ def test_resynth_shards_add_up_to_the_whole_set(data_dir, tmp_path):
     common = ["--data-dir", str(data_dir), "--n-iter", "4"]
     resynth.main([*common, "--out-dir", str(tmp_path / "whole")])
     for job in (1, 2, 3):
-        resynth.main([*common, "--out-dir", str(tmp_path / "sharded"), "--nj", "3", "--job", str(job)])
+        resynth.main(
+            [*common, "--out-dir", str(tmp_path / "sharded"), "--nj", "3", "--job", str(job)]
+        )
     whole = sorted((tmp_path / "whole" / "wav").glob("*.wav"))
-    assert [p.name for p in whole] == sorted(p.name for p in (tmp_path / "sharded" / "wav").glob("*.wav"))
+    assert [p.name for p in whole] == sorted(
+        p.name for p in (tmp_path / "sharded" / "wav").glob("*.wav")
+    )
     for wav in whole:
         assert wav.read_bytes() == (tmp_path / "sharded" / "wav" / wav.name).read_bytes()
     shard_ids = [
@@ -323,8 +327,20 @@ def test_score_cli_open_vocabulary_scores_the_raw_asr_output(trained, data_dir, 
     hyps = {}
     for extra in ([], ["--open-vocabulary"]):
         out = tmp_path / ("open" if extra else "lexicon")
-        score.main(["--data-dir", str(data_dir), "--wav-scp", str(data_dir / "wav.scp"),
-                    "--out-dir", str(out), "--asr", str(trained["asr"]), "--no-prosody", *extra])
+        score.main(
+            [
+                "--data-dir",
+                str(data_dir),
+                "--wav-scp",
+                str(data_dir / "wav.scp"),
+                "--out-dir",
+                str(out),
+                "--asr",
+                str(trained["asr"]),
+                "--no-prosody",
+                *extra,
+            ]
+        )
         hyps[out.name] = [row["hyp_text"] for row in read_scores(out / "scores.tsv").values()]
     assert hyps["open"] == raw
     assert hyps["lexicon"] == [snap_to_lexicon(h, lexicon) for h in raw]

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from local_lib.models.gradtts import EncoderOutput, GradTTS, GradTTSConfig
+from local_lib.models.gradtts import EncoderOutput, GradTTS
 from local_lib.models.gradtts.alignment import (
     expand_by_path,
     mel_log_likelihood,

@@ -22,7 +22,11 @@ def _fake_feats(n: int = 6, seed: int = 0) -> list[np.ndarray]:
     feats = []
     for _ in range(n):
         segs = [np.repeat(protos[rng.integers(8)][None], rng.integers(4, 11), 0) for _ in range(12)]
-        feats.append((np.concatenate(segs) + rng.normal(0, 0.1, (sum(map(len, segs)), 16))).astype(np.float32))
+        feats.append(
+            (np.concatenate(segs) + rng.normal(0, 0.1, (sum(map(len, segs)), 16))).astype(
+                np.float32
+            )
+        )
     return feats
 
 
@@ -59,7 +63,9 @@ def test_training_is_deterministic(tokenizer: KMeansMelTokenizer) -> None:
     assert torch.equal(again.centroids, tokenizer.centroids)
     mel = _fake_feats(1, seed=7)[0]
     assert torch.equal(again.encode(mel), tokenizer.encode(mel))
-    torch.testing.assert_close(again.decode(again.encode(mel)), tokenizer.decode(tokenizer.encode(mel)))
+    torch.testing.assert_close(
+        again.decode(again.encode(mel)), tokenizer.decode(tokenizer.encode(mel))
+    )
 
 
 def test_reconstruction_beats_trivial_baseline(tokenizer: KMeansMelTokenizer) -> None:
@@ -80,7 +86,9 @@ def test_save_load_identical(tokenizer: KMeansMelTokenizer, tmp_path: Path) -> N
     again = KMeansMelTokenizer.load(tmp_path / "tok" / "speech_tokenizer.pt")
     mel = _fake_feats(1, seed=3)[0]
     assert torch.equal(again.encode(mel), tokenizer.encode(mel))
-    torch.testing.assert_close(again.decode(again.encode(mel)), tokenizer.decode(tokenizer.encode(mel)))
+    torch.testing.assert_close(
+        again.decode(again.encode(mel)), tokenizer.decode(tokenizer.encode(mel))
+    )
 
 
 def test_config_files_and_errors() -> None:

@@ -7,7 +7,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from codec_lm_data import NUM_TOKENS, TINY_MODEL, make_token_set, make_tokenizer, write_codec_lm_config
+from codec_lm_data import (
+    NUM_TOKENS,
+    TINY_MODEL,
+    make_token_set,
+    make_tokenizer,
+    write_codec_lm_config,
+)
 
 from local_lib.bin import train_codec_lm
 from local_lib.bin.train_codec_lm import (
@@ -23,8 +29,10 @@ from local_lib.data.text_tokenizer import CharTokenizer
 from local_lib.models.codec_lm import CodecLM
 from local_lib.train.distributed import DistInfo
 
-TRAIN = {"batch_size": 4, "lr": 3e-3, "warmup_steps": 2, "num_steps": 6, "save_every": 3, "log_every": 3,
-         "valid_every": 3, "valid_utts": 4}  # fmt: skip
+TRAIN = {
+    "batch_size": 4, "lr": 3e-3, "warmup_steps": 2, "num_steps": 6, "save_every": 3,
+    "log_every": 3, "valid_every": 3, "valid_utts": 4,
+}  # fmt: skip
 
 
 def _dist(rank: int = 0, world: int = 1) -> DistInfo:
@@ -60,13 +68,19 @@ def test_dev_loss_is_per_token_not_per_batch(tmp_path: Path) -> None:
     utts = sorted(pool.utt2spk)
     prompts = lm.zero_shot_prompt_ids(utts, pool, seed=0)
     batches = [lm.training_batch([prompts[u]], [pool.tokens[u]]) for u in utts[:2]]
-    batches.append(lm.training_batch([prompts[u] for u in utts[2:]], [pool.tokens[u] for u in utts[2:]]))
+    batches.append(
+        lm.training_batch([prompts[u] for u in utts[2:]], [pool.tokens[u] for u in utts[2:]])
+    )
     total, count = 0.0, 0
     for batch in batches:  # cross-entropy summed over every target token, then one division
         with torch.no_grad():
-            logits = lm.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+            logits = lm.model(
+                input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]
+            ).logits
         labels = batch["labels"][:, 1:]
-        ce = torch.nn.functional.cross_entropy(logits[:, :-1].transpose(1, 2), labels, reduction="sum", ignore_index=-100)
+        ce = torch.nn.functional.cross_entropy(
+            logits[:, :-1].transpose(1, 2), labels, reduction="sum", ignore_index=-100
+        )
         total, count = total + float(ce), count + int((labels != -100).sum())
     assert mean_token_loss(lm.model, batches) == pytest.approx(total / count, rel=1e-5)
 
@@ -81,10 +95,16 @@ def test_batches_depend_only_on_the_step_and_ranks_split_them(tmp_path: Path) ->
         assert torch.equal(one(step)["input_ids"], again(step)["input_ids"])
     # one epoch (2 batches) covers every target exactly once
     targets = [row[row != -100].tolist() for step in (0, 1) for row in one(step)["labels"]]
-    expected = [[t + lm.layout.speech_offset for t in pool.tokens[u]] + [lm.layout.speech_end_id] for u in pool.utt2spk]
+    expected = [
+        [t + lm.layout.speech_offset for t in pool.tokens[u]] + [lm.layout.speech_end_id]
+        for u in pool.utt2spk
+    ]
     assert sorted(targets) == sorted(expected)
     # two ranks each take every other example of the same global batch
-    halves = [SFTData(lm, pool, cfg, seed=1, dist=_dist(r, 2), max_length=256)(0)["labels"] for r in (0, 1)]
+    halves = [
+        SFTData(lm, pool, cfg, seed=1, dist=_dist(r, 2), max_length=256)(0)["labels"]
+        for r in (0, 1)
+    ]
     full = one(0)["labels"]
     rows = {tuple(r[r != -100].tolist()) for h in halves for r in h}
     assert rows == {tuple(r[r != -100].tolist()) for r in full}
@@ -106,7 +126,9 @@ def test_cli_trains_saves_and_resumes_exactly(tmp_path: Path) -> None:
     data = make_token_set(tmp_path / "set")
     tokenizer = make_tokenizer(tmp_path / "tokenizer.pt")
     _run(tmp_path, tmp_path / "a", data, tokenizer)
-    records = [json.loads(line) for line in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()]
+    records = [
+        json.loads(line) for line in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()
+    ]
     assert [r["step"] for r in records] == [3, 6]
     assert all(r["dev_loss"] > 0 and r["loss"] > 0 for r in records)
     lm = CodecLM.from_pretrained(tmp_path / "a" / "model")
@@ -120,12 +142,19 @@ def test_cli_trains_saves_and_resumes_exactly(tmp_path: Path) -> None:
     # a run killed after step 3 (its step-6 checkpoint and model never written) resumes there
     _run(tmp_path, tmp_path / "b", data, tokenizer)
     (tmp_path / "b" / "checkpoints" / "checkpoint_00000006.pt").unlink()
-    resumed_from = torch.load(tmp_path / "b" / "checkpoints" / "checkpoint_00000003.pt", weights_only=False)
+    resumed_from = torch.load(
+        tmp_path / "b" / "checkpoints" / "checkpoint_00000003.pt", weights_only=False
+    )
     assert resumed_from["step"] == 3
     _run(tmp_path, tmp_path / "b", data, tokenizer)
     again = CodecLM.from_pretrained(tmp_path / "b" / "model")
-    for (name, p), q in zip(lm.model.state_dict().items(), again.model.state_dict().values(), strict=True):
+    for (name, p), q in zip(
+        lm.model.state_dict().items(), again.model.state_dict().values(), strict=True
+    ):
         assert torch.equal(p, q), name
     # the second run logged only the step it trained after resuming
-    steps = [json.loads(line)["step"] for line in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
+    steps = [
+        json.loads(line)["step"]
+        for line in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()
+    ]
     assert steps == [3, 6, 6]

@@ -16,7 +16,6 @@ from local_lib.models.gradtts.recipe_config import GradTTSTrainSection
 from tiny_gradtts import TINY_GRADTTS as TINY
 
 
-
 def tiny_bundle() -> GradTTSBundle:
     torch.manual_seed(0)
     tok = CharTokenizer.build(["the cat sat", "a dog ran"])
