@@ -28,6 +28,35 @@ class CrossAttention:
     frame_shift_s: float
 
 
+@dataclass(frozen=True)
+class HeadAttention:
+    """Decoder cross-attention of one (audio, reference text) pair, head by head.
+
+    Kept per ``(layer, head)`` because only some heads of an ASR align text with audio: W3AR
+    picks those (``local_lib.bin.select_attention_heads``) and averages them alone. Rows are as
+    in :class:`CrossAttention`, cut to the valid frames but not renormalised, so averaging heads
+    and renormalising once gives what ``RewardASR.cross_attention`` gives for the same heads.
+    """
+
+    tokens: list[str]
+    word_index: np.ndarray
+    heads: list[tuple[int, int]]  # (layer, head) of each ``weights[p]``
+    weights: np.ndarray  # float32 [len(heads), n_tokens, n_frames]
+    frame_shift_s: float
+
+    def per_head(self) -> np.ndarray:
+        """Each head's rows renormalised over the valid frames: ``[heads, n_tokens, n_frames]``."""
+        return _normalised_rows(self.weights)
+
+    def mean(self) -> np.ndarray:
+        """The heads' mean, rows renormalised over the valid frames: ``[n_tokens, n_frames]``."""
+        return _normalised_rows(self.weights.mean(axis=0))
+
+
+def _normalised_rows(weights: np.ndarray) -> np.ndarray:
+    return weights / np.maximum(weights.sum(axis=-1, keepdims=True), 1e-12)
+
+
 def word_index_of(pieces: Sequence[str]) -> np.ndarray:
     """Word number of each token piece: a piece starting with a space opens a new word,
     a piece that is only space (or empty, a special token) belongs to none (-1)."""
@@ -138,6 +167,38 @@ class RewardASR(ABC):
             out.append(
                 CrossAttention(
                     pieces, word_index_of(pieces), rows.cpu().numpy(), self.frame_shift_s
+                )
+            )
+        return out
+
+    @torch.no_grad()
+    def head_attention(
+        self,
+        wavs: Sequence[np.ndarray],
+        texts: Sequence[str],
+        heads: Sequence[tuple[int, int]] | None = None,
+    ) -> list[HeadAttention]:
+        """Cross-attention of the given ``(layer, head)`` pairs (every head of every layer, layer
+        by layer, when None), one :class:`HeadAttention` per pair of audio and text."""
+        ids, _, attn, _, memory_lens = self._teacher_forced(wavs, texts)
+        if heads is None:
+            heads = [(layer, h) for layer, a in enumerate(attn) for h in range(a.shape[1])]
+        heads = [(int(layer), int(h)) for layer, h in heads]
+        for layer, h in heads:
+            if not (0 <= layer < len(attn) and 0 <= h < attn[0].shape[1]):
+                raise ValueError(
+                    f"head ({layer}, {h}) does not exist: the ASR has {len(attn)} decoder "
+                    f"layers of {attn[0].shape[1]} heads"
+                )
+        chosen = torch.stack([attn[layer][:, h] for layer, h in heads], dim=1).float()
+        start = len(self.prefix_ids()) - 1
+        out = []
+        for b, seq in enumerate(ids):
+            rows = chosen[b, :, start : start + len(seq), : int(memory_lens[b])]
+            pieces = self.token_pieces(seq)
+            out.append(
+                HeadAttention(
+                    pieces, word_index_of(pieces), heads, rows.cpu().numpy(), self.frame_shift_s
                 )
             )
         return out

@@ -23,6 +23,7 @@ from local_lib.models.gradtts.recipe_config import GradTTSRecipeConfig
 from local_lib.models.speech_tokenizer import SpeechTokenizerConfig
 from local_lib.rl.dpo_loop import DPOLoopConfig
 from local_lib.rl.easpo_loop import EASPORecipeConfig
+from local_lib.rl.w3ar_loop import W3ARLoopConfig
 
 EGS = Path(__file__).resolve().parents[2] / "egs"
 TEMPLATE = EGS / "TEMPLATE" / "conf"
@@ -59,6 +60,7 @@ CONFIG_CLASSES = {
     "reward_asr": RewardASRRecipeConfig,
     "reward_ctc": EvaluatorRecipeConfig,
     "speech_tokenizer": SpeechTokenizerConfig,
+    "w3ar": W3ARLoopConfig,
 }
 
 
