@@ -13,6 +13,7 @@ import torch
 from local_lib.bin.train_codec_lm import CodecLMConfig
 from local_lib.bin.train_evaluator import EvaluatorRecipeConfig
 from local_lib.bin.train_reward_asr import RewardASRRecipeConfig
+from local_lib.bin.train_token2text import Token2TextRecipeConfig
 from local_lib.config import load_config, load_yaml
 from local_lib.data.features import LogMelConfig
 from local_lib.models.asr_units import AsrUnits
@@ -21,6 +22,7 @@ from local_lib.models.espnet_asr import EspnetRewardASR, build_espnet_asr
 from local_lib.models.evaluator_nets import CtcASRNet, UtteranceClassifierNet
 from local_lib.models.gradtts.recipe_config import GradTTSRecipeConfig
 from local_lib.models.speech_tokenizer import SpeechTokenizerConfig
+from local_lib.rl.diffro_loop import DiffROLoopConfig
 from local_lib.rl.dpo_loop import DPOLoopConfig
 from local_lib.rl.easpo_loop import EASPORecipeConfig
 from local_lib.rl.w3ar_loop import W3ARLoopConfig
@@ -51,6 +53,7 @@ TEMPLATE_CONFS = sorted(TEMPLATE.glob("*.yaml"))
 # The class each config file is read as, by file name prefix.
 CONFIG_CLASSES = {
     "codec_lm": CodecLMConfig,
+    "diffro": DiffROLoopConfig,
     "dpo": DPOLoopConfig,
     "easpm": EASPMRecipeConfig,
     "easpo": EASPORecipeConfig,
@@ -60,6 +63,7 @@ CONFIG_CLASSES = {
     "reward_asr": RewardASRRecipeConfig,
     "reward_ctc": EvaluatorRecipeConfig,
     "speech_tokenizer": SpeechTokenizerConfig,
+    "token2text": Token2TextRecipeConfig,
     "w3ar": W3ARLoopConfig,
 }
 
