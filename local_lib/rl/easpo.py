@@ -99,7 +99,6 @@ class EASPOConfig:
             )
 
 
-
 def eligible_steps(cfg: EASPOConfig) -> list[int]:
     """Step indices that may branch: past the first ``ceil(κN)`` and with state time in range."""
     first = math.ceil(cfg.kappa * cfg.n_steps - 1e-9)

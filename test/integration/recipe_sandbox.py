@@ -70,7 +70,9 @@ def tree_bytes(root: Path, skip: tuple[str, ...] = ()) -> dict[str, bytes]:
     return files
 
 
-def run_recipe(recipe_dir: Path, *args: str, backend: str = "local", timeout: int = 900) -> RecipeRun:
+def run_recipe(
+    recipe_dir: Path, *args: str, backend: str = "local", timeout: int = 900
+) -> RecipeRun:
     env = dict(os.environ, cmd_backend=backend)
     start = time.monotonic()
     proc = subprocess.run(

@@ -45,7 +45,9 @@ def test_stages_1_2_give_valid_data_and_readable_features(finished_recipes, reci
     for dset in SETS:
         check = subprocess.run(
             ["utils/validate_data_dir.sh", f"data/{dset}"],
-            cwd=recipe_dir, capture_output=True, text=True,
+            cwd=recipe_dir,
+            capture_output=True,
+            text=True,
             env={"PATH": f"{recipe_dir.parents[2] / 'tools/venv/bin'}:/usr/bin:/bin"},
         )
         assert check.returncode == 0, check.stdout + check.stderr
@@ -86,8 +88,9 @@ def test_interrupted_stage_2_is_finished_by_a_rerun(tmp_path, shared_downloads, 
         ark.unlink()
     result = run_recipe(recipe_dir, "--stage", "2", "--stop-stage", "2", "--nj", "2")
     assert result.returncode == 0, result.output
-    assert_same_features(recipe_dir / "dump/dev/feats.scp",
-                         finished_recipes["esd/easpo"] / "dump/dev/feats.scp")
+    assert_same_features(
+        recipe_dir / "dump/dev/feats.scp", finished_recipes["esd/easpo"] / "dump/dev/feats.scp"
+    )
 
 
 def test_nj_1_and_nj_2_give_the_same_features(tmp_path, shared_downloads, finished_recipes):
@@ -95,8 +98,10 @@ def test_nj_1_and_nj_2_give_the_same_features(tmp_path, shared_downloads, finish
     result = run_recipe(recipe_dir, "--stop-stage", "2", "--nj", "1")
     assert result.returncode == 0, result.output
     for dset in SETS:
-        assert_same_features(recipe_dir / f"dump/{dset}/feats.scp",
-                             finished_recipes["libritts/grpo"] / f"dump/{dset}/feats.scp")
+        assert_same_features(
+            recipe_dir / f"dump/{dset}/feats.scp",
+            finished_recipes["libritts/grpo"] / f"dump/{dset}/feats.scp",
+        )
 
 
 @pytest.mark.slurm
@@ -109,11 +114,15 @@ def test_slurm_backend_gives_byte_identical_data_and_features(
     assert result.returncode == 0, result.output
     local_dir = finished_recipes[recipe]
     for dset in SETS:
-        assert data_dir_bytes(recipe_dir / f"data/{dset}") == data_dir_bytes(local_dir / f"data/{dset}")
+        assert data_dir_bytes(recipe_dir / f"data/{dset}") == data_dir_bytes(
+            local_dir / f"data/{dset}"
+        )
         for job in (1, 2):
             ark = f"dump/{dset}/feats.{job}.ark"
             assert (recipe_dir / ark).read_bytes() == (local_dir / ark).read_bytes(), ark
-        assert_same_features(recipe_dir / f"dump/{dset}/feats.scp", local_dir / f"dump/{dset}/feats.scp")
+        assert_same_features(
+            recipe_dir / f"dump/{dset}/feats.scp", local_dir / f"dump/{dset}/feats.scp"
+        )
 
 
 def break_one_wav(recipe_dir: Path, dset: str) -> str:
@@ -137,7 +146,9 @@ def test_failing_feature_job_stops_run_sh_naming_the_log(
     recipe_dir = make_sandbox(tmp_path, "esd/easpo", shared_downloads)
     assert run_recipe(recipe_dir, "--stop-stage", "1").returncode == 0
     utt = break_one_wav(recipe_dir, "dev")
-    result = run_recipe(recipe_dir, "--stage", "2", "--stop-stage", "2", "--nj", "2", backend=backend)
+    result = run_recipe(
+        recipe_dir, "--stage", "2", "--stop-stage", "2", "--nj", "2", backend=backend
+    )
     assert result.returncode != 0
     assert "dump/dev/log/dump_feats." in result.output, result.output
     failed_log = recipe_dir / "dump/dev/log/dump_feats.2.log"
@@ -180,8 +191,10 @@ def test_stage_3_takes_given_models_by_path_instead_of_training(tmp_path):
 
 @pytest.mark.parametrize(
     "spec, message",
-    [("eval_emotion=/dev/null", "NAME one of: reward_ctc eval_asr eval_speaker"),
-     ("eval_asr=/no/such/model.pt", "--pretrained eval_asr: no such file: /no/such/model.pt")],
+    [
+        ("eval_emotion=/dev/null", "NAME one of: reward_ctc eval_asr eval_speaker"),
+        ("eval_asr=/no/such/model.pt", "--pretrained eval_asr: no such file: /no/such/model.pt"),
+    ],
 )
 def test_a_bad_pretrained_model_is_named(tmp_path, spec, message):
     recipe_dir = make_sandbox(tmp_path, "libritts/grpo")

@@ -36,9 +36,12 @@ def easpo_recipe(tmp_path_factory) -> tuple[Path, str]:
     first = run_recipe(recipe_dir, "--stop-stage", "1", "--nj", "2")
     assert first.returncode == 0, first.output
     keep = recipe_dir / "test_small.list"
-    keep.write_text("".join(f"{u}\n" for u in sentences_in_every_emotion(recipe_dir / "data/test", 2)))
+    keep.write_text(
+        "".join(f"{u}\n" for u in sentences_in_every_emotion(recipe_dir / "data/test", 2))
+    )
     subset = subprocess.run(
-        ["bash", "-c", f". ./path.sh && utils/subset_data_dir.sh --utt-list {keep.name} data/test data/{TEST_SET}"],
+        ["bash", "-c", f". ./path.sh && utils/subset_data_dir.sh --utt-list {keep.name} "
+         f"data/test data/{TEST_SET}"],
         cwd=recipe_dir, capture_output=True, text=True, check=False,
     )  # fmt: skip
     assert subset.returncode == 0, subset.stderr

@@ -71,7 +71,10 @@ def test_stages_4_and_5_train_base_and_grpo(recipe):
     base = CodecLM.from_pretrained(recipe_dir / "exp/tts_base/model")
     grpo = CodecLM.from_pretrained(recipe_dir / "exp/tts_grpo/model")
     assert grpo.layout.vocab_size == base.layout.vocab_size
-    changed = [not torch.equal(p, q) for p, q in zip(base.model.parameters(), grpo.model.parameters(), strict=True)]
+    changed = [
+        not torch.equal(p, q)
+        for p, q in zip(base.model.parameters(), grpo.model.parameters(), strict=True)
+    ]
     assert any(changed), "GRPO left the base model unchanged"
     base_log = [json.loads(line) for line in (recipe_dir / "exp/tts_base/metrics.jsonl").open()]
     assert "dev_loss" in base_log[-1] and base_log[-1]["loss"] > 0
@@ -91,11 +94,16 @@ def test_stage_6_synthesises_with_every_system(recipe):
 def test_stage_7_scores_against_natural_and_base(recipe):
     recipe_dir, _ = recipe
     utts = utts_of(recipe_dir, "test")
-    for out, compare in (("exp/tokenizer_resynth/test", "natural"), ("exp/tts_grpo/synth/test", "base")):
+    for out, compare in (
+        ("exp/tokenizer_resynth/test", "natural"),
+        ("exp/tts_grpo/synth/test", "base"),
+    ):
         assert [row["utt"] for row in read_scores(recipe_dir / out / "scores.tsv")] == utts
         results = (recipe_dir / out / "RESULTS.md").read_text()
         assert "| WER (%) |" in results and f"Paired difference: this system − {compare}" in results
-    assert [row["utt"] for row in read_scores(recipe_dir / "exp/tts_base/synth/test/scores.tsv")] == utts
+    assert [
+        row["utt"] for row in read_scores(recipe_dir / "exp/tts_base/synth/test/scores.tsv")
+    ] == utts
     # the reward ASR's view of the same audio, GRPO paired with base
     reward_view = (recipe_dir / "exp/tts_grpo/synth/test/reward_asr/RESULTS.md").read_text()
     assert "| WER (%) |" in reward_view and "Paired difference: this system − base" in reward_view
@@ -116,10 +124,14 @@ def test_stage_8_reports_every_system(recipe):
 
 def test_rerun_skips_finished_work(recipe):
     recipe_dir, _ = recipe
-    result = run_recipe(recipe_dir, "--stage", "2", "--stop-stage", "6", "--nj", "2", "--config_suffix", "_debug")
+    result = run_recipe(
+        recipe_dir, "--stage", "2", "--stop-stage", "6", "--nj", "2", "--config_suffix", "_debug"
+    )
     assert result.returncode == 0, result.output
-    for done in ("dump/speech_tokenizer/.done", "dump/test/.speech_tokens.done", "exp/tts_base/.done",
-                 "exp/tts_grpo/.done", "exp/tts_grpo/synth/test/.done", "exp/reward_ctc/.done"):  # fmt: skip
+    for done in (
+        "dump/speech_tokenizer/.done", "dump/test/.speech_tokens.done", "exp/tts_base/.done",
+        "exp/tts_grpo/.done", "exp/tts_grpo/synth/test/.done", "exp/reward_ctc/.done",
+    ):  # fmt: skip
         assert f"{done} exists, skipping" in result.output, done
 
 
@@ -133,8 +145,13 @@ def test_interrupted_stage_4_resumes_from_its_checkpoint(recipe):
     checkpoints[-1].unlink()
     shutil.rmtree(out / "model")
     (out / ".done").unlink()
-    result = run_recipe(recipe_dir, "--stage", "4", "--stop-stage", "4", "--config_suffix", "_debug")
+    result = run_recipe(
+        recipe_dir, "--stage", "4", "--stop-stage", "4", "--config_suffix", "_debug"
+    )
     assert result.returncode == 0, result.output
-    assert f"resumed from exp/tts_base/checkpoints/{checkpoints[0].name}" in (out / "log/train.log").read_text()
+    assert (
+        f"resumed from exp/tts_base/checkpoints/{checkpoints[0].name}"
+        in (out / "log/train.log").read_text()
+    )
     again = CodecLM.from_pretrained(out / "model").model.state_dict()
     assert all(torch.equal(final[k], again[k]) for k in final)
