@@ -137,10 +137,14 @@ reward_asr() {
   echo "exp/${names[0]}/model.pt"
 }
 
+# is_natural DSET: the set has natural audio of its own text (a seed-tts-eval list has only
+# prompts, and is synthesised from each utterance's own prompt).
+is_natural() { [[ " ${natural_sets} " == *" $1 "* ]]; }
+
 family_stage6() {
   local sys
-  for dset in ${natural_sets}; do
-    synth_set "exp/tokenizer_resynth/${dset}" --tokens-only
+  for dset in ${test_sets}; do
+    if is_natural "${dset}"; then synth_set "exp/tokenizer_resynth/${dset}" --tokens-only; fi
     for sys in $(tts_systems); do
       synth_set "exp/tts_${sys}${tag_suffix}/synth/${dset}" --model-dir "exp/tts_${sys}${tag_suffix}/model" \
         --config "conf/codec_lm${config_suffix}.yaml"
@@ -148,66 +152,75 @@ family_stage6() {
   done
 }
 
-family_stage7() {
-  local sys synth
-  for dset in ${natural_sets}; do
-    score_system --wav-scp "exp/tokenizer_resynth/${dset}/wav.scp" "exp/tokenizer_resynth/${dset}" \
-      "resynthesis through the speech tokenizer (tokens -> mel decoder -> Griffin-Lim)" \
-      "exp/natural/${dset}" natural
-    for sys in $(tts_systems); do
-      synth="exp/tts_${sys}${tag_suffix}/synth/${dset}"
-      if [ "${sys}" = base ]; then
-        score_system --wav-scp "${synth}/wav.scp" "${synth}" "base codec LM"
-      else
-        score_system --wav-scp "${synth}/wav.scp" "${synth}" "${sys}" "exp/tts_base${tag_suffix}/synth/${dset}" base
-      fi
-    done
+# score_tts_systems <sub> <title suffix>: every TTS system's audio of test set ${dset}, scored
+# with ${score_opts[@]} into <synth dir>[/<sub>], each method system paired with base.
+score_tts_systems() {
+  local sub=${1:+/$1} what=$2 sys synth
+  for sys in $(tts_systems); do
+    synth="exp/tts_${sys}${tag_suffix}/synth/${dset}"
+    if [ "${sys}" = base ]; then
+      score_system --wav-scp "${synth}/wav.scp" "${synth}${sub}" "base codec LM${what}"
+    else
+      score_system --wav-scp "${synth}/wav.scp" "${synth}${sub}" "${sys}${what}" \
+        "exp/tts_base${tag_suffix}/synth/${dset}${sub}" base
+    fi
   done
-  [ -n "${reward_models}" ] || return 0
+}
+
+family_stage7() {
+  for dset in ${test_sets}; do
+    if is_natural "${dset}"; then
+      score_system --wav-scp "exp/tokenizer_resynth/${dset}/wav.scp" "exp/tokenizer_resynth/${dset}" \
+        "resynthesis through the speech tokenizer (tokens -> mel decoder -> Griffin-Lim)" \
+        "exp/natural/${dset}" natural
+    fi
+    score_tts_systems "" ""
+  done
+  [ -n "${reward_models}" ] && [ "${method_reward_asr_view}" = true ] || return 0
   # The reward ASR's view of the same audio (<synth>/reward_asr): a gain the reward ASR sees
   # and the evaluators do not is reward hacking.
   local evaluator_opts=("${score_opts[@]}")
   score_opts=(--asr "$(reward_asr)" --no-prosody)
-  for dset in ${natural_sets}; do
-    for sys in $(tts_systems); do
-      synth="exp/tts_${sys}${tag_suffix}/synth/${dset}"
-      if [ "${sys}" = base ]; then
-        score_system --wav-scp "${synth}/wav.scp" "${synth}/reward_asr" "base codec LM (reward ASR)"
-      else
-        score_system --wav-scp "${synth}/wav.scp" "${synth}/reward_asr" "${sys} (reward ASR)" \
-          "exp/tts_base${tag_suffix}/synth/${dset}/reward_asr" base
-      fi
-    done
-  done
+  for dset in ${test_sets}; do score_tts_systems reward_asr " (reward ASR)"; done
   score_opts=("${evaluator_opts[@]}")
 }
 
+# report_dir <name> <set>: exp/<name><tag> for the first of --test_sets, exp/<name><tag>_<set>
+# for each further one, so every test set keeps its own report.
+report_dir() {
+  local sets=(${test_sets})
+  if [ "$2" = "${sets[0]}" ]; then echo "exp/$1${tag_suffix}"; else echo "exp/$1${tag_suffix}_$2"; fi
+}
+
 family_stage8() {
-  local sets=(${natural_sets}) sys
-  local dset=${sets[0]:-}
-  if [ -z "${dset}" ]; then
-    log "stage 8: no test set with natural audio to report on"
-    return 0
-  fi
-  local opts=(--system "natural=exp/natural/${dset}" "resynth=exp/resynth/${dset}"
-    "tokenizer_resynth=exp/tokenizer_resynth/${dset}")
-  for sys in $(tts_systems); do opts+=("${sys}=exp/tts_${sys}${tag_suffix}/synth/${dset}"); done
-  local curves=() keys metrics report="exp/report${tag_suffix}" reward_report="exp/report_reward_asr${tag_suffix}"
+  local dset sys opts report reward_report
+  local curves=() curve_opts=() keys metrics
   for sys in ${method_systems}; do
     metrics="exp/tts_${sys}${tag_suffix}/metrics.jsonl"
-    if [ -f "${metrics}" ]; then curves+=("${metrics}"); opts+=(--curves "${sys}=${metrics}"); fi
+    if [ -f "${metrics}" ]; then curves+=("${metrics}"); curve_opts+=(--curves "${sys}=${metrics}"); fi
   done
   keys=$(logged_curve_keys "${curves[@]}")
-  [ -z "${keys}" ] || opts+=(--curve-keys "${keys}")
-  ${train_cmd} "${report}/log/report.log" python -m local_lib.bin.report --out-dir "${report}" \
-    --title "${method}${tag:+ (${tag})}: ${dset}" "${opts[@]}" --baseline base --scatter wer \
-    --seed "${seed}"
-  log "stage 8: ${report}/REPORT.md"
-  [ -n "${reward_models}" ] || return 0
-  local reward_opts=()
-  for sys in $(tts_systems); do reward_opts+=("${sys}=exp/tts_${sys}${tag_suffix}/synth/${dset}/reward_asr"); done
-  ${train_cmd} "${reward_report}/log/report.log" python -m local_lib.bin.report \
-    --out-dir "${reward_report}" --title "${method}${tag:+ (${tag})}: ${dset}, scored by the reward ASR" \
-    --system "${reward_opts[@]}" --baseline base --scatter wer --seed "${seed}"
-  log "stage 8: ${reward_report}/REPORT.md"
+  [ -z "${keys}" ] || curve_opts+=(--curve-keys "${keys}")
+  for dset in ${test_sets}; do
+    report=$(report_dir report "${dset}")
+    if is_natural "${dset}"; then
+      opts=(--system "natural=exp/natural/${dset}" "resynth=exp/resynth/${dset}"
+        "tokenizer_resynth=exp/tokenizer_resynth/${dset}")
+    else
+      opts=(--metric-set seedtts --system)
+    fi
+    for sys in $(tts_systems); do opts+=("${sys}=exp/tts_${sys}${tag_suffix}/synth/${dset}"); done
+    ${train_cmd} "${report}/log/report.log" python -m local_lib.bin.report --out-dir "${report}" \
+      --title "${method}${tag:+ (${tag})}: ${dset}" "${opts[@]}" "${curve_opts[@]}" --baseline base \
+      --scatter wer --seed "${seed}"
+    log "stage 8: ${report}/REPORT.md"
+    [ -n "${reward_models}" ] && [ "${method_reward_asr_view}" = true ] || continue
+    reward_report=$(report_dir report_reward_asr "${dset}")
+    opts=()
+    for sys in $(tts_systems); do opts+=("${sys}=exp/tts_${sys}${tag_suffix}/synth/${dset}/reward_asr"); done
+    ${train_cmd} "${reward_report}/log/report.log" python -m local_lib.bin.report \
+      --out-dir "${reward_report}" --title "${method}${tag:+ (${tag})}: ${dset}, scored by the reward ASR" \
+      --system "${opts[@]}" --baseline base --scatter wer --seed "${seed}"
+    log "stage 8: ${reward_report}/REPORT.md"
+  done
 }

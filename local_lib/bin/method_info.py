@@ -4,6 +4,7 @@
     method_family=codec_lm
     method_curve_keys='reward/mean reward/asr_wer reward/asr_nll kl entropy'
     method_built=true
+    method_reward_asr_view=true
 
 A method is ``local_lib/rl/<name>.py`` with a module-level ``METHOD = MethodSpec(...)``
 (``local_lib.rl.method_spec``); an unknown name exits 1 naming the known methods. ``--family F``
@@ -28,15 +29,16 @@ def shell_lines(method: str, family: str | None) -> list[str]:
     except UnknownMethodError:
         if family is None:
             raise
-        family_of, keys, built = family, (), False
+        family_of, keys, built, view = family, (), False, True
     else:
         if family not in (None, spec.family):
             raise ValueError(f"method {method!r} is of the {spec.family} family, not {family}")
-        family_of, keys, built = spec.family, spec.curve_keys, True
+        family_of, keys, built, view = spec.family, spec.curve_keys, True, spec.reward_asr_view
     return [
         f"method_family={family_of}",
         f"method_curve_keys={shlex.quote(' '.join(keys))}",
         f"method_built={str(built).lower()}",
+        f"method_reward_asr_view={str(view).lower()}",
     ]
 
 

@@ -97,7 +97,9 @@ def main(argv: list[str] | None = None) -> None:
         items, metrics = seedtts_items(args.seedtts_list, args.wav_dir), SEEDTTS_METRICS
     else:
         items = data_dir_items(args.data_dir, args.wav_dir, args.wav_scp, args.reference)
-        metrics = CORPUS_METRICS
+        # a seed-tts-eval list prepared as a data dir is scored as seed-tts-eval scores it
+        seedtts = (args.data_dir / "utt2prompt_wav").is_file()
+        metrics = SEEDTTS_METRICS if seedtts else CORPUS_METRICS
     evaluators = Evaluators(
         *(load_evaluator(p) if p else None for p in (args.asr, args.speaker, args.emotion))
     )

@@ -87,6 +87,9 @@ class PromptPool:
     tokens: dict[str, list[int]]
     source: str  # the token file, named in errors
     labels: dict[str, dict[str, str]] = field(default_factory=dict)  # name -> utt -> label
+    # A seed-tts-eval list (utt2prompt_text): each utterance's own audio, whose transcript this
+    # is, is its prompt, and ``texts`` holds the target texts to synthesise.
+    prompt_texts: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def load(
@@ -107,7 +110,10 @@ class PromptPool:
         for file, name in LABEL_FILES.items():
             if (data_dir / file).is_file():
                 labels[name] = _utterance_labels(data_dir / file, utt2spk)
-        return cls(texts, utt2spk, tokens, str(tokens_path), labels)
+        prompt_texts = {}
+        if (data_dir / "utt2prompt_text").is_file():
+            prompt_texts = _utterance_labels(data_dir / "utt2prompt_text", utt2spk)
+        return cls(texts, utt2spk, tokens, str(tokens_path), labels, prompt_texts)
 
     def pick(self, utts: Sequence[str], seed: int, match: str = "speaker") -> dict[str, str]:
         """Each target's speaker prompt (``local_lib.data.prompts.pick_prompts`` over this pool):
@@ -136,7 +142,7 @@ class PromptPool:
 
 def _utterance_labels(path: Path, utt2spk: Mapping[str, str]) -> dict[str, str]:
     """``utt2*`` as it is, ``spk2*`` spread over each speaker's utterances; every utterance
-    must get a label."""
+    must get an entry."""
     table = read_kv(path)
     per_speaker = path.name.startswith("spk2")
     labels, missing = {}, []

@@ -304,7 +304,11 @@ class CodecLM:
         self, utts: Sequence[str], pool: PromptPool, seed: int
     ) -> dict[str, list[int]]:
         """Each target's text after its speaker prompt's text, then the prompt's speech tokens
-        (the prompt picked from ``pool`` by ``pick_prompts``, so every stage agrees on it)."""
+        (the prompt picked from ``pool`` by ``pick_prompts``, so every stage agrees on it; in a
+        seed-tts-eval list, each utterance's own prompt audio and its transcript)."""
+        if pool.prompt_texts:
+            own = pool.prompt_texts
+            return {u: self.prompt_ids(pool.texts[u], own[u], pool.tokens[u]) for u in utts}
         prompts = pool.pick(utts, seed)
         return {
             utt: self.prompt_ids(pool.texts[utt], pool.texts[prompt], pool.tokens[prompt])

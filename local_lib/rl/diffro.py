@@ -19,7 +19,9 @@ import torch
 from local_lib.rl.method_spec import MethodSpec
 
 METHOD = MethodSpec(
-    family="codec_lm", curve_keys=("reward/total", "reward/text", "kl", "t2t_wer", "entropy")
+    family="codec_lm",
+    curve_keys=("reward/total", "reward/text", "kl", "t2t_wer", "entropy"),
+    reward_asr_view=False,  # Token2Text reads speech tokens, not audio
 )
 
 

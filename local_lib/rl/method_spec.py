@@ -28,10 +28,14 @@ class MethodSpec:
     ``family``: the TTS model it post-trains (``egs/TEMPLATE/stages_<family>.sh``).
     ``curve_keys``: the ``metrics.jsonl`` keys stage 8 plots, in order (those no run logged are
     left out; none at all: every logged key).
+    ``reward_asr_view``: the method's first reward model is an ASR that reads audio, so stages
+    7-8 also score every system's test audio with it (the reward model's view beside the
+    evaluators'); False for a reward that reads something else (DiffRO's speech tokens).
     """
 
     family: Family
     curve_keys: tuple[str, ...] = ()
+    reward_asr_view: bool = True
 
     def __post_init__(self) -> None:
         if self.family not in FAMILIES:

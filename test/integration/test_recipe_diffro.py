@@ -2,9 +2,10 @@
 
 One run of ./run.sh --nj 2 --config_suffix _debug: stage 3 trains Token2Text on the speech
 tokens of stage 2 (beside the evaluators), stage 5 trains DiffRO and its three variants from
-the one base. Stages 6-8 run but find no test set with natural audio (the seed-tts-eval list
-has none; its synthesis is not built). The tests check what stages 3 and 5 left behind and
-that a re-run skips them.
+the one base. Stages 6-8 synthesise the seed-tts-eval list (each utterance from its own prompt
+audio and transcript) with every system and score it the seed-tts-eval way. The tests check
+what stages 3 and 5 left behind, the seed-tts-eval scores and report, and that a re-run skips
+finished work.
 """
 
 from __future__ import annotations
@@ -85,3 +86,20 @@ def test_rerun_skips_finished_work(recipe):
     systems = (f"exp/tts_{s}/.done" for s in SYSTEMS)
     for done in ("exp/token2text/.done", "exp/tts_base/.done", *systems):
         assert f"{done} exists, skipping" in result.output, done
+
+
+def test_the_seed_tts_eval_list_is_synthesised_scored_and_reported(recipe):
+    recipe_dir, _ = recipe
+    utts = [line.split()[0] for line in (recipe_dir / "data/test/text").read_text().splitlines()]
+    for sys in ("base", *SYSTEMS):
+        synth = recipe_dir / f"exp/tts_{sys}/synth/test"
+        want = sorted(synth / "wav" / f"{u}.wav" for u in utts)
+        assert sorted((synth / "wav").glob("*.wav")) == want
+        results = (synth / "RESULTS.md").read_text()
+        assert "WER (%), mean of per-utterance WER" in results and "SIM to prompt" in results
+        # Token2Text reads tokens, not audio: no reward-ASR view of the audio
+        assert not (synth / "reward_asr").exists()
+    report = (recipe_dir / "exp/report/REPORT.md").read_text()
+    assert "mean of per-utterance WER" in report
+    assert all(sys in report for sys in SYSTEMS)
+    assert not (recipe_dir / "exp/report_reward_asr").exists()

@@ -70,12 +70,14 @@ def test_method_info_prints_shell_lines_for_a_toy_method(rl_dir, capsys):
     method_info.main(["toy_method"])
     assert capsys.readouterr().out.splitlines() == [
         "method_family=codec_lm", "method_curve_keys='reward/mean kl'", "method_built=true",
+        "method_reward_asr_view=true",
     ]  # fmt: skip
 
 
 def test_method_info_declares_a_method_not_built_yet():
     assert method_info.shell_lines("not_built_yet", "codec_lm") == [
         "method_family=codec_lm", "method_curve_keys=''", "method_built=false",
+        "method_reward_asr_view=true",
     ]  # fmt: skip
 
 
@@ -107,3 +109,8 @@ def test_method_info_fails_naming_the_problem(venv_python, args, message):
     assert result.stderr.startswith(message)
     if "known: " in message:
         assert "easpo" in result.stderr.split("known: ")[1].split()
+
+
+def test_a_method_whose_reward_reads_tokens_has_no_reward_asr_view():
+    assert "method_reward_asr_view=false" in method_info.shell_lines("diffro", None)
+    assert "method_reward_asr_view=true" in method_info.shell_lines("grpo", None)

@@ -205,3 +205,19 @@ def test_rollout_without_rewards_only_samples(tokenizer, tmp_path: Path) -> None
     assert scored.rewards is None and set(scored.timings) == {"time/generate"}
     assert scored.utt_ids() == [f"{u}#{k}" for u in scored.targets for k in range(2)]
     assert isinstance(scored.references, RewardReferences)
+
+
+def test_a_seed_tts_eval_set_prompts_each_utterance_with_its_own_audio(tmp_path: Path) -> None:
+    data, tokens = _data_dir(tmp_path)
+    own = {u: f"prompt of {u}" for u in TEXTS}
+    write_kv(data / "utt2prompt_text", own)
+    pool = PromptPool.load(data, tokens)
+    assert pool.prompt_texts == own
+    lm = CodecLM.from_config(TINY_LM, CharTokenizer.build([*TEXTS.values(), *own.values()]), 8)
+    prompts = lm.zero_shot_prompt_ids(["a_2", "b_1"], pool, seed=0)
+    # target text a_2 after a_2's own prompt transcript, then a_2's own (prompt) speech tokens
+    assert prompts["a_2"] == lm.prompt_ids("a mat", "prompt of a_2", [1, 2, 3, 1])
+    assert prompts["b_1"] == lm.prompt_ids("sat on", "prompt of b_1", [1, 2, 3, 3])
+    write_kv(data / "utt2prompt_text", {u: t for u, t in own.items() if u != "b_3"})
+    with pytest.raises(SpeechTokensError, match=r"utt2prompt_text: no entry for b_3"):
+        PromptPool.load(data, tokens)
