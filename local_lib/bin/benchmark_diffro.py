@@ -18,7 +18,6 @@ ends with ``diffro_step_speedup_vs_grpo=<ratio>`` (GRPO step time over DiffRO st
 from __future__ import annotations
 
 import argparse
-import copy
 import dataclasses
 import logging
 import time
@@ -88,12 +87,6 @@ def timed_steps(
     return records, batches
 
 
-def fresh_copy(base: CodecLM) -> CodecLM:
-    lm = copy.copy(base)
-    lm.model = copy.deepcopy(base.model)
-    return lm
-
-
 def build_loops(args: argparse.Namespace) -> tuple[dict[str, MethodLoop], dict[str, float]]:
     """The two loops on copies of one base, and each method's learning rate."""
     grpo_cfg = load_config(args.grpo_config, GRPOLoopConfig)
@@ -112,9 +105,9 @@ def build_loops(args: argparse.Namespace) -> tuple[dict[str, MethodLoop], dict[s
 
     rewards = build_rewards(grpo_cfg.rewards, {"scorer": scorer})
     loops = {
-        "grpo": GRPOLoop(fresh_copy(base), renderer(), rewards, pool, grpo_cfg, args.seed),
+        "grpo": GRPOLoop(base.clone(), renderer(), rewards, pool, grpo_cfg, args.seed),
         "diffro": DiffROLoop(
-            fresh_copy(base), renderer(), load_token2text(args.token2text), pool, diffro_cfg,
+            base.clone(), renderer(), load_token2text(args.token2text), pool, diffro_cfg,
             args.seed,
         ),
     }  # fmt: skip

@@ -16,7 +16,6 @@ time over mel step time).
 from __future__ import annotations
 
 import argparse
-import copy
 import dataclasses
 import logging
 import time
@@ -103,8 +102,7 @@ def main(argv: list[str] | None = None) -> None:
         path_cfg = dataclasses.replace(
             cfg, rollout=dataclasses.replace(cfg.rollout, reward_input=path)
         )
-        lm = copy.copy(base)
-        lm.model = copy.deepcopy(base.model)
+        lm = base.clone()
         renderer = SpeechRenderer(tokenizer, cfg.rollout.vocoder_iters, cfg.rollout.min_wav_s)
         rewards = build_rewards(cfg.rewards, {"scorer": scorer})
         loops[path] = GRPOLoop(lm, renderer, rewards, pool, path_cfg, args.seed)

@@ -16,6 +16,7 @@ alignment with it; with sequential positions it babbles (egs/libritts/grpo/READM
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import os
@@ -238,6 +239,15 @@ class CodecLM:
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
+
+    def clone(self, frozen: bool = False) -> CodecLM:
+        """The same layout and tokenizer with its own copy of the weights: a method's frozen
+        reference (``frozen``: eval mode, no gradients) or another trainable copy."""
+        out = copy.copy(self)
+        out.model = copy.deepcopy(self.model)
+        if frozen:
+            out.model.eval().requires_grad_(False)
+        return out
 
     def prompt_ids(
         self, text: str, prompt_text: str | None = None, prompt_speech: Sequence[int] | None = None

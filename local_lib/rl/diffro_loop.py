@@ -15,7 +15,6 @@ before the Trainer loads any checkpoint.
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import logging
 import time
@@ -141,8 +140,7 @@ class DiffROLoop:
         reward_model.net.to(lm.model.device).eval().requires_grad_(False)
         self.reference: CodecLM | None = None
         if cfg.loss.beta > 0:
-            self.reference = copy.copy(lm)  # same layout and tokenizer, its own frozen weights
-            self.reference.model = copy.deepcopy(lm.model).eval().requires_grad_(False)
+            self.reference = lm.clone(frozen=True)
 
     @torch.no_grad()
     def batch(self, index: int) -> DiffROBatch:

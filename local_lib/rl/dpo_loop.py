@@ -20,7 +20,6 @@ checkpoints fall on round boundaries, so a resumed run repeats the uninterrupted
 
 from __future__ import annotations
 
-import copy
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -105,8 +104,7 @@ class DPOLoop:
     ) -> None:
         self.lm, self.cfg, self.rank, self.world_size = lm, cfg, rank, world_size
         ro = cfg.rollout
-        self.reference = copy.copy(lm)  # same layout and tokenizer, its own frozen weights
-        self.reference.model = copy.deepcopy(lm.model).eval().requires_grad_(False)
+        self.reference = lm.clone(frozen=True)
         sampler = lm if cfg.dpo.refresh_every else self.reference
         prompts = PromptSource(lm, pool, seed, ro.prompts_per_step, ro.prompt_match)
         self.rollouts = Rollouts(sampler, prompts, renderer, rewards, ro, seed, rank)

@@ -13,10 +13,8 @@ boundaries, so a resumed run repeats the uninterrupted one. The frozen reference
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import logging
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -40,6 +38,7 @@ from local_lib.rl.rollout import (
     Rollouts,
     ScoredRollout,
     SpeechRenderer,
+    UpdateTimer,
     mean_over_ranks,
     reward_stats,
     sequence_rewards,
@@ -115,23 +114,13 @@ class GRPOLoop:
         self.policy = PolicyLogProbs(lm, ro.temperature)
         self.reference: CodecLM | None = None
         if cfg.loss.beta > 0:
-            self.reference = copy.copy(lm)  # same layout and tokenizer, its own frozen weights
-            self.reference.model = copy.deepcopy(lm.model).eval().requires_grad_(False)
+            self.reference = lm.clone(frozen=True)
         self._current: GroupRollout | None = None
-        self._update_start: float | None = None
-        self._last_update_s: float | None = None
+        self.timer = UpdateTimer()
         self._timed_index: int | None = None
 
     def attach(self, optimizer: torch.optim.Optimizer) -> None:
-        """Time each update from the loss's forward to the end of ``optimizer.step()`` (backward
-        included). The Trainer logs a step's stats before its backward, so ``time/update`` in
-        the record of step ``n`` is the update time of step ``n - 1``."""
-
-        def stamp(*_: Any) -> None:
-            if self._update_start is not None:
-                self._last_update_s = time.perf_counter() - self._update_start
-
-        optimizer.register_step_post_hook(stamp)
+        self.timer.attach(optimizer)
 
     def batch(self, step: int) -> GroupRollout:
         """The rollout batch for (0-based) optimizer step ``step``; made once per batch."""
@@ -182,7 +171,7 @@ class GRPOLoop:
 
     def loss(self, model: nn.Module, batch: GroupRollout) -> tuple[torch.Tensor, dict[str, float]]:
         """The Trainer's ``loss_fn``; ``model`` is the (possibly DDP-wrapped) PolicyLogProbs."""
-        self._update_start = time.perf_counter()
+        self.timer.start()
         ro = batch.scored.rollout
         logp, logits = model(batch.scored.prompts, ro.completion_ids, ro.mask)
         loss, loss_stats = grpo_loss(
@@ -197,6 +186,5 @@ class GRPOLoop:
         stats["entropy"] = loss_stats["entropy"]
         if "kl" in loss_stats:
             stats["kl"] = loss_stats["kl"]
-        if self._last_update_s is not None:
-            stats["time/update"] = self._last_update_s
+        self.timer.add_to(stats)
         return loss, mean_over_ranks(stats, self.world_size, summed=("zero_var_groups",))

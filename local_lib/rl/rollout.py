@@ -124,6 +124,30 @@ class SpeechRenderer:
         return self.wav(self.mel(tokens))
 
 
+class UpdateTimer:
+    """Times each update from the loss's forward to the end of ``optimizer.step()`` (backward
+    included). The Trainer logs a step's stats before its backward, so ``time/update`` in the
+    record of step ``n`` is the update time of step ``n - 1``."""
+
+    def __init__(self) -> None:
+        self._start: float | None = None
+        self.last_s: float | None = None
+
+    def attach(self, optimizer: torch.optim.Optimizer) -> None:
+        optimizer.register_step_post_hook(self._stamp)
+
+    def _stamp(self, *_: Any) -> None:
+        if self._start is not None:
+            self.last_s = time.perf_counter() - self._start
+
+    def start(self) -> None:
+        self._start = time.perf_counter()
+
+    def add_to(self, stats: dict[str, float]) -> None:
+        if self.last_s is not None:
+            stats["time/update"] = self.last_s
+
+
 @dataclass(frozen=True)
 class PromptBatch:
     """The targets of one rollout batch, each with its prompt ids and reference labels."""

@@ -17,12 +17,10 @@ any checkpoint.
 
 from __future__ import annotations
 
-import copy
 import logging
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import torch
@@ -38,6 +36,7 @@ from local_lib.rl.rollout import (
     Rollouts,
     ScoredRollout,
     SpeechRenderer,
+    UpdateTimer,
     mean_over_ranks,
     token_rewards,
 )
@@ -132,21 +131,11 @@ class W3ARLoop:
         self.pg_cfg = cfg.loss.policy_gradient(ro.max_new_tokens)
         self.reference: CodecLM | None = None
         if cfg.loss.gamma > 0:
-            self.reference = copy.copy(lm)  # same layout and tokenizer, its own frozen weights
-            self.reference.model = copy.deepcopy(lm.model).eval().requires_grad_(False)
-        self._update_start: float | None = None
-        self._last_update_s: float | None = None
+            self.reference = lm.clone(frozen=True)
+        self.timer = UpdateTimer()
 
     def attach(self, optimizer: torch.optim.Optimizer) -> None:
-        """Time each update from the loss's forward to the end of ``optimizer.step()``; the
-        record of step ``n`` carries the update time of step ``n - 1`` (stats are logged
-        before the backward)."""
-
-        def stamp(*_: Any) -> None:
-            if self._update_start is not None:
-                self._last_update_s = time.perf_counter() - self._update_start
-
-        optimizer.register_step_post_hook(stamp)
+        self.timer.attach(optimizer)
 
     def batch(self, step: int) -> WordRollout:
         """The rollout batch of (0-based) optimizer step ``step``: one per update."""
@@ -201,7 +190,7 @@ class W3ARLoop:
 
     def loss(self, model: nn.Module, batch: WordRollout) -> tuple[torch.Tensor, dict[str, float]]:
         """The Trainer's ``loss_fn``; ``model`` is the (possibly DDP-wrapped) W3ARPolicy."""
-        self._update_start = time.perf_counter()
+        self.timer.start()
         ro = batch.scored.rollout
         logp, logits, sft_ce = model(batch.scored.prompts, ro.completion_ids, ro.mask,
                                      batch.sft_batch)  # fmt: skip
@@ -211,6 +200,5 @@ class W3ARLoop:
         )  # fmt: skip
         stats = dict(batch.stats)
         stats.update({k: loss_stats[k] for k in ("sft_ce", "entropy", "kl") if k in loss_stats})
-        if self._last_update_s is not None:
-            stats["time/update"] = self._last_update_s
+        self.timer.add_to(stats)
         return loss, mean_over_ranks(stats, self.world_size)
