@@ -161,11 +161,17 @@ def describe_machine() -> str:
 
 
 def _shown_path(path: Path, readme_dir: Path) -> str:
-    """``path`` relative to the README's directory when it lies below it, else absolute."""
+    """``path`` relative to the README's directory when it lies below it; else from the last
+    ``exp/`` on its path (a run made in another copy of the recipe reads as the recipe's own
+    ``exp/...``); else absolute."""
     absolute = Path(os.path.abspath(path))
     base = Path(os.path.abspath(readme_dir))
     if absolute == base or base in absolute.parents:
         return absolute.relative_to(base).as_posix()
+    parts = absolute.parts
+    if "exp" in parts[:-1]:
+        start = len(parts) - 1 - parts[::-1].index("exp")
+        return Path(*parts[start:]).as_posix()
     return absolute.as_posix()
 
 

@@ -268,3 +268,11 @@ def test_wall_time(given, shown):
 def test_headings_in_code_fences_are_left_alone():
     text = "# T\n\n## S\n\n```sh\n# a comment\n```\n"
     assert demote_headings(text, 3) == "### T\n\n#### S\n\n```sh\n# a comment\n```"
+
+
+def test_a_run_in_another_copy_of_the_recipe_is_shown_by_its_exp_paths(recipe, tmp_path):
+    readme = tmp_path / "elsewhere" / "README.md"  # not the directory that holds exp/
+    main(_args(recipe, readme))
+    block = _block(readme.read_text())
+    assert "Generated from `exp/report/REPORT.md`, `exp/report_reward_asr/REPORT.md`" in block
+    assert "`exp/tts_base/synth/test/RESULTS.md`" in block
