@@ -3,67 +3,21 @@ step, pair the rewards of the same completions, and end with the ratio line."""
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
-import yaml
+from tiny_codec_models import write_tiny_models
 
 from local_lib.bin import benchmark_reward_path
-from local_lib.data.features import LogMelConfig
-from local_lib.data.kaldi_dir import write_kv
-from local_lib.data.speech_tokens import write_speech_tokens
-from local_lib.data.text_tokenizer import CharTokenizer
-from local_lib.models.asr_units import AsrUnits
-from local_lib.models.codec_lm import CodecLM
-from local_lib.models.evaluator_nets import EvaluatorNetConfig
-from local_lib.models.evaluators import build_evaluator
-from local_lib.models.speech_tokenizer import KMeansMelTokenizer, SpeechTokenizerConfig
-
-REPO = Path(__file__).resolve().parents[2]
-MEL = LogMelConfig(n_fft=256, win_length=256, hop_length=64, n_mels=16, f_max=8000.0)
-TEXTS = {"a_1": "the cat", "a_2": "a mat", "b_1": "on the mat", "b_2": "the cat sat"}
-TINY_LM = {
-    "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1,
-    "num_attention_heads": 4, "num_key_value_heads": 2, "max_position_embeddings": 256,
-}  # fmt: skip
 
 
 def _inputs(root: Path) -> list[str]:
-    rng = np.random.default_rng(0)
-    feats = [rng.normal(size=(40, MEL.n_mels)).astype(np.float32) for _ in range(4)]
-    tok_cfg = SpeechTokenizerConfig(num_tokens=8, kmeans_iters=3, decoder_channels=8,
-                                    decoder_layers=1, decoder_steps=2)  # fmt: skip
-    KMeansMelTokenizer.train(feats, tok_cfg, MEL).save(root / "tokenizer.pt")
-    torch.manual_seed(0)
-    CodecLM.from_config(TINY_LM, CharTokenizer.build(TEXTS.values()), 8).save_pretrained(
-        root / "base"
-    )
-    net_cfg = EvaluatorNetConfig(
-        kind="asr", n_mels=MEL.n_mels, channels=8, conv_layers=1, embed_dim=8
-    )
-    state = {
-        "kind": "evaluator",
-        "net_config": dataclasses.asdict(net_cfg),
-        "mel_config": dataclasses.asdict(MEL),
-        "tokens": AsrUnits.from_texts(TEXTS.values()).tokens,
-    }
-    state["model"] = build_evaluator(state).net.state_dict()
-    torch.save(state, root / "asr.pt")
-    data = root / "data"
-    data.mkdir()
-    write_kv(data / "text", TEXTS)
-    write_kv(data / "utt2spk", {u: u[0] for u in TEXTS})
-    write_speech_tokens(root / "speech_tokens", {u: [1, 2, 3, i] for i, u in enumerate(TEXTS)})
-    conf = yaml.safe_load((REPO / "egs/TEMPLATE/conf/grpo_debug.yaml").read_text())
-    conf["rollout"].update(group_size=3, prompts_per_step=2, max_new_tokens=8)
-    (root / "grpo.yaml").write_text(yaml.safe_dump(conf))
+    paths = write_tiny_models(root, group_size=3, prompts_per_step=2)
     return [
-        "--config", str(root / "grpo.yaml"), "--base-dir", str(root / "base"),
-        "--tokenizer", str(root / "tokenizer.pt"), "--reward-model", str(root / "asr.pt"),
-        "--data-dir", str(data), "--tokens", str(root / "speech_tokens"), "--steps", "2",
+        "--config", str(paths["grpo"]), "--base-dir", str(paths["base"]),
+        "--tokenizer", str(paths["tokenizer"]), "--reward-model", str(paths["asr"]),
+        "--data-dir", str(paths["data"]), "--tokens", str(paths["tokens"]), "--steps", "2",
     ]  # fmt: skip
 
 

@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from test_benchmark_reward_path import MEL, TEXTS, _inputs
+from test_benchmark_reward_path import _inputs
+from tiny_codec_models import MEL, TEXTS
 
 from local_lib.bin import best_of_n
 from local_lib.bin.synth_gradtts import utterance_seed
