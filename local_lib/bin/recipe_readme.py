@@ -109,22 +109,27 @@ def git_commit(directory: Path) -> str:
 
 
 def _cpu_model(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
+    """The CPU's model name; a machine without /proc/cpuinfo says so in the header instead."""
     try:
-        for line in cpuinfo.read_text(errors="replace").splitlines():
-            if line.lower().startswith("model name") and ":" in line:
-                return " ".join(line.split(":", 1)[1].split())
+        text = cpuinfo.read_text(errors="replace")
     except OSError:
-        pass
+        return "unknown CPU model"
+    for line in text.splitlines():
+        if line.lower().startswith("model name") and ":" in line:
+            return " ".join(line.split(":", 1)[1].split())
     return "unknown CPU model"
 
 
 def _memory_gib(meminfo: Path = Path("/proc/meminfo")) -> str | None:
+    """Total memory, or None (left out of the header) where /proc/meminfo cannot tell."""
     try:
-        for line in meminfo.read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                return f"{int(line.split()[1]) / 1024**2:.1f} GiB RAM"
-    except (OSError, ValueError, IndexError):
-        pass
+        text = meminfo.read_text()
+    except OSError:
+        return None
+    for line in text.splitlines():
+        fields = line.split()
+        if line.startswith("MemTotal:") and len(fields) > 1 and fields[1].isdigit():
+            return f"{int(fields[1]) / 1024**2:.1f} GiB RAM"
     return None
 
 
@@ -137,7 +142,7 @@ def _gpus() -> str:
             capture_output=True, text=True, check=True, timeout=30,
         )  # fmt: skip
     except (OSError, subprocess.SubprocessError):
-        return "no GPU"
+        return "GPU unknown (nvidia-smi failed)"
     names = [n.strip() for n in out.stdout.splitlines() if n.strip()]
     if not names:
         return "no GPU"

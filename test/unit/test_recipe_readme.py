@@ -122,7 +122,7 @@ def _block(text: str) -> str:
     return text.split(BEGIN_MARKER, 1)[1].split(END_MARKER, 1)[0]
 
 
-def _placeholder_readme(recipe: Path) -> Path:
+def _readme_with_markers(recipe: Path) -> Path:
     readme = recipe / "README.md"
     readme.write_text(
         f"{PROSE_BEFORE}{BEGIN_MARKER}\nFilled by the tool after a run.\n"
@@ -132,7 +132,7 @@ def _placeholder_readme(recipe: Path) -> Path:
 
 
 def test_markers_replaced_prose_kept_and_idempotent(recipe):
-    readme = _placeholder_readme(recipe)
+    readme = _readme_with_markers(recipe)
     main(_args(recipe, readme))
     first = readme.read_text()
     figures = {p.name: p.read_bytes() for p in (recipe / "figures").iterdir()}
@@ -158,7 +158,7 @@ def test_markers_replaced_prose_kept_and_idempotent(recipe):
 
 
 def test_figure_paths_point_at_copies_and_other_links_become_paths(recipe):
-    readme = _placeholder_readme(recipe)
+    readme = _readme_with_markers(recipe)
     main(_args(recipe, readme))
     block = _block(readme.read_text())
     expected = {
@@ -209,7 +209,7 @@ def test_readme_without_markers_gets_the_block_appended(recipe, tmp_path):
 
 
 def test_missing_report_is_an_error_naming_it(recipe, tmp_path, capsys):
-    readme = _placeholder_readme(recipe)
+    readme = _readme_with_markers(recipe)
     before = readme.read_text()
     missing = tmp_path / "exp/report_reward_asr/REPORT.md"
     args = _args(recipe, readme)
@@ -276,3 +276,16 @@ def test_a_run_in_another_copy_of_the_recipe_is_shown_by_its_exp_paths(recipe, t
     block = _block(readme.read_text())
     assert "Generated from `exp/report/REPORT.md`, `exp/report_reward_asr/REPORT.md`" in block
     assert "`exp/tts_base/synth/test/RESULTS.md`" in block
+
+
+def test_machine_parts_without_proc_files(tmp_path):
+    from local_lib.bin.recipe_readme import _cpu_model, _memory_gib
+
+    assert _cpu_model(tmp_path / "missing") == "unknown CPU model"
+    assert _memory_gib(tmp_path / "missing") is None
+    (tmp_path / "cpuinfo").write_text("processor\t: 0\nmodel name\t: Test  CPU 9000\n")
+    (tmp_path / "meminfo").write_text("MemTotal:       8388608 kB\nMemFree: 1 kB\n")
+    assert _cpu_model(tmp_path / "cpuinfo") == "Test CPU 9000"
+    assert _memory_gib(tmp_path / "meminfo") == "8.0 GiB RAM"
+    (tmp_path / "meminfo").write_text("MemTotal: lots\n")
+    assert _memory_gib(tmp_path / "meminfo") is None
