@@ -105,6 +105,9 @@ def run_codec_lm_method(
 ) -> None:
     """Parse the contract, build the method's loop with ``build(ctx, cfg)`` and train it."""
     args = method_parser(description).parse_args(argv)
+    for name, path in args.reward_model:  # named before any model loads, not deep in a loader
+        if not path.exists():
+            raise FileNotFoundError(f"--reward-model {name}: {path} does not exist (stage 3)")
     torch.set_num_threads(args.num_threads)
     dist_info = init_distributed()
     # rank 0 logs to stderr here; the Trainer adds <out-dir>/train.log
