@@ -1,7 +1,8 @@
 """Write a codec-LM model directory from a stage-5 training checkpoint.
 
     $ python -m local_lib.bin.export_checkpoint --base-dir exp/tts_base/model \\
-        --checkpoint exp/tts_grpo/checkpoints/checkpoint_00000200.pt --out-dir exp/tts_grpo/model_200
+        --checkpoint exp/tts_grpo/checkpoints/checkpoint_00000200.pt \\
+        --out-dir exp/tts_grpo/model_200
 
 Stage 5 keeps the trainer's checkpoints (the policy's weights with optimizer and RNG state)
 along the way, but stages 6-8 read model directories. Exporting a checkpoint lets a run be

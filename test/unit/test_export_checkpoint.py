@@ -42,8 +42,9 @@ def test_the_last_checkpoint_exports_to_the_final_model(tmp_path: Path) -> None:
     assert exported.keys() == final.keys()
     for key, value in final.items():
         torch.testing.assert_close(exported[key], value, rtol=0, atol=0, msg=key)
+    first = run / "checkpoints/checkpoint_00000001.pt"
     export_checkpoint.main([
-        "--base-dir", str(paths["base"]), "--checkpoint", str(run / "checkpoints/checkpoint_00000001.pt"),
+        "--base-dir", str(paths["base"]), "--checkpoint", str(first),
         "--out-dir", str(tmp_path / "at1"),
     ])  # fmt: skip
     at1, base = _weights(tmp_path / "at1"), _weights(paths["base"])
