@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import tempfile
@@ -14,9 +15,14 @@ import torch
 
 @contextmanager
 def atomic_path(path: Path) -> Iterator[Path]:
-    """Yield a temp path beside ``path``; rename it over ``path`` only if the block succeeds."""
+    """Yield a temp path beside ``path``; rename it over ``path`` only if the block succeeds.
+
+    Temp files of ``path`` left by a writer that was killed (``kill -9`` runs no clean-up) are
+    removed first: a recipe dir has one writer at a time (tts_rl.sh's lock), so they are dead."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        stale.unlink(missing_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp = Path(tmp_name)

@@ -34,7 +34,7 @@ mkdir -p "$2/log"
 dir=$(readlink -f "$2")
 config_args=()
 [ -z "${config}" ] || config_args=(--config "$(readlink -f "${config}")")
-export PYTHONPATH="${root}${PYTHONPATH:+:${PYTHONPATH}}"
+. "${root}/utils/project_python.sh"
 
 # Merged outputs of an earlier run must not outlive a failure of this one.
 rm -f "${dir}/feats.scp" "${dir}/utt2num_frames"

@@ -1,7 +1,5 @@
 #!/usr/bin/env bash
-# Thin wrapper: python -m local_lib.bin.subset_data_dir with the repository on PYTHONPATH.
-# Recipes reach this through their utils symlink; path.sh puts tools/venv's python on PATH.
+# Thin wrapper: python -m local_lib.bin.subset_data_dir in the project's Python (utils/project_python.sh).
 set -euo pipefail
-root=$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/.." && pwd)
-export PYTHONPATH="${root}${PYTHONPATH:+:${PYTHONPATH}}"
+. "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/project_python.sh"
 exec python -m local_lib.bin.subset_data_dir "$@"

@@ -1,9 +1,11 @@
 """Repair a Kaldi data dir the way Kaldi's fix_data_dir.sh does, saying what was dropped.
 
-Usage: python -m local_lib.bin.fix_data_dir <data-dir>
+Usage: python -m local_lib.bin.fix_data_dir [--no-audio] [--min-dur SEC] <data-dir>
 Sorts every file, keeps only utterances present (with a value) in wav.scp (or segments),
-text, utt2spk and every extra per-utterance file, regenerates spk2utt, and keeps the
-originals in <data-dir>/.backup/.
+text, utt2spk and every extra per-utterance file and whose audio exists, opens and lasts at
+least --min-dur seconds (--no-audio: only that the file exists), regenerates spk2utt, keeps the
+originals in <data-dir>/.backup/ and lists every dropped utterance with its reason in
+<data-dir>/.backup/dropped.
 """
 
 from __future__ import annotations
@@ -17,8 +19,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from local_lib.data.kaldi_dir import (
+    MIN_AUDIO_SECONDS,
     REQUIRED_FILES,
     DataDirError,
+    check_wav,
     extra_file_names,
     parse_segment,
     scan_kv,
@@ -50,11 +54,30 @@ def _valid_entries(path: Path) -> dict[str, str]:
     return {entry.key: entry.value for entry in scan_kv(path).lines if entry.value}
 
 
-def _utterance_sources(data_dir: Path) -> tuple[dict[str, dict[str, str]], dict[str, str]]:
-    """Per-utterance files by name, and reasons for utterances lost to bad segments."""
+def _usable_recordings(
+    data_dir: Path, check_audio: bool, min_seconds: float
+) -> tuple[dict[str, str], dict[str, str]]:
+    """wav.scp's recordings whose audio can be used, and why each other one cannot."""
+    usable, unusable = {}, {}
+    for rec, value in _valid_entries(data_dir / "wav.scp").items():
+        if check_audio:
+            reason = check_wav(value, min_seconds)
+        else:
+            reason = None if Path(value).is_file() else f"wav file does not exist: {value}"
+        if reason is None:
+            usable[rec] = value
+        else:
+            unusable[rec] = reason
+    return usable, unusable
+
+
+def _utterance_sources(
+    data_dir: Path, check_audio: bool, min_seconds: float
+) -> tuple[dict[str, dict[str, str]], dict[str, str]]:
+    """Per-utterance files by name, and reasons for utterances lost to bad segments or audio."""
     files = {name: _valid_entries(data_dir / name) for name in ("text", "utt2spk")}
     files.update({name: _valid_entries(data_dir / name) for name in extra_file_names(data_dir)})
-    recordings = _valid_entries(data_dir / "wav.scp")
+    recordings, unusable = _usable_recordings(data_dir, check_audio, min_seconds)
     bad: dict[str, str] = {}
     if (data_dir / "segments").is_file():
         segments = {}
@@ -66,20 +89,25 @@ def _utterance_sources(data_dir: Path) -> tuple[dict[str, dict[str, str]], dict[
                 continue
             if recording in recordings:
                 segments[utt] = value
+            elif recording in unusable:
+                bad[utt] = unusable[recording]
             else:
                 bad[utt] = "segment recording not in wav.scp"
         files["segments"] = segments
     else:
         files["wav.scp"] = recordings
+        bad.update(unusable)
     return files, bad
 
 
-def fix_data_dir(data_dir: Path) -> FixReport:
+def fix_data_dir(
+    data_dir: Path, check_audio: bool = True, min_seconds: float = MIN_AUDIO_SECONDS
+) -> FixReport:
     """Filter, sort and rewrite ``data_dir`` in place after backing it up."""
     missing = [name for name in REQUIRED_FILES[:3] if not (data_dir / name).is_file()]
     if missing:
         raise DataDirError(f"{data_dir}: cannot fix without {', '.join(missing)}")
-    files, dropped = _utterance_sources(data_dir)
+    files, dropped = _utterance_sources(data_dir, check_audio, min_seconds)
     every_utt = set().union(*files.values()) | set(dropped)
     kept = set.intersection(*(set(mapping) for mapping in files.values())) - set(dropped)
     for utt in every_utt - kept:
@@ -106,16 +134,26 @@ def fix_data_dir(data_dir: Path) -> FixReport:
             if rec in recordings
         }
     write_data_dir(data_dir, output)
+    (backup / "dropped").write_text(
+        "".join(f"{utt}\t{reason}\n" for utt, reason in sorted(dropped.items())), encoding="utf-8"
+    )
     return FixReport(len(kept), dropped)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("data_dir", type=Path)
+    parser.add_argument(
+        "--no-audio", action="store_true", help="only check that each wav file exists"
+    )
+    parser.add_argument(
+        "--min-dur", type=float, default=MIN_AUDIO_SECONDS,
+        help="drop audio shorter than this many seconds (default %(default)s)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
     try:
-        report = fix_data_dir(args.data_dir)
+        report = fix_data_dir(args.data_dir, not args.no_audio, args.min_dur)
     except DataDirError as err:
         log.error("%s", err)
         return 1
@@ -123,7 +161,10 @@ def main(argv: list[str] | None = None) -> int:
         log.info("dropped %s: %s", utt, reason)
     if len(report.dropped) > SHOWN_DROPS:
         log.info("... and %d more dropped", len(report.dropped) - SHOWN_DROPS)
-    log.info("%s: %s (originals in %s)", args.data_dir, report.summary(), args.data_dir / ".backup")
+    log.info(
+        "%s: %s (originals in %s, every dropped utterance in %s)", args.data_dir,
+        report.summary(), args.data_dir / ".backup", args.data_dir / ".backup/dropped",
+    )  # fmt: skip
     return 0
 
 

@@ -1,6 +1,7 @@
 """Check a Kaldi data dir and report every problem as ``file:line: utt: message``.
 
-Usage: python -m local_lib.bin.validate_data_dir [--no-audio] <data-dir>
+Usage: python -m local_lib.bin.validate_data_dir [--no-audio] [--min-dur SEC]
+           [--min-utts-per-spk N] <data-dir>
 Exit status 1 when anything is wrong, so a recipe stops before stage 2 trusts the dir.
 """
 
@@ -10,7 +11,12 @@ import argparse
 import sys
 from pathlib import Path
 
-from local_lib.data.kaldi_dir import extra_file_names, read_kv, validate_data_dir
+from local_lib.data.kaldi_dir import (
+    MIN_AUDIO_SECONDS,
+    extra_file_names,
+    read_kv,
+    validate_data_dir,
+)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -19,8 +25,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--no-audio", action="store_true", help="skip opening every wav (fast, for huge dirs)"
     )
+    parser.add_argument(
+        "--min-dur", type=float, default=MIN_AUDIO_SECONDS,
+        help="shortest usable audio in seconds (default %(default)s)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--min-utts-per-spk", type=int, default=1,
+        help="fewest utterances per speaker (2 where each is prompted by another of its speaker)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
-    problems = validate_data_dir(args.data_dir, check_audio=not args.no_audio)
+    problems = validate_data_dir(
+        args.data_dir, not args.no_audio, args.min_dur, args.min_utts_per_spk
+    )
     if problems:
         for problem in problems:
             print(f"{args.data_dir}/{problem}", file=sys.stderr)

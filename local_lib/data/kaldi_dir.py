@@ -236,26 +236,41 @@ def load_data_dir(path: Path) -> DataDir:
     )
 
 
-def check_wav(value: str) -> str | None:
-    """Why a wav.scp entry cannot be read, or None when soundfile can open it."""
+# Shorter audio is a bare header or a click: too short for a feature frame window, let alone
+# a word; stage 2 would fail on it.
+MIN_AUDIO_SECONDS = 0.1
+
+
+def check_wav(value: str, min_seconds: float = MIN_AUDIO_SECONDS) -> str | None:
+    """Why a wav.scp entry cannot be used, or None when soundfile opens it and it lasts at
+    least ``min_seconds``."""
     if value.endswith("|"):
         return "command pipes are not supported; give a file path"
     wav = Path(value)
     if not wav.is_file():
         return f"wav file does not exist: {value}"
     try:
-        soundfile.info(str(wav))
+        info = soundfile.info(str(wav))
     except (RuntimeError, OSError, soundfile.LibsndfileError) as err:
         return f"cannot read audio {value}: {err}"
+    if info.frames < min_seconds * info.samplerate:
+        return (
+            f"audio {value} has {info.frames} samples ({info.frames / info.samplerate:.3f} s), "
+            f"less than the minimum {min_seconds:g} s"
+        )
     return None
 
 
 class _Validator:
     """Collects every problem of one data dir; one method per family of checks."""
 
-    def __init__(self, path: Path, check_audio: bool) -> None:
+    def __init__(
+        self, path: Path, check_audio: bool, min_seconds: float, min_utts_per_spk: int
+    ) -> None:
         self.path = path
         self.check_audio = check_audio
+        self.min_seconds = min_seconds
+        self.min_utts_per_spk = min_utts_per_spk
         self.problems: list[Problem] = []
         self.scans: dict[str, KvScan] = {}
 
@@ -276,7 +291,7 @@ class _Validator:
         self._check_values()
         if self.check_audio and "wav.scp" in self.scans:
             for entry in self.scans["wav.scp"].lines:
-                reason = check_wav(entry.value) if entry.value else None
+                reason = check_wav(entry.value, self.min_seconds) if entry.value else None
                 if reason:
                     self.problems.append(Problem("wav.scp", entry.line, entry.key, reason))
         return sorted(self.problems, key=lambda p: (p.file, p.line))
@@ -355,9 +370,25 @@ class _Validator:
                         f"utterance id does not start with its speaker id {entry.value!r}",
                     )
                 )
+        expected = spk2utt_from_utt2spk({utt: e.value for utt, e in utt2spk.items() if e.value})
+        first_line = {}
+        for utt, entry in utt2spk.items():
+            first_line.setdefault(entry.value, (entry.line, utt))
+        for spk, utts in expected.items():
+            if len(utts.split()) < self.min_utts_per_spk:
+                line, utt = first_line[spk]
+                self.problems.append(
+                    Problem(
+                        "utt2spk",
+                        line,
+                        utt,
+                        f"speaker {spk} has {len(utts.split())} utterance(s), fewer than "
+                        f"{self.min_utts_per_spk}: zero-shot synthesis prompts each utterance "
+                        "with another of its speaker (drop the speaker or add utterances)",
+                    )
+                )
         if "spk2utt" not in self.scans:
             return
-        expected = spk2utt_from_utt2spk({utt: e.value for utt, e in utt2spk.items() if e.value})
         spk2utt = self._lines("spk2utt")
         for spk, entry in spk2utt.items():
             if spk not in expected:
@@ -395,9 +426,15 @@ class _Validator:
                     )
 
 
-def validate_data_dir(path: Path, check_audio: bool = True) -> list[Problem]:
-    """Every problem of a data dir (empty list when it is sound), Kaldi's checks and ours."""
+def validate_data_dir(
+    path: Path,
+    check_audio: bool = True,
+    min_seconds: float = MIN_AUDIO_SECONDS,
+    min_utts_per_spk: int = 1,
+) -> list[Problem]:
+    """Every problem of a data dir (empty list when it is sound), Kaldi's checks and ours;
+    ``min_utts_per_spk`` 2 for a set whose utterances are prompted by their speaker's others."""
     path = Path(path)
     if not path.is_dir():
         return [Problem(".", 0, "-", "data dir does not exist")]
-    return _Validator(path, check_audio).run()
+    return _Validator(path, check_audio, min_seconds, min_utts_per_spk).run()

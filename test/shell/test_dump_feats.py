@@ -71,6 +71,21 @@ def test_nj_does_not_change_values_and_scp_is_absolute(tmp_path):
     assert {u: int(n) for u, n in frames.items()} == {u: two[u].shape[0] for u in frames}
 
 
+def test_a_killed_jobs_temp_ark_is_removed_by_the_next_run(tmp_path):
+    """kill -9 runs no clean-up: the next writer of feats.1.ark removes the dead one's temp."""
+    data = make_data_dir(tmp_path / "data", tmp_path / "wavs", count=3)
+    out = tmp_path / "dump"
+    out.mkdir()
+    dead = out / ".feats.1.ark.k1ll3d.tmp"
+    dead.write_bytes(b"half an ark")
+    other_job = out / ".feats.2.ark.x.tmp"
+    other_job.write_bytes(b"")
+    dump_shard(data, out, CFG, 1, 1)
+    assert not dead.exists()
+    assert other_job.exists()  # another path's temp is not this writer's to judge
+    assert sorted(p.name for p in out.glob(".*.tmp")) == [other_job.name]
+
+
 def test_segments_are_cut_from_their_recording(tmp_path):
     wav = write_tone(tmp_path / "rec.wav", seconds=1.0, seed=3)
     data = tmp_path / "data"
