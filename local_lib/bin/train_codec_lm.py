@@ -3,7 +3,8 @@
     utils/launch.sh --nproc N -- local_lib.bin.train_codec_lm --config conf/codec_lm_mini.yaml \\
         --seed 0 --tokenizer dump/speech_tokenizer/tokenizer.pt \\
         --train-dir data/train --train-tokens dump/train/speech_tokens \\
-        --valid-dir data/dev --valid-tokens dump/dev/speech_tokens --out-dir exp/tts_base
+        --valid-dir data/dev --valid-tokens dump/dev/speech_tokens --out-dir exp/tts_base \\
+        --token-list dump/token_list
 
 Each example is ``[prompt text + text ; <speech> prompt tokens + target tokens <end>]`` with the
 loss on the target part only; the prompt is another utterance of the same speaker
@@ -13,6 +14,8 @@ is loaded and fine-tuned instead of building ``model``), ``positions`` (``sequen
 ``train`` (``SFTTrainSection``), ``sample`` (read by synthesis, not here). The Trainer writes
 ``checkpoints/`` (a killed run resumes), ``metrics.jsonl`` (loss, dev_loss, lr, grad_norm) and
 ``train.log`` under ``--out-dir``; the model goes to ``<out-dir>/model`` (CodecLM format).
+The text side's units are stage 2's (``--token-list``: the characters of the training text, or
+the shared sentencepiece model); a ``pretrained`` Llasa-style model keeps its own tokenizer.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from torch import nn
 
 from local_lib.config import load_config, save_run_config
 from local_lib.data.speech_tokens import PromptPool
-from local_lib.data.text_tokenizer import CharTokenizer
+from local_lib.data.text_units import units_for
 from local_lib.models.codec_lm import POSITION_SCHEMES, CodecLM
 from local_lib.models.fit import length_batches
 from local_lib.models.speech_tokenizer import load_speech_tokenizer
@@ -189,8 +192,11 @@ def mean_token_loss(model: nn.Module, batches: Sequence[Mapping[str, torch.Tenso
     return total / max(count, 1)
 
 
-def build_lm(conf: CodecLMConfig, pool: PromptPool, num_speech_tokens: int) -> CodecLM:
-    """Load ``pretrained`` or build the configured Llama with a character vocabulary."""
+def build_lm(
+    conf: CodecLMConfig, pool: PromptPool, num_speech_tokens: int, token_list: Path | None = None
+) -> CodecLM:
+    """Load ``pretrained`` or build the configured Llama over the text units of ``token_list``
+    (characters of the training text without one)."""
     if conf.pretrained:
         lm = CodecLM.from_pretrained(conf.pretrained)
         if lm.layout.num_speech_tokens < num_speech_tokens:
@@ -198,13 +204,15 @@ def build_lm(conf: CodecLMConfig, pool: PromptPool, num_speech_tokens: int) -> C
                 f"{conf.pretrained}: {lm.layout.num_speech_tokens} speech tokens, "
                 f"the tokenizer has {num_speech_tokens}"
             )
+        if token_list is not None:
+            log.info("%s keeps its own text tokenizer; %s is not used", conf.pretrained, token_list)
         return lm
-    text_tokenizer = CharTokenizer.build(pool.texts.values())
-    chars = sum(len(text_tokenizer.encode(pool.texts[u])) for u in pool.utt2spk)
+    text_units = units_for(token_list, pool.texts.values())
+    units = sum(len(text_units.encode(pool.texts[u])) for u in pool.utt2spk)
     tokens = sum(len(pool.tokens[u]) for u in pool.utt2spk)
     return CodecLM.from_config(
-        conf.model, text_tokenizer, num_speech_tokens,
-        positions=conf.positions, chars_per_token=chars / max(tokens, 1),
+        conf.model, text_units, num_speech_tokens,
+        positions=conf.positions, chars_per_token=units / max(tokens, 1),
     )  # fmt: skip
 
 
@@ -220,6 +228,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--valid-dir", type=Path, required=True)
     p.add_argument("--valid-tokens", type=Path, required=True)
     p.add_argument("--out-dir", type=Path, required=True)
+    p.add_argument(
+        "--token-list",
+        type=Path,
+        default=None,
+        help="stage 2's text units (dump/token_list); without it, characters of the training text",
+    )
     p.add_argument("--num-threads", type=int, default=1, help="torch CPU threads per process")
     args = p.parse_args(argv)
     torch.set_num_threads(args.num_threads)
@@ -235,7 +249,7 @@ def main(argv: list[str] | None = None) -> None:
     train = PromptPool.load(args.train_dir, args.train_tokens, num_speech)
     valid = PromptPool.load(args.valid_dir, args.valid_tokens, num_speech)
     seed_everything(args.seed)
-    lm = build_lm(conf, train, num_speech)
+    lm = build_lm(conf, train, num_speech, args.token_list)
     lm.model.to(dist.device)
     max_length = cfg.max_length or lm.model.config.max_position_embeddings
     n_params = sum(p.numel() for p in lm.model.parameters())

@@ -10,6 +10,8 @@ Writes ``<out-dir>/model.pt`` after every epoch (training resumes from it), ``tr
 ``crop_frames`` (classifiers: train on random crops of at most this many frames, for speed),
 ``lexicon`` (ASR: true stores the training transcripts' words, and transcription snaps each
 output word to the nearest of them; see ``evaluators.snap_to_lexicon``).
+An ASR's output units are the characters of its training text, or with ``--token-list DIR``
+stage 2's units (``local_lib.data.text_units``).
 ``--device auto`` (the default) trains on the GPU when torch sees one.
 """
 
@@ -99,8 +101,8 @@ def main(argv: list[str] | None = None) -> None:
         "mel_config": dataclasses.asdict(mel_cfg),
     }
     if net_cfg.kind == "asr":
-        units = AsrUnits.from_texts(train.texts)
-        state["tokens"] = units.tokens
+        units = AsrUnits.from_texts(train.texts, args.token_list)
+        state.update(units.state())
         if conf.lexicon:
             state["lexicon"] = sorted({w for t in train.texts for w in normalize_text(t).split()})
         targets = [torch.tensor(units.encode(t), dtype=torch.long) for t in train.texts]

@@ -1,15 +1,16 @@
-"""Stage 3: train the reward ASR, an ESPnet2 attention encoder–decoder over characters.
+"""Stage 3: train the reward ASR, an ESPnet2 attention encoder–decoder over text units.
 
     python -m local_lib.bin.train_reward_asr --config conf/reward_asr_mini.yaml \\
         --train-dir data/train --valid-dir data/dev --out-dir exp/reward_asr
 
-Writes ``<out-dir>/model.pt`` after every epoch (training resumes from it), ``train.log``,
-``config.yaml`` and ``command.sh``; load the model with ``EspnetRewardASR.from_checkpoint``.
-Config keys (``RewardASRRecipeConfig``): ``model`` (EspnetASRConfig),
-``train`` (TrainConfig), ``max_utts``, and ``updates``: a budget of optimizer steps that, when
-given, replaces ``train.epochs`` by as many epochs as it takes, so one config costs about the
-same time on corpora of different size. ``--device auto`` (the default) trains on the GPU when
-torch sees one; the saved model loads on any device.
+Its units are the characters of the training text, or with ``--token-list DIR`` stage 2's
+units (``local_lib.data.text_units``). Writes ``<out-dir>/model.pt`` after every epoch
+(training resumes from it), ``train.log``, ``config.yaml`` and ``command.sh``; load the model
+with ``EspnetRewardASR.from_checkpoint``. Config keys (``RewardASRRecipeConfig``): ``model``
+(EspnetASRConfig), ``train`` (TrainConfig), ``max_utts``, and ``updates``: a budget of
+optimizer steps that, when given, replaces ``train.epochs`` by as many epochs as it takes, so
+one config costs about the same time on corpora of different size. ``--device auto`` (the
+default) trains on the GPU when torch sees one; the saved model loads on any device.
 """
 
 import dataclasses
@@ -61,7 +62,7 @@ def main(argv: list[str] | None = None) -> None:
     if conf.updates is not None:
         epochs = max(1, math.ceil(conf.updates / n_batches))
         train_cfg = dataclasses.replace(train_cfg, epochs=epochs)
-    units = AsrUnits.from_texts(train.texts)
+    units = AsrUnits.from_texts(train.texts, args.token_list)
     torch.manual_seed(train_cfg.seed)
     asr = EspnetRewardASR(build_espnet_asr(units, cfg).to(device), units, cfg)
     targets = [units.encode(t) for t in train.texts]

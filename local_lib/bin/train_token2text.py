@@ -5,7 +5,8 @@
         --tokenizer dump/speech_tokenizer/tokenizer.pt \\
         --train-tokens dump/train/speech_tokens --valid-tokens dump/dev/speech_tokens
 
-A CTC ASR over characters plus one utterance classifier (MTR head) per label of the training
+A CTC ASR over the text units (characters, or stage 2's sentencepiece model with
+``--token-list``) plus one utterance classifier (MTR head) per label of the training
 data dir (``local_lib.models.token2text``), trained on the natural speech tokens of stage 2.
 Writes ``<out-dir>/model.pt`` after every epoch (training resumes from it), ``train.log``,
 ``config.yaml`` and ``command.sh``. Each epoch logs the dev WER and CER of greedy transcripts
@@ -159,7 +160,7 @@ def main(argv: list[str] | None = None) -> None:
     train = load_token_set(args.train_dir, args.train_tokens, vocab, conf.max_utts)
     valid = load_token_set(args.valid_dir, args.valid_tokens, vocab, conf.max_utts)
     heads = choose_heads(conf.heads, train.labels)
-    units = AsrUnits.from_texts(train.texts)
+    units = AsrUnits.from_texts(train.texts, args.token_list)
     torch.manual_seed(conf.train.seed)  # the initial weights, so a seed reproduces the run
     model = Token2Text.build(conf.model, vocab, units, heads)
     net = model.net.to(device)

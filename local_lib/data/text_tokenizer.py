@@ -66,9 +66,13 @@ class CharTokenizer:
                 raise ValueError(f"token id {i} outside vocabulary of size {len(self.tokens)}")
             if i == self.pad_id:
                 continue
-            tok = self.tokens[i]
-            out.append(" " if tok == SPACE else tok)
+            out.append(self.surface(i))
         return "".join(out)
+
+    def surface(self, token_id: int) -> str:
+        """The text of one id (``<space>`` is a space)."""
+        tok = self.tokens[int(token_id)]
+        return " " if tok == SPACE else tok
 
     def save(self, path: str | Path) -> None:
         """One token per line (space written as ``<space>``), written atomically."""

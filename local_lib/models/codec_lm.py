@@ -1,17 +1,20 @@
 """Codec-token language model: a Hugging Face Llama over ``[text ; <speech start> speech <end>]``.
 
-One code path serves the small model trained here (character text ids, speech ids offset past
-them) and a Llasa-style checkpoint directory (a Llama plus a tokenizer whose speech tokens are
-``<|s_N|>``), so a recipe can point at Llasa-1B without code changes.
+One code path serves the small model trained here (the recipe's text units, characters or
+sentencepiece pieces, with speech ids offset past them) and a Llasa-style checkpoint directory
+(a Llama plus a tokenizer whose speech tokens are ``<|s_N|>``), so a recipe can point at
+Llasa-1B without code changes.
 
 Zero-shot prompting as in Llasa/CosyVoice: prompt text and target text come first, then the
 prompt's speech tokens after ``<speech start>``, and the model continues with target speech.
 
 Position ids: ``sequential`` (0, 1, 2, ... as Llasa was trained) or ``text_aligned`` (ours):
-speech token j sits at the position of the character it is expected to speak, j times the
-prompt's characters per speech token, so the rotary attention of a speech token finds its text
-at relative distance near zero. A small LM on a few minutes of CPU learns the text-to-speech
-alignment with it; with sequential positions it babbles (egs/libritts/grpo/README.md).
+speech token j sits at the position of the text unit (character or piece) it is expected to
+speak, j times the prompt's text units per speech token, so the rotary attention of a speech
+token finds its text at relative distance near zero (``chars_per_token`` and the docstrings
+below say "character" for a text unit, the units they were written for). A small LM on a few
+minutes of CPU learns the text-to-speech alignment with it; with sequential positions it
+babbles (egs/libritts/grpo/README.md).
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-from local_lib.data.text_tokenizer import CharTokenizer
+from local_lib.data.text_units import TextUnits, load_text_units, save_text_units
 
 if TYPE_CHECKING:
     from local_lib.data.speech_tokens import PromptPool
@@ -39,7 +42,7 @@ if TYPE_CHECKING:
 LOG = logging.getLogger(__name__)
 LAYOUT_FILE = "codec_lm_layout.json"
 POSITION_SCHEMES = ("sequential", "text_aligned")
-TOKENS_FILE = "tokens.txt"
+TOKENS_FILE = "tokens.txt"  # our own model's text units (with bpe.model for sentencepiece)
 LLASA_SPEECH_START = "<|SPEECH_GENERATION_START|>"
 LLASA_SPEECH_END = "<|SPEECH_GENERATION_END|>"
 LLASA_TEXT_START = "<|TEXT_UNDERSTANDING_START|>"
@@ -65,17 +68,17 @@ class TokenLayout:
     text_sep_id: int | None = None  # between prompt text and target text (None: a space)
 
     @classmethod
-    def for_char_tokenizer(cls, tokenizer: CharTokenizer, num_speech_tokens: int) -> TokenLayout:
+    def for_text_units(cls, units: TextUnits, num_speech_tokens: int) -> TokenLayout:
         """Text ids as they are, then <speech start>, <speech end>, <text sep>, the speech ids."""
-        n_text = tokenizer.vocab_size
+        n_text = units.vocab_size
         return cls(
-            encode_text=tokenizer.encode,
+            encode_text=units.encode,
             speech_start_id=n_text,
             speech_end_id=n_text + 1,
             text_sep_id=n_text + 2,
             speech_offset=n_text + 3,
             num_speech_tokens=num_speech_tokens,
-            pad_id=tokenizer.pad_id,
+            pad_id=units.pad_id,
             vocab_size=n_text + 3 + num_speech_tokens,
         )
 
@@ -141,19 +144,20 @@ class CodecLM:
         self,
         model: LlamaForCausalLM,
         layout: TokenLayout,
-        char_tokenizer: CharTokenizer | None = None,
+        text_units: TextUnits | None = None,
         hf_tokenizer: Any | None = None,
         positions: str = "sequential",
         chars_per_token: float = 0.5,
     ) -> None:
-        """Exactly one text tokenizer: our ``CharTokenizer`` or a Llasa-style HF tokenizer.
+        """Exactly one text tokenizer: our text units (``local_lib.data.text_units``) or a
+        Llasa-style HF tokenizer.
         ``chars_per_token`` places the speech of a prompt-less input (``text_aligned`` only)."""
         if model.config.vocab_size < layout.vocab_size:
             raise ValueError(
                 f"model vocab {model.config.vocab_size} < layout vocab {layout.vocab_size}"
             )
-        if (char_tokenizer is None) == (hf_tokenizer is None):
-            raise ValueError("give exactly one of char_tokenizer and hf_tokenizer")
+        if (text_units is None) == (hf_tokenizer is None):
+            raise ValueError("give exactly one of text_units and hf_tokenizer")
         if positions not in POSITION_SCHEMES:
             raise ValueError(f"positions {positions!r}: expected one of {POSITION_SCHEMES}")
         if positions == "text_aligned" and layout.text_sep_id is None:
@@ -161,14 +165,14 @@ class CodecLM:
         if not chars_per_token > 0:
             raise ValueError(f"chars_per_token must be > 0, got {chars_per_token}")
         self.model, self.layout = model, layout
-        self.char_tokenizer, self.hf_tokenizer = char_tokenizer, hf_tokenizer
+        self.text_units, self.hf_tokenizer = text_units, hf_tokenizer
         self.positions, self.chars_per_token = positions, float(chars_per_token)
 
     @classmethod
     def from_config(
         cls,
         model_cfg: Mapping[str, Any],
-        tokenizer: CharTokenizer,
+        text_units: TextUnits,
         num_speech_tokens: int,
         positions: str = "sequential",
         chars_per_token: float = 0.5,
@@ -179,7 +183,7 @@ class CodecLM:
             raise ValueError(
                 f"codec_lm model: unknown key(s) {unknown}; known: {sorted(_MODEL_KEYS)}"
             )
-        layout = TokenLayout.for_char_tokenizer(tokenizer, num_speech_tokens)
+        layout = TokenLayout.for_text_units(text_units, num_speech_tokens)
         config = LlamaConfig(
             vocab_size=layout.vocab_size,
             pad_token_id=layout.pad_id,
@@ -191,7 +195,7 @@ class CodecLM:
         return cls(
             LlamaForCausalLM(config),
             layout,
-            tokenizer,
+            text_units,
             positions=positions,
             chars_per_token=chars_per_token,
         )
@@ -202,11 +206,11 @@ class CodecLM:
         path = Path(path)
         model = LlamaForCausalLM.from_pretrained(path)
         if (path / TOKENS_FILE).exists():
-            tokenizer = CharTokenizer.load(path / TOKENS_FILE)
+            units = load_text_units(path)
             meta = json.loads((path / LAYOUT_FILE).read_text(encoding="utf-8"))
-            layout = TokenLayout.for_char_tokenizer(tokenizer, int(meta["num_speech_tokens"]))
+            layout = TokenLayout.for_text_units(units, int(meta["num_speech_tokens"]))
             return cls(
-                model, layout, tokenizer,
+                model, layout, units,
                 positions=meta["positions"], chars_per_token=meta["chars_per_token"],
             )  # fmt: skip
         hf_tokenizer = AutoTokenizer.from_pretrained(path)
@@ -223,8 +227,8 @@ class CodecLM:
         tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}."))
         try:
             self.model.save_pretrained(tmp)
-            if self.char_tokenizer is not None:
-                self.char_tokenizer.save(tmp / TOKENS_FILE)
+            if self.text_units is not None:
+                save_text_units(self.text_units, tmp)
                 meta = {
                     "num_speech_tokens": self.layout.num_speech_tokens,
                     "positions": self.positions,

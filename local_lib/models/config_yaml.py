@@ -38,6 +38,13 @@ def stage3_parser(description: str) -> argparse.ArgumentParser:
     p.add_argument("--tokenizer", type=Path, default=None, help="speech tokenizer (stage 2)")
     p.add_argument("--train-tokens", type=Path, default=None, help="speech tokens of --train-dir")
     p.add_argument("--valid-tokens", type=Path, default=None, help="speech tokens of --valid-dir")
+    # Every stage-3 trainer gets it; the ASRs take their output units from it.
+    p.add_argument(
+        "--token-list",
+        type=Path,
+        default=None,
+        help="stage 2's text units (dump/token_list); without it, characters of the training text",
+    )
     p.add_argument(
         "--num-threads",
         type=int,

@@ -184,7 +184,7 @@ class EspnetRewardASR(RewardASR):
         state = torch.load(Path(path), map_location="cpu", weights_only=False)
         if state.get("kind") != "espnet_reward_asr":
             raise ValueError(f"{path}: not a reward ASR checkpoint (kind={state.get('kind')!r})")
-        vocab, cfg = AsrUnits(state["tokens"]), EspnetASRConfig.from_dict(state["config"])
+        vocab, cfg = AsrUnits.from_state(state), EspnetASRConfig.from_dict(state["config"])
         model = build_espnet_asr(vocab, cfg)
         model.load_state_dict(state["model"])
         return cls(model, vocab, cfg)
@@ -192,7 +192,7 @@ class EspnetRewardASR(RewardASR):
     def checkpoint(self) -> dict:
         return {
             "kind": "espnet_reward_asr",
-            "tokens": list(self.vocab.tokens),
+            **self.vocab.state(),
             "config": asdict(self.cfg),
             "model": self.model.state_dict(),
         }

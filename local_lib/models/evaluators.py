@@ -179,11 +179,12 @@ class ClassifierEvaluator:
 
 def build_evaluator(state: dict) -> CtcEvaluatorASR | ClassifierEvaluator:
     """An evaluator from a checkpoint dict (``kind``, ``net_config``, ``mel_config``, ``model``
-    and ``tokens`` (+ optional ``lexicon``) or ``labels``), its weights loaded when present."""
+    and ``tokens`` (+ ``sentencepiece`` for BPE units, optional ``lexicon``) or ``labels``),
+    its weights loaded when present."""
     cfg = EvaluatorNetConfig.from_dict(state["net_config"])
     mel_cfg = LogMelConfig(**state["mel_config"])
     if cfg.kind == "asr":
-        units = AsrUnits(state["tokens"])
+        units = AsrUnits.from_state(state)
         net = CtcASRNet(cfg, units.size)
         wrapper = CtcEvaluatorASR(net, units, mel_cfg, state.get("lexicon"))
     else:

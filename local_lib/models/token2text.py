@@ -181,7 +181,7 @@ class Token2Text:
             "kind": CHECKPOINT_KIND,
             "config": dataclasses.asdict(self.net.cfg),
             "num_speech_tokens": self.net.num_speech_tokens,
-            "tokens": self.units.tokens,
+            **self.units.state(),
             "labels": self.labels,
             "model": self.net.state_dict(),
         }
@@ -191,7 +191,7 @@ class Token2Text:
         model = cls.build(
             Token2TextConfig(**state["config"]),
             int(state["num_speech_tokens"]),
-            AsrUnits(state["tokens"]),
+            AsrUnits.from_state(state),
             state["labels"],
         )
         model.net.load_state_dict(state["model"])

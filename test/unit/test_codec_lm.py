@@ -164,7 +164,7 @@ def test_loads_and_samples_llasa_style_checkpoint(tmp_path: Path) -> None:
     torch.testing.assert_close(tf, out.logprobs, atol=1e-4, rtol=1e-4)
     lm.save_pretrained(tmp_path / "copy")  # a fine-tuned Llasa checkpoint keeps its layout
     again = CodecLM.from_pretrained(tmp_path / "copy")
-    assert again.prompt_ids("hello world") == [5, 2, 3, 6, 7] and again.char_tokenizer is None
+    assert again.prompt_ids("hello world") == [5, 2, 3, 6, 7] and again.text_units is None
 
 
 def test_rejects_non_llasa_tokenizer_and_bad_config(tmp_path: Path) -> None:

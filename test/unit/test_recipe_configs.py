@@ -16,6 +16,7 @@ from local_lib.bin.train_reward_asr import RewardASRRecipeConfig
 from local_lib.bin.train_token2text import Token2TextRecipeConfig
 from local_lib.config import load_config, load_yaml
 from local_lib.data.features import LogMelConfig
+from local_lib.data.text_units import TokenListConfig
 from local_lib.models.asr_units import AsrUnits
 from local_lib.models.easpm_training import EASPMRecipeConfig
 from local_lib.models.espnet_asr import EspnetRewardASR, build_espnet_asr
@@ -64,6 +65,7 @@ CONFIG_CLASSES = {
     "reward_ctc": EvaluatorRecipeConfig,
     "speech_tokenizer": SpeechTokenizerConfig,
     "token2text": Token2TextRecipeConfig,
+    "token_list": TokenListConfig,
     "w3ar": W3ARLoopConfig,
 }
 
