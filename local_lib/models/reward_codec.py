@@ -125,6 +125,7 @@ class RewardCodecOutput:
     text_log_probs: torch.Tensor  # [B, T * upsample, units] CTC log-probs (content)
     frame_lens: torch.Tensor  # [B] CTC frames per row (tokens x upsample)
     emotion_logits: torch.Tensor  # [B, emotions] (style)
+    style_hidden: torch.Tensor  # [B, T, C] the style trunk the emotion and word heads read
     word_dims: torch.Tensor | None  # [B, W, word_dims] (style); None without word spans
 
     @property
@@ -201,14 +202,18 @@ class RewardCodecNet(nn.Module):
         text = text.reshape(batch, length * self.cfg.upsample, -1)
         hidden = self.style_trunk(style, keep)
         pooled = hidden.sum(dim=1) / lens.clamp(min=1)[:, None].to(hidden.dtype)
-        words = None
-        if spans is not None:
-            weights = span_weights(spans.to(emb.device), length).to(hidden.dtype)
-            words = self.word_head(weights @ hidden)
+        words = None if spans is None else self.pool_words(hidden, spans)
         return RewardCodecOutput(
             content, style, lens, recon, torch.log_softmax(text, dim=-1),
-            lens * self.cfg.upsample, self.emotion_head(pooled), words,
+            lens * self.cfg.upsample, self.emotion_head(pooled), hidden, words,
         )  # fmt: skip
+
+    def pool_words(self, style_hidden: torch.Tensor, spans: torch.Tensor) -> torch.Tensor:
+        """``[B, W, word_dims]``: the word head on the style trunk averaged over each word's
+        tokens (spans found after the forward pass, e.g. from its own text head, need no
+        second pass)."""
+        weights = span_weights(spans.to(style_hidden.device), style_hidden.shape[1])
+        return self.word_head(weights.to(style_hidden.dtype) @ style_hidden)
 
 
 def word_units(units: AsrUnits, text: str) -> tuple[list[int], list[int]]:

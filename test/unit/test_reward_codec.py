@@ -111,14 +111,16 @@ def test_word_spans_follow_the_ctc_alignment():
     out = RewardCodecOutput(
         content=torch.zeros(1, 4, 6), style=torch.zeros(1, 4, 3), lens=torch.tensor([4]),
         recon_logits=torch.zeros(1, 4, 16), text_log_probs=log_probs,
-        frame_lens=torch.tensor([8]), emotion_logits=torch.zeros(1, 2), word_dims=None,
+        frame_lens=torch.tensor([8]), emotion_logits=torch.zeros(1, 2),
+        style_hidden=torch.zeros(1, 4, 8), word_dims=None,
     )  # fmt: skip
     assert codec.word_spans(out, ["a b"]).tolist() == [[[0, 1], [2, 4]]]
     # a text the frames cannot hold falls back to the character share
     out = RewardCodecOutput(
         content=torch.zeros(1, 1, 6), style=torch.zeros(1, 1, 3), lens=torch.tensor([1]),
         recon_logits=torch.zeros(1, 1, 16), text_log_probs=log_probs[:, :2],
-        frame_lens=torch.tensor([2]), emotion_logits=torch.zeros(1, 2), word_dims=None,
+        frame_lens=torch.tensor([2]), emotion_logits=torch.zeros(1, 2),
+        style_hidden=torch.zeros(1, 1, 8), word_dims=None,
     )  # fmt: skip
     assert codec.word_spans(out, ["a b"]).tolist() == [[[0, 1], [0, 1]]]
 
