@@ -1,5 +1,7 @@
-"""Stage 3 of HPRO: the reward codec's word targets by hand, and its trainer on a tiny corpus."""
+"""Stage 3 of HPRO: the reward codec's word targets by hand, its trainer and the decoupling
+check on a tiny corpus."""
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -8,7 +10,7 @@ import soundfile as sf
 import torch
 from codec_lm_data import NUM_TOKENS, make_tokenizer
 
-from local_lib.bin import train_reward_codec
+from local_lib.bin import reward_codec_decoupling, train_reward_codec
 from local_lib.bin.train_reward_codec import Contours, speaker_contours, word_targets
 from local_lib.data.kaldi_dir import write_data_dir
 from local_lib.data.speech_tokens import write_speech_tokens
@@ -81,6 +83,16 @@ def test_trainer_writes_a_model_and_logs_each_heads_accuracy(tmp_path: Path) -> 
         assert 0.0 <= last[key] <= 1.0 or key == "valid_cer", key
     assert -1.0 <= last["word_ccc"] <= 1.0
     assert "seed: 3" in (out / "config.yaml").read_text()
+    report_path = tmp_path / "decoupling.json"
+    reward_codec_decoupling.main([
+        "--model", str(out / "model.pt"), "--train-dir", str(train_dir), "--train-tokens",
+        str(train_tokens), "--valid-dir", str(dev_dir), "--valid-tokens", str(dev_tokens),
+        "--out", str(report_path), "--steps", "5",
+    ])  # fmt: skip
+    report = json.loads(report_path.read_text())
+    assert report["emotion_chance"] == 0.5
+    for stream in ("content", "style"):
+        assert 0.0 <= report[f"emotion_acc_{stream}"] <= 1.0 and report[f"cer_{stream}"] >= 0.0
     with pytest.raises(SystemExit):  # no speech tokens given
         train_reward_codec.main([
             "--config", str(tmp_path / "conf.yaml"), "--train-dir", str(train_dir),
