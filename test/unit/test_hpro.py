@@ -115,3 +115,53 @@ def test_loss_config_from_yaml_mapping():
         from_mapping(HPROLossConfig, {"schedule": "staged"}, "hpro.yaml")
     with pytest.raises(ConfigError, match="word_steps"):
         from_mapping(HPROLossConfig, {"word_steps": -1}, "hpro.yaml")
+
+
+def test_gradients_of_every_term_reach_the_lm_through_teacher_forced_soft_tokens():
+    """A tiny codec LM teacher-forced on reference tokens, read by a tiny reward codec beside
+    the same reference: each HPRO term is differentiable into the LM's weights."""
+    from local_lib.data.text_tokenizer import CharTokenizer
+    from local_lib.models.asr_units import AsrUnits
+    from local_lib.models.codec_lm import CodecLM
+    from local_lib.models.reward_codec import RewardCodec, RewardCodecConfig
+
+    texts, refs = ["a cat", "the dog"], [[1, 2, 3, 4, 5, 6], [7, 6, 5, 4, 3, 2, 1, 0]]
+    torch.manual_seed(0)
+    lm = CodecLM.from_config(
+        {"hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 1,
+         "num_attention_heads": 2, "num_key_value_heads": 1, "max_position_embeddings": 128},
+        CharTokenizer.build(texts), 8,
+    )  # fmt: skip
+    cfg = RewardCodecConfig(embed_dim=8, channels=8, encoder_layers=1, head_layers=1, dropout=0)
+    codec = RewardCodec.build(cfg, 8, AsrUnits.from_texts(texts), ["Angry", "Sad"], 3)
+    codec.net.eval().requires_grad_(False)
+    layout = lm.layout
+    width = max(map(len, refs)) + 1
+    completion = torch.full((2, width), layout.pad_id)
+    mask = torch.zeros(2, width, dtype=torch.bool)
+    for b, ref in enumerate(refs):
+        ids = [*layout.speech_ids(ref), layout.speech_end_id]
+        completion[b, : len(ids)] = torch.tensor(ids)
+        mask[b, : len(ref) + 1] = True
+    prompts = [lm.prompt_ids(t) for t in texts]
+    soft = lm.soft_tokens_teacher_forced(prompts, completion, mask, generator=torch.Generator())
+    lens = torch.tensor([len(r) for r in refs])
+    ref_out = codec.run_ids(refs)
+    spans = codec.word_spans(ref_out, texts)
+    ref_out = codec.run_ids(refs, spans)
+    # the end marker's position is dropped, so generated and reference frames share a width
+    gen = codec.run_probs(soft.speech_probs[:, : width - 1], lens, spans)
+    terms = {
+        "frame_content": frame_mse(gen.content, ref_out.content, gen.mask),
+        "frame_style": frame_mse(gen.style, ref_out.style, gen.mask),
+        "word": word_loss(gen.word_dims, ref_out.word_dims, spans[..., 1] > spans[..., 0]),
+        "sentence": sentence_loss(gen.emotion_logits, codec.emotion_index(["Angry", "Sad"])),
+        "text": codec.text_nll(gen, texts).mean(),
+    }
+    weight = lm.model.get_input_embeddings().weight
+    for name in ("text", "sentence", "word"):
+        (grad,) = torch.autograd.grad(terms[name], weight, retain_graph=True)
+        assert grad.abs().sum() > 0, name
+    loss, _ = hpro_loss(terms, TERMS, HPROWeights(), None, soft.mask, 0.0)
+    loss.backward()
+    assert all(p.grad is not None for p in lm.model.parameters() if p.requires_grad)
