@@ -89,7 +89,8 @@ family_stage4() {
   train_system "exp/tts_base${tag_suffix}" train_codec_lm --config "conf/codec_lm${config_suffix}.yaml" \
     --tokenizer "${speech_tokenizer}" \
     --train-dir "data/${train_set}" --train-tokens "dump/${train_set}/speech_tokens" \
-    --valid-dir "data/${dev_set}" --valid-tokens "dump/${dev_set}/speech_tokens"
+    --valid-dir "data/${dev_set}" --valid-tokens "dump/${dev_set}/speech_tokens" \
+    --token-list "${token_list}"
 }
 
 # Every codec-LM method trains through local_lib.bin.train_<method>, its variants too (a variant

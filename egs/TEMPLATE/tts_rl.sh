@@ -4,7 +4,8 @@
 #
 # Stages (the same numbers in every recipe; README.md says which are built):
 #   1 corpus preparation (local/data.sh)      -> data/{train,dev,test}
-#   2 features, parallel over --nj            -> dump/<set>/feats.scp
+#   2 features, parallel over --nj, and the   -> dump/<set>/feats.scp,
+#     text units                              -> dump/token_list
 #   3 reward models and evaluators            -> exp/reward_*, exp/eval_*
 #   4 base TTS                                -> exp/tts_base<tag>
 #   5 the method                              -> exp/tts_<method><tag>
@@ -43,6 +44,9 @@ method_variants=""
 reward_models=""
 evaluators="eval_asr eval_speaker"
 pretrained=""
+token_type=""
+nbpe=""
+bpemode=""
 
 help_message="Usage: $0 --method <name> [options]
   --stage N / --stop_stage N   run stages N..M (1..8; README.md says which each method builds)
@@ -58,6 +62,9 @@ help_message="Usage: $0 --method <name> [options]
   --family codec_lm|gradtts    the model family of a method not built yet (no METHOD spec in
                                local_lib/rl/<method>.py): every stage but 5 runs
   --feats_config FILE          log-mel settings (default ${feats_config})
+  --token_type char|bpe        text units of the codec LM and the ASRs (stage 2; default: that of
+                               conf/token_list\${S}.yaml: char for _mini/_debug, bpe for the full)
+  --nbpe N / --bpemode unigram|bpe   sentencepiece size and kind for --token_type bpe
   --config_suffix S            model configs are conf/<name>\${S}.yaml; auto: _mini on the mini
                                corpora, none (the full configs) when a corpus root is given
   --method_variants \"A B\"      extra stage-5 runs (ablations): variant A trains with
@@ -88,6 +95,11 @@ for opt in stage stop_stage nj ngpu nproc seed; do
   [[ "${!opt}" =~ ^[0-9]+$ ]] || { echo "$0: --${opt} must be a non-negative integer, got '${!opt}'" >&2; exit 1; }
 done
 [ "${nj}" -ge 1 ] || { echo "$0: --nj must be at least 1" >&2; exit 1; }
+[[ "${token_type}" =~ ^(|char|bpe)$ ]] || { echo "$0: --token_type must be char or bpe, got '${token_type}'" >&2; exit 1; }
+[[ "${nbpe}" =~ ^([1-9][0-9]*)?$ ]] || { echo "$0: --nbpe must be a positive integer, got '${nbpe}'" >&2; exit 1; }
+[[ "${bpemode}" =~ ^(|unigram|bpe)$ ]] || { echo "$0: --bpemode must be unigram or bpe, got '${bpemode}'" >&2; exit 1; }
+# Stage 2's text units (local_lib/data/text_units.py), read by stages 3 and 4.
+token_list=dump/token_list
 [ "${nproc}" -ge 1 ] || nproc=$(( ngpu > 0 ? ngpu : 1 ))
 [[ "${tag}" =~ ^[A-Za-z0-9._-]*$ ]] || { echo "$0: --tag may hold only letters, digits, '.', '_' and '-', got '${tag}'" >&2; exit 1; }
 tag_suffix=${tag:+_${tag}}
@@ -193,6 +205,13 @@ if run_stage 2; then
       "data/${dset}" "dump/${dset}"
     touch "dump/${dset}/.done"
   done
+  # Made again only when its settings or the training text changed (the tool checks its own
+  # record, dump/token_list/config.yaml), so what was trained on it stays valid otherwise.
+  ${train_cmd} "${token_list}/log/make_token_list.log" python -m local_lib.bin.make_token_list \
+    --config "conf/token_list${config_suffix}.yaml" --text "data/${train_set}/text" \
+    --out-dir "${token_list}" ${token_type:+--token-type "${token_type}"} \
+    ${nbpe:+--nbpe "${nbpe}"} ${bpemode:+--bpemode "${bpemode}"}
+  log "stage 2: $(grep -o 'make_token_list: .*' "${token_list}/log/make_token_list.log" | tail -n 1)"
   run_family_hook 2
 fi
 
@@ -221,6 +240,7 @@ if run_stage 3; then
       eval_* | *_ctc) tool=train_evaluator extra=() ;;
       *) tool="train_${name}" extra=("${stage3_model_args[@]}") ;;
     esac
+    extra+=(--token-list "${token_list}")  # the ASRs' units; the other models ignore it
     # Each model trains as its own job (one CPU thread each); they run side by side.
     ${cuda_cmd} "exp/${name}/log/train.log" python -m "local_lib.bin.${tool}" \
       --config "conf/${name}${config_suffix}.yaml" --seed "${seed}" \

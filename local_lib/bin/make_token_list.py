@@ -43,9 +43,12 @@ def main(argv: list[str] | None = None) -> None:
     if not texts:
         p.error(f"{args.text}: no transcripts")
     made = make_token_list(conf, texts, args.out_dir, str(args.text))
-    what = f"bpe ({conf.bpemode}, {conf.nbpe})" if conf.token_type == "bpe" else "char"
     state = "written" if made else "up to date"
-    print(f"make_token_list: {args.out_dir}: {what} units of {args.text}, {state}")
+    if conf.token_type == "bpe":
+        what = f"bpe ({conf.bpemode}, {conf.nbpe}) units of {args.text}, {state}"
+    else:
+        what = f"char units (each model takes the characters of its training text), {state}"
+    print(f"make_token_list: {args.out_dir}: {what}")
 
 
 if __name__ == "__main__":
