@@ -12,6 +12,9 @@ seed-tts-eval mode::
         --asr exp/eval_asr/model.pt --speaker exp/eval_spk/model.pt --out-dir OUT
 
 ``--compare-scores OTHER/scores.tsv --compare-name base`` adds the paired difference table.
+A ``--wav-scp`` with several takes of each utterance (``<utt>``, ``<utt>#1``...; stage 6's
+``--num-samples``) is scored take by take into ``scores_takes.tsv``, and ``scores.tsv`` holds
+each utterance's mean over its takes (``local_lib.eval.samples``).
 """
 
 import argparse
@@ -20,6 +23,7 @@ from pathlib import Path
 
 from local_lib.atomic_io import write_text_atomic
 from local_lib.eval.data_dir_items import data_dir_items
+from local_lib.eval.samples import average_takes, takes_of_items
 from local_lib.eval.score_table import (
     CORPUS_METRICS,
     SEEDTTS_METRICS,
@@ -108,11 +112,18 @@ def main(argv: list[str] | None = None) -> None:
     rows, verification = score_items(
         items, evaluators, args.sample_rate, args.batch_size, not args.no_prosody
     )
+    takes = takes_of_items((it.utt, it.take) for it in items)
+    num_takes = max((len(keys) for keys in takes.values()), default=1)
+    if num_takes > 1:  # every take's row kept; scores.tsv holds the per-utterance means
+        write_scores(args.out_dir / "scores_takes.tsv", rows)
+        rows = average_takes(rows, takes)
     write_scores(args.out_dir / "scores.tsv", rows)
     comparison = None
     if args.compare_scores is not None:
         comparison = (args.compare_name, read_scores(args.compare_scores))
     title = args.title or f"Scores of {args.wav_dir or args.wav_scp}"
+    if num_takes > 1:
+        title += f" (each utterance: the mean of {num_takes} takes)"
     text = render_results(
         title, rows, metrics, verification_lines(verification), comparison, args.seed
     )

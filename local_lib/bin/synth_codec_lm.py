@@ -14,7 +14,9 @@ speaker in the set, ``pick_prompts``) by KV-cache sampling with the config's ``s
 from a generator seeded by the seed and the utterance id alone: any split into jobs gives the
 same audio. ``--tokens-only`` decodes the set's own speech tokens instead, so scoring shows what
 the tokenizer costs. Tokens -> tokenizer mel decoder -> Griffin-Lim -> ``<out-dir>/wav/<utt>.wav``
-and ``wav.scp`` (``wav.J.scp`` for shard J of N).
+and ``wav.scp`` (``wav.J.scp`` for shard J of N). ``--num-samples K`` draws K takes of each
+utterance (``<utt>``, ``<utt>#1``... ``<utt>#K-1``; ``local_lib.eval.samples``), which stage 7
+scores as one per-utterance mean: take 0 is the audio of ``--num-samples 1``.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from local_lib.data.audio import save_audio
 from local_lib.data.features import LogMelConfig
 from local_lib.data.kaldi_dir import shard_bounds, write_kv
 from local_lib.data.speech_tokens import PromptPool
+from local_lib.eval.samples import take_key
 from local_lib.models.codec_lm import CodecLM
 from local_lib.models.speech_tokenizer import load_speech_tokenizer
 from local_lib.models.vocoder import GriffinLimVocoder
@@ -76,21 +79,29 @@ def padded_vocoder(
 
 
 def generate_tokens(
-    lm: CodecLM, pool: PromptPool, utts: list[str], settings: SampleSection, seed: int
+    lm: CodecLM,
+    pool: PromptPool,
+    utts: list[str],
+    settings: SampleSection,
+    seed: int,
+    num_samples: int = 1,
 ) -> dict[str, torch.Tensor]:
-    """Speech tokens of each utterance, sampled one at a time after its speaker prompt."""
+    """Speech tokens of each take of each utterance (``take_key``), sampled one at a time after
+    the utterance's speaker prompt; each take's generator depends on the seed and its key."""
     prompts = lm.zero_shot_prompt_ids(utts, pool, seed)
     out, truncated, n_tokens, t0 = {}, 0, 0, time.monotonic()
     for utt in utts:
-        rollout = lm.sample(
-            [prompts[utt]], generator=utterance_generator(seed, utt), **dataclasses.asdict(settings)
-        )
-        out[utt] = rollout.speech_tokens[0]
-        truncated += int(not bool(rollout.has_eos[0]))
-        n_tokens += len(out[utt])
+        for key in (take_key(utt, k) for k in range(num_samples)):
+            rollout = lm.sample(
+                [prompts[utt]], generator=utterance_generator(seed, key),
+                **dataclasses.asdict(settings),
+            )  # fmt: skip
+            out[key] = rollout.speech_tokens[0]
+            truncated += int(not bool(rollout.has_eos[0]))
+            n_tokens += len(out[key])
     log.info(
-        "generated %d utterances, %d tokens (%.1f tokens/s), %d without an end marker",
-        len(utts), n_tokens, n_tokens / max(time.monotonic() - t0, 1e-9), truncated,
+        "generated %d takes, %d tokens (%.1f tokens/s), %d without an end marker",
+        len(out), n_tokens, n_tokens / max(time.monotonic() - t0, 1e-9), truncated,
     )  # fmt: skip
     return out
 
@@ -110,6 +121,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--feats-config", type=Path, required=True)
     p.add_argument("--out-dir", type=Path, required=True)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--num-samples", type=int, default=1,
+        help="takes per utterance (with a model); take k > 0 is <utt>#k in wav.scp",
+    )  # fmt: skip
     p.add_argument("--griffin-lim-iters", type=int, default=32)
     p.add_argument("--nj", type=int, default=1)
     p.add_argument("--job", type=int, default=1)
@@ -117,6 +132,8 @@ def main(argv: list[str] | None = None) -> None:
     with_model = args.model_dir is not None
     if args.tokens_only == with_model or (with_model and args.config is None):
         p.error("give either --model-dir with --config, or --tokens-only")
+    if args.num_samples < 1 or (args.tokens_only and args.num_samples != 1):
+        p.error("--num-samples must be >= 1, and 1 with --tokens-only (there is one resynthesis)")
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True
     )
@@ -133,19 +150,21 @@ def main(argv: list[str] | None = None) -> None:
     else:
         lm = CodecLM.from_pretrained(args.model_dir)
         lm.model.eval()
-        tokens = generate_tokens(lm, pool, utts, sample_settings(args.config), args.seed)
+        tokens = generate_tokens(
+            lm, pool, utts, sample_settings(args.config), args.seed, args.num_samples
+        )
     scp = {}
-    for i, utt in enumerate(utts, start=1):
-        if len(tokens[utt]):
-            wav = tokenizer.decode_wav(tokens[utt], vocoder)
+    for i, key in enumerate(tokens, start=1):
+        if len(tokens[key]):
+            wav = tokenizer.decode_wav(tokens[key], vocoder)
         else:  # the model ended at once: silence, which scoring counts as all words missed
-            log.warning("%s: no speech tokens generated; writing silence", utt)
+            log.warning("%s: no speech tokens generated; writing silence", key)
             wav = vocoder(np.zeros((0, mel_cfg.n_mels), dtype=np.float32))
-        out = args.out_dir / "wav" / f"{utt}.wav"
+        out = args.out_dir / "wav" / f"{key}.wav"
         save_audio(out, wav, mel_cfg.sample_rate)
-        scp[utt] = str(out.resolve())
-        if i % 50 == 0 or i == len(utts):
-            log.info("wrote %d/%d utterances", i, len(utts))
+        scp[key] = str(out.resolve())
+        if i % 50 == 0 or i == len(tokens):
+            log.info("wrote %d/%d takes", i, len(tokens))
     write_kv(args.out_dir / ("wav.scp" if args.nj == 1 else f"wav.{args.job}.scp"), scp)
 
 

@@ -44,6 +44,7 @@ class ScoreItem:
     ref_wav: Path | None = None
     speaker: str | None = None
     emotion: str | None = None
+    take: int = 0  # several takes of one utterance: only take 0 enters speaker verification
 
 
 @dataclass
@@ -119,7 +120,7 @@ def score_items(
     """Per-utterance score rows, plus speaker verification over the audio under test when a
     speaker encoder is given and the items name at least two speakers."""
     rows: list[dict] = []
-    embeddings: list[np.ndarray] = []
+    embeddings: list[np.ndarray] = []  # of every item, in order
     for start in range(0, len(items), batch_size):
         batch_rows, emb = _score_batch(
             items[start : start + batch_size], evaluators, sample_rate, prosody
@@ -128,7 +129,8 @@ def score_items(
         if emb is not None:
             embeddings.append(emb)
         log.info("scored %d/%d utterances", len(rows), len(items))
-    speakers = [it.speaker for it in items]
+    first = [i for i, it in enumerate(items) if it.take == 0]
+    speakers = [items[i].speaker for i in first]
     verification = None
     if (
         embeddings
@@ -136,5 +138,5 @@ def score_items(
         and len(set(speakers)) > 1
         and len(speakers) > len(set(speakers))
     ):
-        verification = verification_trials(np.concatenate(embeddings), speakers)
+        verification = verification_trials(np.concatenate(embeddings)[first], speakers)
     return rows, verification

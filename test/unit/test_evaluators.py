@@ -12,7 +12,7 @@ import yaml
 from local_lib.bin import resynth, score, train_evaluator, train_reward_asr
 from local_lib.config import load_config
 from local_lib.data.audio import load_audio, save_audio
-from local_lib.data.kaldi_dir import read_kv, write_data_dir
+from local_lib.data.kaldi_dir import read_kv, write_data_dir, write_kv
 from local_lib.eval.score_table import read_scores
 from local_lib.models.espnet_asr import EspnetRewardASR
 from local_lib.models.evaluator_nets import CtcASRNet, EvaluatorNetConfig
@@ -236,6 +236,32 @@ def test_score_cli_natural_and_resynth_with_paired_comparison(trained, data_dir,
     text = (tmp_path / "rs" / "RESULTS.md").read_text()
     assert "Paired difference: this system − natural" in text
     assert float(next(iter(read_scores(tmp_path / "rs" / "scores.tsv").values()))["spk_sim"]) < 1.0
+
+
+def test_score_cli_averages_the_takes_of_each_utterance(trained, data_dir, tmp_path):
+    """Take 1 of each utterance is another utterance's audio: scores.tsv holds the mean of the
+    two takes' rows of scores_takes.tsv, and take 0 alone gives the one-take scores."""
+    natural = read_kv(data_dir / "wav.scp")
+    utts = sorted(natural)
+    scp = {u: natural[u] for u in utts} | {
+        f"{u}#1": natural[utts[(i + 1) % len(utts)]] for i, u in enumerate(utts)
+    }
+    write_kv(tmp_path / "takes.scp", scp)
+    models = ["--asr", str(trained["asr"]), "--speaker", str(trained["speaker"]), "--no-prosody"]
+    for name, wav_scp in (("one", data_dir / "wav.scp"), ("two", tmp_path / "takes.scp")):
+        score.main(["--data-dir", str(data_dir), "--wav-scp", str(wav_scp),
+                    "--out-dir", str(tmp_path / name), *models])  # fmt: skip
+    one = read_scores(tmp_path / "one" / "scores.tsv")
+    takes = read_scores(tmp_path / "two" / "scores_takes.tsv")
+    means = read_scores(tmp_path / "two" / "scores.tsv")
+    assert sorted(takes) == sorted(scp) and sorted(means) == utts
+    assert not (tmp_path / "one" / "scores_takes.tsv").exists()
+    for u in utts:
+        assert takes[u]["hyp_text"] == one[u]["hyp_text"] == means[u]["hyp_text"]
+        for column in ("word_errors", "char_errors", "spk_sim"):
+            expected = (float(takes[u][column]) + float(takes[f"{u}#1"][column])) / 2
+            assert float(means[u][column]) == pytest.approx(expected, abs=1e-5), (u, column)
+    assert "the mean of 2 takes" in (tmp_path / "two" / "RESULTS.md").read_text()
 
 
 def test_score_cli_seedtts_mode(trained, data_dir, tmp_path):

@@ -43,11 +43,14 @@ def inputs(tmp_path_factory) -> dict[str, Path]:
             "tokenizer": make_tokenizer(root / "tokenizer.pt")}  # fmt: skip
 
 
-def _synth(inputs: dict[str, Path], out: Path, *mode: str, nj: int = 1, job: int = 1) -> None:
+def _synth(
+    inputs: dict[str, Path], out: Path, *mode: str, nj: int = 1, job: int = 1, takes: int = 1
+) -> None:
     synth_codec_lm.main([
         *mode, "--tokenizer", str(inputs["tokenizer"]), "--data-dir", str(inputs["data"]),
         "--tokens", str(inputs["tokens"]), "--feats-config", str(FEATS_YAML), "--out-dir", str(out),
         "--seed", "5", "--griffin-lim-iters", "2", "--nj", str(nj), "--job", str(job),
+        "--num-samples", str(takes),
     ])  # fmt: skip
 
 
@@ -63,6 +66,25 @@ def test_shards_agree_with_a_one_job_run(inputs: dict[str, Path], tmp_path: Path
         assert Path(path).read_bytes() == Path(shards[utt]).read_bytes(), utt
     # different utterances draw different samples (each has its own generator)
     assert len({Path(p).read_bytes() for p in one.values()}) > 1
+
+
+def test_takes_keep_take_0_and_differ(inputs: dict[str, Path], tmp_path: Path) -> None:
+    model = ("--model-dir", str(inputs["lm"]), "--config", str(inputs["config"]))
+    _synth(inputs, tmp_path / "one", *model)
+    for job in (1, 2):
+        _synth(inputs, tmp_path / "three", *model, nj=2, job=job, takes=3)
+    one = read_kv(tmp_path / "one" / "wav.scp")
+    three = read_kv(tmp_path / "three" / "wav.1.scp") | read_kv(tmp_path / "three" / "wav.2.scp")
+    assert sorted(three) == sorted(f"{u}{t}" for u in one for t in ("", "#1", "#2"))
+    for utt, path in one.items():  # take 0 is the audio of a one-take run
+        assert Path(three[utt]).read_bytes() == Path(path).read_bytes(), utt
+    assert any(
+        len({Path(three[f"{u}{t}"]).read_bytes() for t in ("", "#1", "#2")}) > 1 for u in one
+    )
+    with pytest.raises(SystemExit):
+        _synth(inputs, tmp_path / "x", "--tokens-only", takes=2)
+    with pytest.raises(SystemExit):
+        _synth(inputs, tmp_path / "x", *model, takes=0)
 
 
 def test_tokens_only_decodes_the_sets_own_tokens(inputs: dict[str, Path], tmp_path: Path) -> None:
