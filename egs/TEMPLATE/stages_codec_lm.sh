@@ -148,7 +148,7 @@ family_stage6() {
     if is_natural "${dset}"; then synth_set "exp/tokenizer_resynth/${dset}" --tokens-only; fi
     for sys in $(tts_systems); do
       synth_set "exp/tts_${sys}${tag_suffix}/synth/${dset}" --model-dir "exp/tts_${sys}${tag_suffix}/model" \
-        --config "conf/codec_lm${config_suffix}.yaml"
+        --config "conf/codec_lm${config_suffix}.yaml" --num-samples "${synth_samples}"
     done
   done
 }

@@ -39,6 +39,7 @@ feats_config=conf/feats.yaml
 train_set=train
 dev_set=dev
 test_sets="test"
+synth_samples=1
 config_suffix=auto
 method_variants=""
 reward_models=""
@@ -51,6 +52,9 @@ bpemode=""
 help_message="Usage: $0 --method <name> [options]
   --stage N / --stop_stage N   run stages N..M (1..8; README.md says which each method builds)
   --nj N                       parallel jobs for stages 2 and 6 (default ${nj})
+  --synth_samples K            stage 6 draws K takes of each test utterance from every sampled
+                               system; stage 7 scores each utterance as the mean of its takes
+                               (default ${synth_samples})
   --ngpu N                     GPUs per training job of stages 4-5 (default ${ngpu})
   --nproc N                    DDP processes per training job of stages 4-5 (default: --ngpu,
                                or 1 without GPUs; on CPU they use the gloo backend)
