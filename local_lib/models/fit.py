@@ -19,6 +19,8 @@ import torch
 from local_lib.atomic_io import torch_save_atomic
 
 log = logging.getLogger(__name__)
+# Checkpoint entries that say which text units a model's outputs are (local_lib.models.asr_units)
+UNIT_KEYS = ("tokens", "sentencepiece")
 
 
 @dataclass(frozen=True)
@@ -89,6 +91,7 @@ def fit(
     start, history = 0, []
     if ckpt_path.is_file():
         state = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+        _check_same_units(ckpt_path, state, checkpoint_content())
         train_state = state.get("train_state", {})
         model.load_state_dict(state["model"])
         opt.load_state_dict(train_state["optimizer"])
@@ -133,3 +136,18 @@ def fit(
         }
         torch_save_atomic({**checkpoint_content(), "train_state": train_state}, ckpt_path)
     return history
+
+
+def _check_same_units(ckpt_path: Path, saved: dict, current: dict) -> None:
+    """A model trained on other text units (stage 2 re-made with another ``--nbpe``) is never
+    resumed: its output layer means other units."""
+    if any(saved.get(key) != current.get(key) for key in UNIT_KEYS):
+        raise ValueError(
+            f"{ckpt_path} was trained on other text units ({_units_of(saved)}, now "
+            f"{_units_of(current)}); it cannot be resumed: remove it to train anew"
+        )
+
+
+def _units_of(state: dict) -> str:
+    kind = "sentencepiece" if "sentencepiece" in state else "character"
+    return f"{len(state.get('tokens', []))} {kind} units"

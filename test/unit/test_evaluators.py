@@ -17,6 +17,7 @@ from local_lib.eval.score_table import read_scores
 from local_lib.models.espnet_asr import EspnetRewardASR
 from local_lib.models.evaluator_nets import CtcASRNet, EvaluatorNetConfig
 from local_lib.data.features import LogMelConfig
+from local_lib.data.text_units import TokenListConfig, make_token_list
 from local_lib.models.asr_units import AsrUnits
 from local_lib.models.config_yaml import stage3_config, stage3_parser
 from local_lib.models.evaluators import (
@@ -165,6 +166,21 @@ def test_training_resumes_from_its_checkpoint(trained, data_dir, tmp_path):
     history = torch.load(work / "model.pt", weights_only=False)["train_state"]["history"]
     assert [h["epoch"] for h in history] == [1, 2] and history[0] == first[0]
     assert "resuming" in (work / "train.log").read_text()
+
+
+def test_an_asr_is_never_resumed_on_other_text_units(trained, data_dir, tmp_path):
+    """Stage 2 re-made with another --nbpe: the character model's output layer means other
+    units, so resuming it is refused, naming the checkpoint."""
+    make_token_list(TokenListConfig("bpe", nbpe=17), SENTENCES, tmp_path / "tl", "text")
+    work = tmp_path / "resume"
+    work.mkdir()
+    (work / "model.pt").write_bytes(trained["asr"].read_bytes())
+    argv = ["--config", str(CONF / "eval_asr_debug.yaml"), "--train-dir", str(data_dir),
+            "--valid-dir", str(data_dir), "--out-dir", str(work)]  # fmt: skip
+    other = r"model.pt was trained on other text units \(18 character units, now 18 sentencepiece"
+    with pytest.raises(ValueError, match=other):
+        train_evaluator.main([*argv, "--token-list", str(tmp_path / "tl")])
+    train_evaluator.main(argv)  # the same units: it resumes
 
 
 def test_unknown_config_key_is_an_error(tmp_path, data_dir):
