@@ -45,9 +45,14 @@ if ! ${cmd} JOB=1:"${nj}" "${dir}/log/dump_feats.JOB.log" \
       --data-dir "${data}" --out-dir "${dir}" --nj "${nj}" --job JOB; then
   failed=""
   for job in $(seq 1 "${nj}"); do
-    [ -f "${dir}/feats.${job}.scp" ] || failed="${failed} ${dir}/log/dump_feats.${job}.log"
+    log="${dir}/log/dump_feats.${job}.log"
+    [ -f "${dir}/feats.${job}.scp" ] || [ ! -f "${log}" ] || failed="${failed} ${log}"
   done
-  echo "$0: feature extraction failed; see${failed:- the logs in ${dir}/log}" >&2
+  if [ -z "${failed}" ]; then
+    echo "$0: feature extraction failed before any job wrote its log: see the launcher's message above (${cmd%% *})" >&2
+  else
+    echo "$0: feature extraction failed; see${failed}" >&2
+  fi
   exit 1
 fi
 

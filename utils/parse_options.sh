@@ -58,10 +58,11 @@ __po_source_config() {
 while [ $# -gt 0 ]; do
   case "$1" in
     --help|-h)
+      # Asked-for help is the output, not an error: stdout, so `--help | less` works.
       if [ -n "${help_message:-}" ]; then
-        printf '%s\n' "$help_message" >&2
+        printf '%s\n' "$help_message"
       else
-        echo "Usage: $0 [--option value ...] (options are the variables set at the top of $0)" >&2
+        echo "Usage: $0 [--option value ...] (options are the variables set at the top of $0)"
       fi
       exit 0 ;;
     --)

@@ -114,7 +114,9 @@ sub submit {
     open(my $out, '-|', @sbatch) or fail("cannot run $sbatch[0]: $!");
     my $reply = join('', <$out>);
     close($out);
-    fail("submission failed (exit code " . ($? >> 8) . "): @sbatch") if $? != 0;
+    fail("submission failed (exit code " . ($? >> 8) . "), so no task ran and no task log was "
+        . "written; sbatch's message is above (SLURM_CONF="
+        . ($ENV{SLURM_CONF} // 'unset') . "): @sbatch") if $? != 0;
     my ($job_id) = $reply =~ m/^(\d+)/ or fail("cannot read a job id from sbatch's reply: $reply");
     return $job_id;
 }

@@ -1,7 +1,8 @@
 # Stages of the codec_lm model family, sourced by tts_rl.sh (which has parsed the options and
 # defined log, run_stage, score_system and logged_curve_keys). It sets family_stages, the
-# stages it builds beyond the common ones, base_model, stage3_model_args and given_base_model,
-# and defines family_stage<N> for its part of stage N. <tag> is tts_rl.sh's ${tag_suffix}.
+# stages it builds beyond the common ones, base_model, stage3_model_args, prompted_by_speaker and
+# given_base_model, and defines family_needs and family_stage<N> for its part of stage N.
+# <tag> is tts_rl.sh's ${tag_suffix}.
 #
 #   2  speech tokenizer on the training features, speech tokens of every set (JOB array)
 #        -> dump/speech_tokenizer/tokenizer.pt, dump/<set>/speech_tokens
@@ -20,6 +21,8 @@ family_stages="2 4 5 6 7 8"
 
 speech_tokenizer=dump/speech_tokenizer/tokenizer.pt
 base_model=model
+# Every utterance is synthesised (and trained) with another of its speaker's as the prompt.
+prompted_by_speaker=true
 # Stage 3's reward models may train on speech tokens (DiffRO's Token2Text).
 stage3_model_args=(--tokenizer "${speech_tokenizer}" --train-tokens "dump/${train_set}/speech_tokens"
   --valid-tokens "dump/${dev_set}/speech_tokens")
@@ -34,6 +37,19 @@ given_base_model() {
   readlink -f "$1"
 }
 
+# family_needs: the inputs of this family's stages that earlier stages write (run_state.sh).
+family_needs() {
+  local name dset
+  # A given base (--pretrained tts_base=DIR) is linked, not trained.
+  [ -n "${given_base}" ] || needs 4 2 "${speech_tokenizer}" "dump/${train_set}/speech_tokens" "dump/${dev_set}/speech_tokens"
+  needs 5 2 "${speech_tokenizer}" "dump/${train_set}/speech_tokens"
+  for name in ${reward_models}; do
+    case "${name}" in eval_* | *_ctc) ;; *) needs 3 2 "dump/${train_set}/speech_tokens" ;; esac
+  done
+  for dset in ${test_sets}; do needs 6 2 "${speech_tokenizer}" "dump/${dset}/speech_tokens"; done
+  needs 6 4 "exp/tts_base${tag_suffix}/model"
+}
+
 # merge_shards <shard name with JOB> <file>: join the shards 1..${nj} of a JOB array into
 # <file>, C-sorted (with one job the tools write <file> themselves).
 merge_shards() {
@@ -44,44 +60,45 @@ merge_shards() {
 }
 
 family_stage2() {
-  if [ -f dump/speech_tokenizer/.done ]; then
-    log "stage 2: dump/speech_tokenizer/.done exists, skipping"
-  else
+  # The features' own markers stand for their content (feats.scp alone names ark offsets).
+  local marker=dump/speech_tokenizer/.done
+  local args=(--config "conf/speech_tokenizer${config_suffix}.yaml" --feats-config "${feats_config}"
+    --feats-scp "dump/${train_set}/feats.scp" --out "${speech_tokenizer}" --seed "${seed}")
+  if ! stage_is_done 2 "${marker}" --output "${speech_tokenizer}" -- "${args[@]}" "dump/${train_set}/.done"; then
     log "stage 2: speech tokenizer (conf/speech_tokenizer${config_suffix}.yaml)"
-    rm -f dump/*/.speech_tokens.done  # tokens of an older tokenizer are stale
-    ${train_cmd} dump/speech_tokenizer/log/train.log python -m local_lib.bin.train_speech_tokenizer \
-      --config "conf/speech_tokenizer${config_suffix}.yaml" --feats-config "${feats_config}" \
-      --feats-scp "dump/${train_set}/feats.scp" --out "${speech_tokenizer}" --seed "${seed}"
-    touch dump/speech_tokenizer/.done
+    stage_begin "${marker}" -- "${args[@]}" "dump/${train_set}/.done"
+    ${train_cmd} dump/speech_tokenizer/log/train.log python -m local_lib.bin.train_speech_tokenizer "${args[@]}"
+    stage_finish "${marker}"
   fi
   local dset
   for dset in ${all_sets}; do
-    if [ -f "dump/${dset}/.speech_tokens.done" ]; then
-      log "stage 2: dump/${dset}/.speech_tokens.done exists, skipping"
-      continue
-    fi
+    marker="dump/${dset}/.speech_tokens.done"
+    # Tokens are redone when the tokenizer or the set's features change.
+    args=("${speech_tokenizer}" "dump/${dset}/.done")
+    stage_is_done 2 "${marker}" --output "dump/${dset}/speech_tokens" -- "${args[@]}" && continue
+    stage_begin "${marker}" -- "${args[@]}"
     ${train_cmd} JOB=1:"${nj}" "dump/${dset}/log/speech_tokens.JOB.log" \
       python -m local_lib.bin.dump_speech_tokens --tokenizer "${speech_tokenizer}" \
       --feats-scp "dump/${dset}/feats.scp" --out "dump/${dset}/speech_tokens" --nj "${nj}" --job JOB
     merge_shards "dump/${dset}/speech_tokens.JOB" "dump/${dset}/speech_tokens"
-    touch "dump/${dset}/.speech_tokens.done"
+    stage_finish "${marker}"
   done
 }
 
-# train_system <out dir> <module> <args...>: one (DDP) training job, skipped when done. Each
+# train_system <out dir> <module> <args...>: one (DDP) training job, skipped when done with
+# the same inputs, and refused when its checkpoints were made from other inputs. Each
 # process computes single-threaded (intra-op threads on a shared CPU cost far more than they
 # gain); --nproc N puts N cores to work through DDP instead.
 train_system() {
   local out=$1 module=$2
   shift 2
-  if [ -f "${out}/.done" ]; then
-    log "stage ${current_stage}: ${out}/.done exists, skipping"
-    return 0
-  fi
+  local args=("${module}" --seed "${seed}" "$@")
+  stage_is_done "${current_stage}" "${out}/.done" --output "${out}/model" -- "${args[@]}" && return 0
+  stage_begin "${out}/.done" --resume-dir "${out}/checkpoints" -- "${args[@]}"
   log "stage ${current_stage}: ${module} -> ${out} (${nproc} process(es); log ${out}/log/train.log)"
   ${cuda_cmd} --gpu "${ngpu}" "${out}/log/train.log" utils/launch.sh --nproc "${nproc}" -- \
     "local_lib.bin.${module}" --seed "${seed}" --num-threads 1 --out-dir "${out}" "$@"
-  touch "${out}/.done"
+  stage_finish "${out}/.done"
 }
 
 family_stage4() {
@@ -112,16 +129,15 @@ family_stage5() {
 synth_set() {
   local out=$1
   shift
-  if [ -f "${out}/.done" ]; then
-    log "stage 6: ${out}/.done exists, skipping"
-    return 0
-  fi
+  local inputs=("$@" "${speech_tokenizer}" "data/${dset}" "dump/${dset}/.speech_tokens.done" "${feats_config}")
+  stage_is_done 6 "${out}/.done" --output "${out}/wav.scp" -- "${inputs[@]}" && return 0
+  stage_begin "${out}/.done" -- "${inputs[@]}"
   log "stage 6: ${out}"
   ${train_cmd} JOB=1:"${nj}" "${out}/log/synth.JOB.log" python -m local_lib.bin.synth_codec_lm "$@" \
     --tokenizer "${speech_tokenizer}" --data-dir "data/${dset}" --tokens "dump/${dset}/speech_tokens" \
     --feats-config "${feats_config}" --out-dir "${out}" --seed "${seed}" --nj "${nj}" --job JOB
   merge_shards "${out}/wav.JOB.scp" "${out}/wav.scp"
-  touch "${out}/.done"
+  stage_finish "${out}/.done"
 }
 
 # The trained TTS systems: base, then each method system whose model exists.

@@ -1,7 +1,7 @@
 # Stages of the gradtts model family, sourced by tts_rl.sh (which has parsed the options and
 # defined log, run_stage, score_system and logged_curve_keys). It sets family_stages, the stages
-# it builds beyond the common ones, base_model, stage3_model_args and given_base_model, and
-# defines family_stage<N> for its part of stage N. <tag> is tts_rl.sh's ${tag_suffix}.
+# it builds beyond the common ones, base_model, stage3_model_args, prompted_by_speaker and
+# given_base_model, and defines family_needs and family_stage<N> for its part of stage N. <tag> is tts_rl.sh's ${tag_suffix}.
 #
 #   4  base Grad-TTS (local_lib.bin.train_gradtts)            -> exp/tts_base<tag>/model.pt
 #   5  the method for each of ${method_systems}, side by side -> exp/tts_<system><tag>/model.pt
@@ -11,6 +11,19 @@
 family_stages="4 5 6 7 8"
 base_model=model.pt
 stage3_model_args=()
+# Grad-TTS synthesises from text and a speaker id: no utterance needs another as its prompt.
+prompted_by_speaker=false
+
+# family_needs: the inputs of this family's stages that earlier stages write (run_state.sh).
+family_needs() {
+  local system
+  # A given base (--pretrained tts_base=DIR) is linked, not trained.
+  [ -n "${given_base}" ] || needs 4 2 "dump/${train_set}/feats.scp" "dump/${dev_set}/feats.scp"
+  needs 5 2 "dump/${train_set}/feats.scp"
+  needs 5 3 exp/easpm/model.pt
+  needs 6 4 "exp/tts_base${tag_suffix}/model.pt"
+  for system in ${method_systems}; do needs 6 5 "exp/tts_${system}${tag_suffix}/model.pt"; done
+}
 
 # given_base_model DIR: DIR/model.pt of --pretrained tts_base=DIR (another tag's exp/tts_base)
 # as an absolute path; an error when there is none.
@@ -26,23 +39,25 @@ given_base_model() {
 # after sourcing this file.
 gradtts_config() { echo "conf/gradtts${config_suffix}.yaml"; }
 
-# Runs "$@" (a training command after the log path) for each named system as parallel jobs and
-# fails naming the logs when any failed; systems with exp/tts_<system><tag>/.done are skipped.
+# Trains each named system with <tool> as parallel jobs and fails naming the logs when any
+# failed; a system done from the same inputs is skipped, one whose checkpoints were made from
+# other inputs is refused (run_state.sh).
 gradtts_train_systems() {
   local stage=$1 tool=$2; shift 2
-  local pids=() systems=() system out
+  local pids=() systems=() system out args
   for system in "$@"; do
     out="exp/tts_${system}${tag_suffix}"
-    if [ -f "${out}/.done" ]; then log "stage ${stage}: ${out}/.done exists, skipping"; continue; fi
+    args=("${tool}" $(gradtts_train_args "${system}") --seed "${seed}" --train-dir "data/${train_set}")
+    stage_is_done "${stage}" "${out}/.done" --output "${out}/model.pt" -- "${args[@]}" && continue
+    stage_begin "${out}/.done" --resume-dir "${out}/checkpoints" -- "${args[@]}"
     ${cuda_cmd} --gpu "${ngpu}" "${out}/log/train.log" utils/launch.sh --nproc "${nproc}" -- \
-      "local_lib.bin.${tool}" $(gradtts_train_args "${system}") --seed "${seed}" \
-      --train-dir "data/${train_set}" --out-dir "${out}" &
+      "local_lib.bin.${args[0]}" "${args[@]:1}" --out-dir "${out}" &
     pids+=($!); systems+=("${system}")
   done
   local i failed=""
   for i in "${!pids[@]}"; do
     out="exp/tts_${systems[$i]}${tag_suffix}"
-    if wait "${pids[$i]}"; then touch "${out}/.done"; else failed+=" ${out}/log/train.log"; fi
+    if wait "${pids[$i]}"; then stage_finish "${out}/.done"; else failed+=" ${out}/log/train.log"; fi
   done
   [ -z "${failed}" ] || { echo "$0: stage ${stage} failed, see${failed}" >&2; exit 1; }
 }
@@ -61,22 +76,19 @@ gradtts_train_args() {
 family_stage4() { gradtts_train_systems 4 train_gradtts base; }
 
 family_stage5() {
-  [ -f exp/easpm/model.pt ] || { echo "$0: stage 5 needs exp/easpm/model.pt (stage 3 with --reward_models easpm)" >&2; exit 1; }
   # shellcheck disable=SC2086
   gradtts_train_systems 5 "train_${method}" ${method_systems}
 }
 
 family_stage6() {
-  local system model out j
+  local system model out j inputs
   for system in base ${method_systems}; do
     model="exp/tts_${system}${tag_suffix}/model.pt"
-    if [ ! -f "${model}" ]; then
-      echo "$0: stage 6 needs ${model} (stage $([ "${system}" = base ] && echo 4 || echo 5))" >&2
-      exit 1
-    fi
     for dset in ${test_sets}; do
       out="exp/tts_${system}${tag_suffix}/synth/${dset}"
-      if [ -f "${out}/.done" ]; then log "stage 6: ${out}/.done exists, skipping"; continue; fi
+      inputs=("$(gradtts_config)" "${model}" "data/${dset}" "${feats_config}")
+      stage_is_done 6 "${out}/.done" --output "${out}/wav.scp" -- "${inputs[@]}" && continue
+      stage_begin "${out}/.done" -- "${inputs[@]}"
       log "stage 6: ${system} synthesises ${dset} (nj=${nj})"
       ${train_cmd} JOB=1:"${nj}" "${out}/log/synth.JOB.log" python -m local_lib.bin.synth_gradtts \
         --config "$(gradtts_config)" --model "${model}" --data-dir "data/${dset}" \
@@ -84,7 +96,7 @@ family_stage6() {
       if [ "${nj}" -gt 1 ]; then
         for j in $(seq "${nj}"); do cat "${out}/wav.${j}.scp"; done | sort > "${out}/wav.scp"
       fi
-      touch "${out}/.done"
+      stage_finish "${out}/.done"
     done
   done
 }

@@ -16,9 +16,16 @@
 #
 # A method is local_lib/rl/<method>.py with a METHOD spec (local_lib/rl/method_spec.py): its
 # model family picks the stages file, and stage 5 runs local_lib.bin.train_<method>.
+# Each stage's inputs are checked before any stage runs, done markers record what each output
+# was made from, and one run at a time owns a recipe dir and its jobs (run_state.sh).
 set -euo pipefail
 
 log() { echo "$(date '+%Y-%m-%dT%H:%M:%S') ($(basename "$0")) $*"; }
+
+template_dir=$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")
+. "${template_dir}/run_state.sh"
+# One run per recipe dir, owning its jobs (run_state.sh); the pipeline runs in the child.
+[ -n "${TTS_RL_SUPERVISED:-}" ] || supervise_run "$@"
 
 # Stages 1-3 and the vocoder-only part of 6-7 are the same for every method; the model family's
 # file (stages_<family>.sh beside this script) adds its own stages and says which it builds.
@@ -48,6 +55,7 @@ pretrained=""
 token_type=""
 nbpe=""
 bpemode=""
+local_data_opts=""
 
 help_message="Usage: $0 --method <name> [options]
   --stage N / --stop_stage N   run stages N..M (1..8; README.md says which each method builds)
@@ -82,12 +90,23 @@ help_message="Usage: $0 --method <name> [options]
                                (codec LM: DIR a model dir such as another tag's
                                exp/tts_base/model; Grad-TTS: a dir with model.pt), so several
                                methods and tags start from one base
-  --esd_root / --libritts_root / --seedtts_root DIR   corpus roots (default: db.sh; empty = mini corpus)"
+  --local_data_opts \"...\"     more options for local/data.sh (stage 1), e.g. \"--lang en\""
 
+# Corpus roots: every upper-case variable db.sh sets (and ESD, LIBRITTS, SEEDTTS) is a root,
+# NAME=DIR in db.sh or --name_root DIR here; local/data.sh gets it as NAME in its environment.
+corpus_vars="ESD LIBRITTS SEEDTTS"
+for var in $(sed -nE 's/^[[:space:]]*(export[[:space:]]+)?([A-Z][A-Z0-9_]*)=.*/\2/p' db.sh); do
+  [[ " ${corpus_vars} " == *" ${var} "* ]] || corpus_vars+=" ${var}"
+done
 . ./db.sh
-esd_root=${ESD:-}
-libritts_root=${LIBRITTS:-}
-seedtts_root=${SEEDTTS:-}
+corpus_root_opts=""
+for var in ${corpus_vars}; do
+  declare "${var,,}_root=${!var:-}"
+  corpus_root_opts+=" --${var,,}_root"
+done
+help_message+="
+ ${corpus_root_opts# } DIR
+                               corpus roots (default: db.sh; all empty = the mini corpus)"
 
 . utils/parse_options.sh
 . ./path.sh
@@ -98,6 +117,10 @@ seedtts_root=${SEEDTTS:-}
 for opt in stage stop_stage nj ngpu nproc seed; do
   [[ "${!opt}" =~ ^[0-9]+$ ]] || { echo "$0: --${opt} must be a non-negative integer, got '${!opt}'" >&2; exit 1; }
 done
+for opt in stage stop_stage; do
+  [ "${!opt}" -ge 1 ] && [ "${!opt}" -le 8 ] || { echo "$0: --${opt} must be one of the stages 1..8, got ${!opt}" >&2; exit 1; }
+done
+[ "${stage}" -le "${stop_stage}" ] || { echo "$0: --stop_stage ${stop_stage} comes before --stage ${stage}" >&2; exit 1; }
 [ "${nj}" -ge 1 ] || { echo "$0: --nj must be at least 1" >&2; exit 1; }
 [[ "${token_type}" =~ ^(|char|bpe)$ ]] || { echo "$0: --token_type must be char or bpe, got '${token_type}'" >&2; exit 1; }
 [[ "${nbpe}" =~ ^([1-9][0-9]*)?$ ]] || { echo "$0: --nbpe must be a positive integer, got '${nbpe}'" >&2; exit 1; }
@@ -116,7 +139,6 @@ family=${method_family}
 
 # The model family decides stages 2 (extra), 3 (the reward models' extra options), 4, 5,
 # 6 (extra), 7 (extra) and 8; stage 5 only for a method with a spec.
-template_dir=$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")
 . "${template_dir}/stages_${family}.sh"
 [ "${method_built}" = true ] || family_stages=${family_stages//5/}
 built_stages=$(echo ${common_stages} ${family_stages} | tr ' ' '\n' | sort -nu | tr '\n' ' ')
@@ -142,12 +164,24 @@ run_stage() { [[ " ${runnable} " == *" $1 "* ]]; }
 # The family's part of stage $1, when its file defines one (family_stage<N>).
 run_family_hook() { if declare -F "family_stage$1" > /dev/null; then "family_stage$1"; fi; }
 
-if [ "${config_suffix}" = auto ]; then
-  if [ -z "${esd_root}${libritts_root}${seedtts_root}" ]; then config_suffix=_mini; else config_suffix=""; fi
-fi
-
 # local/data.sh reads the roots from the environment, so run.sh options reach it unchanged.
-export ESD=${esd_root} LIBRITTS=${libritts_root} SEEDTTS=${seedtts_root}
+given_roots=""
+for var in ${corpus_vars}; do
+  root_opt=${var,,}_root
+  export "${var}=${!root_opt}"
+  [ -z "${!root_opt}" ] || given_roots+=" ${var}=${!root_opt}"
+done
+if [ "${config_suffix}" = auto ]; then
+  if [ -z "${given_roots}" ]; then
+    config_suffix=_mini
+    log "configs: conf/<name>_mini.yaml (--config_suffix auto: no corpus root given, the mini corpus)"
+  else
+    config_suffix=""
+    log "configs: conf/<name>.yaml, the full ones (--config_suffix auto: corpus root${given_roots})"
+  fi
+else
+  log "configs: conf/<name>${config_suffix}.yaml (--config_suffix ${config_suffix:-\"\"})"
+fi
 all_sets="${train_set} ${dev_set} ${test_sets}"
 # The optimised systems of stages 5-8: the method itself, then each variant.
 method_systems="${method}"
@@ -166,8 +200,22 @@ for item in ${pretrained}; do
   [[ " ${reward_models} ${evaluators} " == *" ${name} "* && "${item}" == *=* ]] || {
     echo "$0: --pretrained ${item}: expected NAME=FILE with NAME one of: $(echo ${reward_models} ${evaluators}), or tts_base=DIR" >&2; exit 1; }
   [ -f "${file}" ] || { echo "$0: --pretrained ${name}: no such file: ${file}" >&2; exit 1; }
+  python -m local_lib.bin.check_checkpoint "${file}" > /dev/null ||
+    { echo "$0: --pretrained ${name}: not a usable model file" >&2; exit 1; }
   given[${name}]=$(readlink -f "${file}")
 done
+
+# What each stage reads that an earlier stage writes (the family's file declares its own):
+# check_stage_inputs names every one missing before any stage runs.
+for dset in ${all_sets}; do needs 2 1 "data/${dset}/wav.scp"; done
+needs 3 1 "data/${train_set}/wav.scp" "data/${dev_set}/wav.scp"
+for dset in ${test_sets}; do needs 6 1 "data/${dset}/wav.scp"; done
+for name in ${reward_models}; do [ -n "${given[${name}]:-}" ] || needs 5 3 "exp/${name}/model.pt"; done
+for name in ${evaluators}; do [ -n "${given[${name}]:-}" ] || needs 7 3 "exp/${name}/model.pt"; done
+[ -n "${given_base}" ] || needs 5 4 "exp/tts_base${tag_suffix}/${base_model}"
+base_hint["exp/tts_base${tag_suffix}/${base_model}"]=", or --pretrained tts_base=DIR"
+family_needs
+check_stage_inputs
 
 # link_model <stage> <link> <model>: a model given by --pretrained stands where stage <stage>
 # would write <link>. A model already there (--pretrained X=exp/X/model.pt) is accepted; one
@@ -187,27 +235,30 @@ link_model() {
 
 if run_stage 1; then
   log "stage 1: corpus preparation"
-  if [ -f data/.done ]; then
-    log "stage 1: data/.done exists, skipping"
-  else
-    local/data.sh --seed "${seed}" --nj "${nj}" data
+  # data/ is made from local/data.sh, its options and the corpus roots (--nj changes nothing).
+  data_cmd=(local/data.sh ${local_data_opts} --seed "${seed}")
+  if ! stage_is_done 1 data/.done -- "${data_cmd[@]}" ${given_roots}; then
+    stage_begin data/.done -- "${data_cmd[@]}" ${given_roots}
+    "${data_cmd[@]}" --nj "${nj}" data
     for dset in ${all_sets}; do
-      utils/validate_data_dir.sh "data/${dset}"
+      # A set synthesised from each utterance's speaker's other utterances needs two of each.
+      min_utts=1
+      [ "${prompted_by_speaker}" = false ] || [ -f "data/${dset}/utt2prompt_wav" ] || min_utts=2
+      utils/validate_data_dir.sh --min-utts-per-spk "${min_utts}" "data/${dset}"
     done
-    touch data/.done
+    stage_finish data/.done
   fi
 fi
 
 if run_stage 2; then
   log "stage 2: log-mel features (nj=${nj}, backend=${cmd_backend})"
   for dset in ${all_sets}; do
-    if [ -f "dump/${dset}/.done" ]; then
-      log "stage 2: dump/${dset}/.done exists, skipping"
-      continue
-    fi
+    stage_is_done 2 "dump/${dset}/.done" --output "dump/${dset}/feats.scp" -- \
+      "data/${dset}" "${feats_config}" && continue
+    stage_begin "dump/${dset}/.done" -- "data/${dset}" "${feats_config}"
     utils/dump_feats.sh --cmd "${train_cmd}" --nj "${nj}" --config "${feats_config}" \
       "data/${dset}" "dump/${dset}"
-    touch "dump/${dset}/.done"
+    stage_finish "dump/${dset}/.done"
   done
   # Made again only when its settings or the training text changed (the tool checks its own
   # record, dump/token_list/config.yaml), so what was trained on it stays valid otherwise.
@@ -234,10 +285,6 @@ if run_stage 3; then
       link_model 3 "exp/${name}/model.pt" "${given[${name}]}"
       continue
     fi
-    if [ -f "exp/${name}/.done" ]; then
-      log "stage 3: exp/${name}/.done exists, skipping"
-      continue
-    fi
     # Evaluators and CTC reward ASRs (*_ctc) share the evaluator trainer, which reads audio
     # only; the others have their own and also get the family's stage3_model_args.
     case "${name}" in
@@ -245,11 +292,14 @@ if run_stage 3; then
       *) tool="train_${name}" extra=("${stage3_model_args[@]}") ;;
     esac
     extra+=(--token-list "${token_list}")  # the ASRs' units; the other models ignore it
+    train_args=(--config "conf/${name}${config_suffix}.yaml" --seed "${seed}"
+      --train-dir "data/${train_set}" --valid-dir "data/${dev_set}" --out-dir "exp/${name}"
+      "${extra[@]}")
+    stage_is_done 3 "exp/${name}/.done" --output "exp/${name}/model.pt" -- "${tool}" "${train_args[@]}" &&
+      continue
+    stage_begin "exp/${name}/.done" --resume-dir "exp/${name}/checkpoints" -- "${tool}" "${train_args[@]}"
     # Each model trains as its own job (one CPU thread each); they run side by side.
-    ${cuda_cmd} "exp/${name}/log/train.log" python -m "local_lib.bin.${tool}" \
-      --config "conf/${name}${config_suffix}.yaml" --seed "${seed}" \
-      --train-dir "data/${train_set}" --valid-dir "data/${dev_set}" --out-dir "exp/${name}" \
-      "${extra[@]}" &
+    ${cuda_cmd} "exp/${name}/log/train.log" python -m "local_lib.bin.${tool}" "${train_args[@]}" &
     stage3_pids[${name}]=$!
   done
 fi
@@ -263,7 +313,7 @@ wait_stage3() {
   for name in "$@"; do
     [ -n "${stage3_pids[${name}]:-}" ] || continue
     if wait "${stage3_pids[${name}]}"; then
-      touch "exp/${name}/.done"
+      stage_finish "exp/${name}/.done"
     else
       failed+=" exp/${name}/log/train.log"
     fi
@@ -277,8 +327,9 @@ if run_stage 4; then
   log "stage 4: ${stage_names[4]}"
   if [ -n "${given_base}" ]; then
     link_model 4 "exp/tts_base${tag_suffix}/${base_model}" "${given_base}"
-    # so that a later run without --pretrained never trains into the given base
-    touch "exp/tts_base${tag_suffix}/.done"
+  elif [ -L "exp/tts_base${tag_suffix}/${base_model}" ]; then
+    # never train into a base given by an earlier run's --pretrained tts_base
+    log "stage 4: exp/tts_base${tag_suffix}/${base_model} links to a given base ($(readlink -f "exp/tts_base${tag_suffix}/${base_model}")), not trained here: skipping (remove the link to train)"
   else
     run_family_hook 4
   fi
@@ -287,8 +338,6 @@ wait_stage3 ${reward_models}
 
 if run_stage 5; then
   log "stage 5: ${stage_names[5]}"
-  [ -e "exp/tts_base${tag_suffix}/${base_model}" ] || {
-    echo "$0: stage 5 needs exp/tts_base${tag_suffix}/${base_model} (stage 4, or --pretrained tts_base=DIR)" >&2; exit 1; }
   run_family_hook 5
 fi
 
@@ -296,14 +345,15 @@ if run_stage 6; then
   log "stage 6: synthesis (vocoder-only resynthesis of the natural test audio)"
   for dset in ${natural_sets}; do
     out="exp/resynth/${dset}"
-    [ -f "${out}/.done" ] && { log "stage 6: ${out}/.done exists, skipping"; continue; }
+    stage_is_done 6 "${out}/.done" --output "${out}/wav" -- "data/${dset}" "${feats_config}" && continue
+    stage_begin "${out}/.done" -- "data/${dset}" "${feats_config}"
     ${train_cmd} JOB=1:"${nj}" "${out}/log/resynth.JOB.log" python -m local_lib.bin.resynth \
       --data-dir "data/${dset}" --out-dir "${out}" --feats-config "${feats_config}" \
       --nj "${nj}" --job JOB
     if [ "${nj}" -gt 1 ]; then
       for j in $(seq "${nj}"); do cat "${out}/wav.${j}.scp"; done | sort > "${out}/wav.scp"
     fi
-    touch "${out}/.done"
+    stage_finish "${out}/.done"
   done
   run_family_hook 6
 fi

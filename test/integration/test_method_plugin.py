@@ -112,7 +112,7 @@ def test_a_tag_writes_its_own_systems_and_reports_from_the_shared_base(toy):
     assert (recipe_dir / "exp/report/REPORT.md").read_bytes() == toy.untagged_report
     # the shared outputs are reused, not made again
     for done in ("exp/tokenizer_resynth/test/.done", "exp/resynth/test/.done"):
-        assert f"{done} exists, skipping" in toy.tagged_output, done
+        assert f"{done} is up to date, skipping" in toy.tagged_output, done
     # the same base model and seed synthesise the same audio under either tag
     scores = [recipe_dir / f"exp/{tts}/synth/test/scores.tsv" for tts in ("tts_base", "tts_base_x")]
     assert scores[0].read_text() == scores[1].read_text()

@@ -85,7 +85,7 @@ def test_rerun_skips_finished_work(recipe):
     assert result.returncode == 0, result.output
     systems = (f"exp/tts_{s}/.done" for s in SYSTEMS)
     for done in ("exp/token2text/.done", "exp/tts_base/.done", *systems):
-        assert f"{done} exists, skipping" in result.output, done
+        assert f"{done} is up to date, skipping" in result.output, done
 
 
 def test_the_seed_tts_eval_list_is_synthesised_scored_and_reported(recipe):

@@ -105,10 +105,10 @@ def test_rerun_skips_finished_training_and_synthesis(easpo_recipe):
     recipe_dir, _ = easpo_recipe
     result = run_recipe(recipe_dir, *RUN_ARGS, "--stage", "4", "--stop-stage", "6")
     assert result.returncode == 0, result.output
-    assert "exp/tts_base/.done exists, skipping" in result.output
+    assert "exp/tts_base/.done is up to date, skipping" in result.output
     for system in SYSTEMS:
-        assert f"exp/tts_{system}/.done exists, skipping" in result.output
-        assert f"exp/tts_{system}/synth/{TEST_SET}/.done exists, skipping" in result.output
+        assert f"exp/tts_{system}/.done is up to date, skipping" in result.output
+        assert f"exp/tts_{system}/synth/{TEST_SET}/.done is up to date, skipping" in result.output
 
 
 def test_stage5_does_not_wait_for_the_evaluators(easpo_recipe):
@@ -129,4 +129,5 @@ def test_stage5_does_not_wait_for_the_evaluators(easpo_recipe):
     assert result.returncode != 0
     failure = "stage 3 failed, see exp/eval_asr/log/train.log"
     assert failure in result.output, result.output
-    assert result.output.index("stage 5: exp/tts_easpo/.done exists") < result.output.index(failure)
+    skipped = result.output.index("stage 5: exp/tts_easpo/.done is up to date")
+    assert skipped < result.output.index(failure)

@@ -132,7 +132,7 @@ def test_rerun_skips_finished_work(recipe):
         "dump/speech_tokenizer/.done", "dump/test/.speech_tokens.done", "exp/tts_base/.done",
         "exp/tts_grpo/.done", "exp/tts_grpo/synth/test/.done", "exp/reward_ctc/.done",
     ):  # fmt: skip
-        assert f"{done} exists, skipping" in result.output, done
+        assert f"{done} is up to date, skipping" in result.output, done
 
 
 def test_interrupted_stage_4_resumes_from_its_checkpoint(recipe):

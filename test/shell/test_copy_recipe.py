@@ -71,3 +71,36 @@ def test_shared_links_are_re_pointed_from_the_new_place(fake_repo):
     dst = fake_repo / "egs/mycorpus/new/easpo"
     assert os.readlink(dst / "tts_rl.sh") == "../../../TEMPLATE/tts_rl.sh"
     assert (dst / "tts_rl.sh").read_text() == "pipeline\n"
+
+
+@pytest.mark.parametrize(
+    "dst, reason",
+    [("mycorpus/easpo", "is not under"), ("egs/TEMPLATE/x", "is inside egs/TEMPLATE"),
+     ("egs/esd/easpo/v2", "is inside the source recipe"), ("../out/easpo", "is not under")],
+)  # fmt: skip
+def test_a_destination_outside_egs_is_refused(fake_repo, dst, reason):
+    result = run_tool(["utils/copy_recipe.sh", "egs/esd/easpo", dst], cwd=fake_repo)
+    assert result.returncode == 1
+    assert reason in result.stderr
+    assert not (fake_repo / dst).exists()
+
+
+def test_a_repository_of_links_gets_links_inside_itself(fake_repo, tmp_path):
+    """A sandbox whose utils/ and egs/TEMPLATE are links into another tree: the copy's links
+    stay inside the sandbox, one level deeper or shallower than the source."""
+    sandbox = tmp_path / "sandbox"
+    (sandbox / "egs/esd").mkdir(parents=True)
+    (sandbox / "utils").symlink_to(fake_repo / "utils")
+    template = fake_repo / "egs/TEMPLATE"
+    template.mkdir()
+    (template / "path.sh").write_text("path\n")
+    (sandbox / "egs/TEMPLATE").symlink_to(template)
+    shutil.copytree(fake_repo / "egs/esd/easpo", sandbox / "egs/esd/easpo", symlinks=True)
+    (sandbox / "egs/esd/easpo/path.sh").unlink()
+    (sandbox / "egs/esd/easpo/path.sh").symlink_to("../../TEMPLATE/path.sh")
+    for dst, up in (("egs/lab/mycorpus/easpo", "../../.."), ("egs/easpo", "..")):
+        result = run_tool(["utils/copy_recipe.sh", "egs/esd/easpo", dst], cwd=sandbox)
+        assert result.returncode == 0, result.stderr
+        assert os.readlink(sandbox / dst / "path.sh") == f"{up}/TEMPLATE/path.sh"
+        assert os.readlink(sandbox / dst / "utils") == f"{up}/../utils"
+        assert (sandbox / dst / "path.sh").read_text() == "path\n"

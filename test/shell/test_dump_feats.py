@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import kaldiio
@@ -178,3 +180,26 @@ def test_wrapper_rejects_bad_arguments(recipe_with_data):
     assert result.returncode == 1 and "--nj must be a positive integer" in result.stderr
     result = run_in(recipe_with_data, "utils/dump_feats.sh", "data/missing", "dump/x")
     assert result.returncode == 1 and "data/missing/wav.scp not found" in result.stderr
+
+
+@needs_run_pl
+def test_a_launcher_that_runs_no_task_is_named_not_a_log_that_does_not_exist(recipe_with_data):
+    """slurm.pl with no reachable Slurm (SLURM_CONF unset): sbatch fails before any task."""
+    recipe = recipe_with_data
+    bin_dir = recipe / "fake_bin"
+    bin_dir.mkdir()
+    sbatch = bin_dir / "sbatch"
+    sbatch.write_text("#!/bin/sh\necho 'sbatch: error: resolve_ctls_from_dns_srv' >&2\nexit 1\n")
+    sbatch.chmod(0o755)
+    env = {"PATH": f"{bin_dir}:{Path(sys.executable).parent}:/usr/bin:/bin", "LC_ALL": "C"}
+    result = subprocess.run(
+        ["utils/dump_feats.sh", "--cmd", "utils/slurm.pl", "--nj", "2", "data/train", "dump/t"],
+        cwd=recipe, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode != 0
+    assert "sbatch: error: resolve_ctls_from_dns_srv" in result.stderr
+    assert "submission failed (exit code 1), so no task ran and no task log was written" \
+        in result.stderr and "SLURM_CONF=unset" in result.stderr  # fmt: skip
+    assert "feature extraction failed before any job wrote its log: see the launcher's " \
+        "message above (utils/slurm.pl)" in result.stderr  # fmt: skip
+    assert "dump_feats.1.log" not in result.stderr

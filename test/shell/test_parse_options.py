@@ -104,4 +104,4 @@ def test_config_file_with_unknown_variable_names_file_and_line(demo, tmp_path):
 def test_help_prints_the_help_message(demo):
     result = run_tool([demo, "--help"], cwd=demo.parent)
     assert result.returncode == 0
-    assert "Usage: demo.sh [options] <dir>" in result.stderr
+    assert "Usage: demo.sh [options] <dir>" in result.stdout and result.stderr == ""
