@@ -8,6 +8,7 @@ Rewards are laid out group-major: the ``G`` completions of prompt 0 first, then 
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass
 from typing import Literal
@@ -15,6 +16,8 @@ from typing import Literal
 import torch
 
 from local_lib.rl.method_spec import MethodSpec
+
+LOG = logging.getLogger(__name__)
 
 LossType = Literal["grpo", "dapo", "dr_grpo"]
 RewardScaling = Literal["group", "batch", "none"]
@@ -53,6 +56,40 @@ class GRPOConfig:
 class Advantages:
     values: torch.Tensor  # [B]
     zero_std_groups: int  # groups whose rewards are all equal: no learning signal
+
+
+class FlatRewardError(RuntimeError):
+    """Rollout after rollout gave every sample of every group the same reward."""
+
+
+@dataclass
+class FlatRewardGuard:
+    """Stops a run whose reward carries no signal. Equal rewards within every group give zero
+    advantages, so a reward that returns a constant (a broken reward model returning zeros)
+    would otherwise train nothing and exit 0. Each flat rollout is logged as a warning; after
+    ``patience`` in a row, FlatRewardError."""
+
+    patience: int
+    flat_in_a_row: int = 0
+
+    def update(self, index: int, zero_std_groups: int, groups: int, reward_mean: float) -> None:
+        """Rollout ``index`` had ``zero_std_groups`` of ``groups`` groups with equal rewards."""
+        if zero_std_groups < groups:
+            self.flat_in_a_row = 0
+            return
+        self.flat_in_a_row += 1
+        message = (
+            f"rollout {index}: every sample of all {groups} group(s) got the same reward "
+            f"(mean {reward_mean:.4g}), so this update learns nothing from the reward "
+            f"({self.flat_in_a_row} such rollout(s) in a row)"
+        )
+        if self.flat_in_a_row >= self.patience:
+            raise FlatRewardError(
+                f"{message}: the reward carries no signal; check that the reward models "
+                "score these samples (a reward returning a constant?), or raise "
+                "max_flat_rollouts"
+            )
+        LOG.warning("%s", message)
 
 
 def group_advantages(

@@ -25,6 +25,7 @@ from torch import nn
 from local_lib.models.codec_lm import CodecLM
 from local_lib.rewards import RewardSet
 from local_lib.rl.grpo import (
+    FlatRewardGuard,
     GRPOConfig,
     apply_length_penalty,
     apply_truncation_penalty,
@@ -59,10 +60,14 @@ class GRPOLoopConfig:
     rewards: Mapping[str, Any]
     loss: GRPOConfig = field(default_factory=GRPOConfig)
     num_iterations: int = 1  # optimizer updates per rollout batch
+    # rollouts in a row with equal rewards in every group before the run stops (FlatRewardGuard)
+    max_flat_rollouts: int = 5
 
     def __post_init__(self) -> None:
-        if self.rollout.group_size < 2 or self.num_iterations < 1:
-            raise ValueError("need rollout.group_size >= 2 and num_iterations >= 1")
+        if self.rollout.group_size < 2 or self.num_iterations < 1 or self.max_flat_rollouts < 1:
+            raise ValueError(
+                "need rollout.group_size >= 2, num_iterations >= 1 and max_flat_rollouts >= 1"
+            )
         train = self.train
         if train.grad_accum != 1:
             raise ValueError("GRPO takes one rollout batch per update: train.grad_accum must be 1")
@@ -116,6 +121,9 @@ class GRPOLoop:
         if cfg.loss.beta > 0:
             self.reference = lm.clone(frozen=True)
         self._current: GroupRollout | None = None
+        # A run shorter than max_flat_rollouts still stops when every one of its rollouts is flat.
+        rollouts = cfg.train.num_steps // cfg.num_iterations
+        self.flat_guard = FlatRewardGuard(min(cfg.max_flat_rollouts, rollouts))
         self.timer = UpdateTimer()
         self._timed_index: int | None = None
 
@@ -179,7 +187,8 @@ class GRPOLoop:
             old_logp=ro.logprobs, ref_logp=batch.ref_logp, logits=logits,
         )  # fmt: skip
         stats = dict(batch.stats)
-        if self._timed_index == batch.index:  # rollout costs count once, on its first update
+        first_update = self._timed_index != batch.index
+        if not first_update:  # rollout costs count once, on its first update
             stats.update({k: 0.0 for k in batch.scored.timings})
         self._timed_index = batch.index
         stats["clip_frac"] = loss_stats["clip_fraction"]
@@ -187,4 +196,10 @@ class GRPOLoop:
         if "kl" in loss_stats:
             stats["kl"] = loss_stats["kl"]
         self.timer.add_to(stats)
-        return loss, mean_over_ranks(stats, self.world_size, summed=("zero_var_groups",))
+        stats = mean_over_ranks(stats, self.world_size, summed=("zero_var_groups",))
+        if first_update:  # judged on every rank's groups, so all ranks stop together
+            groups = len(batch.scored.prompts) // self.cfg.rollout.group_size * self.world_size
+            self.flat_guard.update(
+                batch.index, int(stats["zero_var_groups"]), groups, stats["reward/mean"]
+            )
+        return loss, stats

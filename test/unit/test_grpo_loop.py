@@ -16,7 +16,7 @@ from local_lib.data.text_tokenizer import CharTokenizer
 from local_lib.models.codec_lm import CodecLM
 from local_lib.models.speech_tokenizer import KMeansMelTokenizer, SpeechTokenizerConfig
 from local_lib.rewards import RewardError, build_rewards
-from local_lib.rl.grpo import GRPOConfig
+from local_lib.rl.grpo import FlatRewardError, GRPOConfig
 from local_lib.config import ConfigError, load_config
 from local_lib.rl.grpo_loop import GRPOLoop, GRPOLoopConfig, GroupRollout
 from local_lib.rl.rollout import RolloutConfig, SpeechRenderer
@@ -176,6 +176,33 @@ def test_a_failing_reward_raises(tokenizer, tmp_path) -> None:
     with pytest.raises(RewardError, match="asr_nll.*decoder exploded"):
         _fit(loop, tmp_path, 1)
     assert not (tmp_path / "checkpoints").exists() or not any((tmp_path / "checkpoints").iterdir())
+
+
+class ConstantASR(FakeASR):
+    """A broken reward model: the same transcript and NLL whatever the audio."""
+
+    def transcribe(self, wavs: list[np.ndarray]) -> list[str]:
+        return ["" for _ in wavs]
+
+    def nll(self, wavs: list[np.ndarray], texts: list[str]) -> torch.Tensor:
+        return torch.zeros(len(wavs))
+
+
+def test_a_reward_without_signal_is_a_warning_then_an_error(tokenizer, tmp_path, caplog) -> None:
+    loop = _loop(tokenizer, _cfg(num_steps=3, max_flat_rollouts=2), scorer=ConstantASR())
+    with pytest.raises(FlatRewardError, match="rollout 1: every sample of all 2 group"):
+        _fit(loop, tmp_path, 3)
+    assert "rollout 0: every sample of all 2 group(s) got the same reward" in caplog.text
+    assert "(1 such rollout(s) in a row)" in caplog.text
+    # a run shorter than max_flat_rollouts stops at its last rollout
+    short = _loop(tokenizer, _cfg(num_steps=1), scorer=ConstantASR())
+    with pytest.raises(FlatRewardError, match="the reward carries no signal"):
+        _fit(short, tmp_path / "short", 1)
+
+
+def test_a_reward_with_signal_passes_the_flat_reward_guard(tokenizer, tmp_path, caplog) -> None:
+    _fit(_loop(tokenizer, _cfg(num_steps=2, max_flat_rollouts=1)), tmp_path, 2)
+    assert "got the same reward" not in caplog.text
 
 
 def test_reference_only_with_beta_and_kl_logged(tokenizer, tmp_path) -> None:
