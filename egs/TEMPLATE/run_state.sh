@@ -35,6 +35,23 @@ supervise_run() {
   exit "${rc}"
 }
 
+# show_progress SECONDS: every SECONDS, one console line per job still writing its log under
+# exp/ or dump/ (no "# Ended" footer yet, written in the last ten minutes) with the last
+# "step n/N ... eta Ts" it logged, so a long stage is not silent. Runs in the background until
+# the run ends (supervise_run stops it with the other jobs).
+show_progress() {
+  local every=$1 logfile line step eta
+  while sleep "${every}"; do
+    while IFS= read -r logfile; do
+      tail -n 3 "${logfile}" | grep -q '^# Ended' && continue
+      line=$(grep -aoE 'step [0-9]+/[0-9]+ .*eta [0-9]+s' "${logfile}" | tail -n 1) || continue
+      step=${line#step } step=${step%% *}
+      eta=${line##*eta }
+      log "progress: ${logfile%/log/*}: step ${step}, about ${eta} left (${logfile})"
+    done < <(find exp dump -path '*/log/*.log' -mmin -10 2> /dev/null | sort)
+  done
+}
+
 # stage_is_done STAGE MARKER [--output FILE]... -- ARGS...: true (and says so) when MARKER
 # records ARGS and the content of every input they name (local_lib/bin/stage_record.py) and the
 # outputs exist; a stale marker is logged with what changed, and the work is redone.

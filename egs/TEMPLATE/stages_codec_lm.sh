@@ -202,13 +202,6 @@ family_stage7() {
   score_opts=("${evaluator_opts[@]}")
 }
 
-# report_dir <name> <set>: exp/<name><tag> for the first of --test_sets, exp/<name><tag>_<set>
-# for each further one, so every test set keeps its own report.
-report_dir() {
-  local sets=(${test_sets})
-  if [ "$2" = "${sets[0]}" ]; then echo "exp/$1${tag_suffix}"; else echo "exp/$1${tag_suffix}_$2"; fi
-}
-
 family_stage8() {
   local dset sys opts report reward_report
   local curves=() curve_opts=() keys metrics

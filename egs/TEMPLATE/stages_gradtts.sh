@@ -7,7 +7,7 @@
 #   5  the method for each of ${method_systems}, side by side -> exp/tts_<system><tag>/model.pt
 #   6  synthesis of every test set by base and each system   -> exp/tts_<system><tag>/synth/<set>
 #   7  scoring: base, then each system paired against base    -> .../synth/<set>/RESULTS.md
-#   8  emotion contour plot + report                          -> exp/report<tag>/REPORT.md
+#   8  emotion contour plot + report of each test set        -> exp/report<tag>[_<set>]/REPORT.md
 family_stages="4 5 6 7 8"
 base_model=model.pt
 stage3_model_args=()
@@ -119,9 +119,17 @@ family_stage7() {
   done
 }
 
+# Every test set gets its own report (report_dir in tts_rl.sh).
 family_stage8() {
-  local system dset=${test_sets%% *} systems=() curves=() metrics=() pairs=() figures=() keys
-  local report="exp/report${tag_suffix}" base="exp/tts_base${tag_suffix}/synth/${dset}"
+  local dset
+  for dset in ${test_sets}; do gradtts_report "${dset}"; done
+}
+
+# gradtts_report SET: the emotion contour plot and the report of test set SET.
+gradtts_report() {
+  local system dset=$1 systems=() curves=() metrics=() pairs=() figures=() keys
+  local report base="exp/tts_base${tag_suffix}/synth/$1"
+  report=$(report_dir report "${dset}")
   local contours="${report}/emotion_contours_${dset}.png"
   local natural_opt=()
   if [[ " ${natural_sets} " == *" ${dset} "* ]]; then

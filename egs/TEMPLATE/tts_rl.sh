@@ -56,6 +56,7 @@ token_type=""
 nbpe=""
 bpemode=""
 local_data_opts=""
+progress_every=30
 
 help_message="Usage: $0 --method <name> [options]
   --stage N / --stop_stage N   run stages N..M (1..8; README.md says which each method builds)
@@ -90,7 +91,9 @@ help_message="Usage: $0 --method <name> [options]
                                (codec LM: DIR a model dir such as another tag's
                                exp/tts_base/model; Grad-TTS: a dir with model.pt), so several
                                methods and tags start from one base
-  --local_data_opts \"...\"     more options for local/data.sh (stage 1), e.g. \"--lang en\""
+  --local_data_opts \"...\"     more options for local/data.sh (stage 1), e.g. \"--lang en\"
+  --progress_every SECONDS     a console line per running training job (step n/N, time left)
+                               this often (default ${progress_every}; 0: none)"
 
 # Corpus roots: every upper-case variable db.sh sets (and ESD, LIBRITTS, SEEDTTS) is a root,
 # NAME=DIR in db.sh or --name_root DIR here; local/data.sh gets it as NAME in its environment.
@@ -113,6 +116,7 @@ help_message+="
 . ./cmd.sh
 
 [ -n "${method}" ] || { echo "$0: --method is required" >&2; exit 1; }
+[[ "${progress_every}" =~ ^[0-9]+$ ]] || { echo "$0: --progress_every must be a number of seconds, got '${progress_every}'" >&2; exit 1; }
 # A mistyped number must stop the run before any stage does work, not when a stage reaches it.
 for opt in stage stop_stage nj ngpu nproc seed; do
   [[ "${!opt}" =~ ^[0-9]+$ ]] || { echo "$0: --${opt} must be a non-negative integer, got '${!opt}'" >&2; exit 1; }
@@ -216,6 +220,7 @@ for name in ${evaluators}; do [ -n "${given[${name}]:-}" ] || needs 7 3 "exp/${n
 base_hint["exp/tts_base${tag_suffix}/${base_model}"]=", or --pretrained tts_base=DIR"
 family_needs
 check_stage_inputs
+[ "${progress_every}" -eq 0 ] || show_progress "${progress_every}" &
 
 # link_model <stage> <link> <model>: a model given by --pretrained stands where stage <stage>
 # would write <link>. A model already there (--pretrained X=exp/X/model.pt) is accepted; one
@@ -233,6 +238,15 @@ link_model() {
   log "stage ${stage}: ${link} -> ${model} (given, not trained)"
 }
 
+# validate_set SET [OPTION...]: utils/validate_data_dir.sh on data/SET; a set synthesised from
+# each utterance's speaker's other utterances (the codec LM's prompts) needs two of each.
+validate_set() {
+  local dset=$1 min_utts=1
+  shift
+  [ "${prompted_by_speaker}" = false ] || [ -f "data/${dset}/utt2prompt_wav" ] || min_utts=2
+  utils/validate_data_dir.sh --min-utts-per-spk "${min_utts}" "$@" "data/${dset}"
+}
+
 if run_stage 1; then
   log "stage 1: corpus preparation"
   # data/ is made from local/data.sh, its options and the corpus roots (--nj changes nothing).
@@ -240,12 +254,7 @@ if run_stage 1; then
   if ! stage_is_done 1 data/.done -- "${data_cmd[@]}" ${given_roots}; then
     stage_begin data/.done -- "${data_cmd[@]}" ${given_roots}
     "${data_cmd[@]}" --nj "${nj}" data
-    for dset in ${all_sets}; do
-      # A set synthesised from each utterance's speaker's other utterances needs two of each.
-      min_utts=1
-      [ "${prompted_by_speaker}" = false ] || [ -f "data/${dset}/utt2prompt_wav" ] || min_utts=2
-      utils/validate_data_dir.sh --min-utts-per-spk "${min_utts}" "data/${dset}"
-    done
+    for dset in ${all_sets}; do validate_set "${dset}"; done
     stage_finish data/.done
   fi
 fi
@@ -255,6 +264,8 @@ if run_stage 2; then
   for dset in ${all_sets}; do
     stage_is_done 2 "dump/${dset}/.done" --output "dump/${dset}/feats.scp" -- \
       "data/${dset}" "${feats_config}" && continue
+    # a set made after stage 1 (utils/subset_data_dir.sh) is checked here; its audio by dump_feats
+    validate_set "${dset}" --no-audio
     stage_begin "dump/${dset}/.done" -- "data/${dset}" "${feats_config}"
     utils/dump_feats.sh --cmd "${train_cmd}" --nj "${nj}" --config "${feats_config}" \
       "data/${dset}" "dump/${dset}"
@@ -388,6 +399,13 @@ logged_curve_keys() {
     if grep -qF "\"${key}\":" "$@"; then keys+=" ${key}"; fi
   done
   echo "${keys# }"
+}
+
+# report_dir <name> <set>: exp/<name><tag> for the first of --test_sets, exp/<name><tag>_<set>
+# for each further one, so every test set keeps its own report (the families' stage 8).
+report_dir() {
+  local sets=(${test_sets})
+  if [ "$2" = "${sets[0]}" ]; then echo "exp/$1${tag_suffix}"; else echo "exp/$1${tag_suffix}_$2"; fi
 }
 
 wait_stage3 ${evaluators}

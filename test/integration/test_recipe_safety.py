@@ -153,6 +153,22 @@ def test_a_dev_speaker_with_one_utterance_fails_stage_1_where_prompts_need_two(t
     assert not (recipe_dir / "data/.done").exists()
 
 
+def test_a_subset_made_after_stage_1_is_checked_in_stage_2(tmp_path):
+    """utils/subset_data_dir.sh --per-spk 1 leaves each speaker one utterance: no prompts."""
+    recipe_dir = make_sandbox(tmp_path, "libritts/grpo")
+    prepared = prepare_sets(tmp_path / "prepared", {"train": 4, "dev": 4, "test": 4})
+    copying_data_sh(recipe_dir, prepared)
+    assert run_recipe(recipe_dir, "--stage", "1", "--stop-stage", "1").returncode == 0
+    subprocess.run(["utils/subset_data_dir.sh", "--per-spk", "1", "data/test", "data/test_small"],
+                   cwd=recipe_dir, check=True, capture_output=True, timeout=120)  # fmt: skip
+    result = run_recipe(recipe_dir, "--stage", "2", "--stop-stage", "2", "--nj", "1",
+                        "--test_sets", "test_small")  # fmt: skip
+    assert result.returncode != 0
+    assert "data/test_small/utt2spk:1: spk0-utt000: speaker spk0 has 1 utterance(s)" \
+        in result.output  # fmt: skip
+    assert not (recipe_dir / "dump/test_small").exists()
+
+
 def test_stale_outputs_are_redone_and_up_to_date_ones_skipped(tmp_path):
     """Stage 1 re-run with a changed local/data.sh shrinks data/train: stage 2 redoes its
     features (and only those), instead of trusting dump/train/.done."""
@@ -243,3 +259,32 @@ def test_a_failing_stage_stops_the_background_stage_3_jobs(tmp_path):
         assert all(gone_within(pid) for pid in pids), "a stage-3 trainer outlived run.sh"
     finally:
         stop_if_alive(*pids)
+
+
+def test_a_running_job_shows_its_progress_on_the_console(tmp_path):
+    """A job that logs trainer-style steps under exp/*/log gets a console line while it runs."""
+    recipe_dir = make_sandbox(tmp_path, "libritts/grpo")
+    job_pid = tmp_path / "job.pid"
+    write_data_sh(recipe_dir, f"""echo $$ > {job_pid}
+mkdir -p exp/prep/log
+echo "INFO trainer: step 3/7 loss 1.5 | 0.5 steps/s, eta 12s" > exp/prep/log/train.log
+exec sleep 600""")
+    run = subprocess.Popen(
+        ["./run.sh", "--stage", "1", "--stop-stage", "1", "--progress_every", "1"],
+        cwd=recipe_dir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        start_new_session=True,
+    )  # fmt: skip
+    job = 0
+    expected = "progress: exp/prep: step 3/7, about 12s left (exp/prep/log/train.log)"
+    try:
+        job = int(wait_for_file(job_pid))
+        assert run.stdout is not None
+        for line in run.stdout:  # ends when the run ends
+            if expected in line:
+                break
+        else:
+            pytest.fail(f"no progress line: {expected}")
+    finally:
+        os.killpg(run.pid, signal.SIGINT)
+        run.communicate(timeout=120)
+        stop_if_alive(run.pid, job)
