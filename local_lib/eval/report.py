@@ -332,7 +332,17 @@ def _checked_inputs(req: ReportRequest) -> _Inputs:
     return _Inputs(systems, baseline, dropped, runs, keys, scatter)
 
 
-def _method_note(metrics: list[Metric], seed: int) -> list[str]:
+def _takes_note(systems: list[System]) -> str:
+    several = [f"{s.name} ({s.takes})" for s in systems if s.takes > 1]
+    if not several:
+        return ""
+    return (
+        " Each utterance's row of these systems is the mean of its takes (how many in "
+        f"brackets; stage 6 `--synth_samples`): {', '.join(several)}."
+    )
+
+
+def _method_note(metrics: list[Metric], seed: int, systems: list[System]) -> list[str]:
     corpus = [m.name for m in metrics if m.den is not None]
     level = (
         f"{', '.join(corpus)}: corpus-level (errors / reference units); the others: "
@@ -345,7 +355,7 @@ def _method_note(metrics: list[Metric], seed: int) -> list[str]:
         f"Percentile bootstrap over utterances, 1000 resamples, seed {seed} (the same "
         f"functions as each system's RESULTS.md). {level}means over the utterances where the "
         "metric is defined. Set-level numbers such as speaker-verification EER are in each "
-        "system's RESULTS.md.",
+        "system's RESULTS.md." + _takes_note(systems),
     ]
 
 
@@ -384,7 +394,7 @@ def build_report(req: ReportRequest, out_dir: Path) -> str:
             lines += _scatter_section(column, baseline.name, column_pairs, png) + [""]
     if req.figures:
         lines += _copy_figures(req.figures, out_dir)
-    lines += _method_note(metrics, req.seed)
+    lines += _method_note(metrics, req.seed, systems)
     lines += ["", "## Command", "", "```sh", req.command, "```", ""]
     text = "\n".join(lines)
     write_text_atomic(out_dir / REPORT_FILE, text)

@@ -13,6 +13,7 @@ from local_lib.eval.score_table import read_scores
 from local_lib.train.trainer import read_metrics
 
 SCORES_FILE = "scores.tsv"
+TAKES_FILE = "scores_takes.tsv"  # every take's row, when stage 6 drew several per utterance
 RESULTS_FILE = "RESULTS.md"
 
 
@@ -23,6 +24,7 @@ class System:
     name: str
     directory: Path
     rows: dict[str, dict[str, str]]
+    takes: int = 1  # takes per utterance behind each row (stage 6 --synth_samples)
 
 
 @dataclass(frozen=True)
@@ -66,7 +68,9 @@ def load_systems(specs: list[tuple[str, Path]]) -> list[System]:
         rows = read_scores(path)
         if not rows:
             raise ValueError(f"--system {name}: {path} has no utterances")
-        systems.append(System(name, directory, rows))
+        takes_path = directory / TAKES_FILE
+        takes = len(read_scores(takes_path)) // len(rows) if takes_path.is_file() else 1
+        systems.append(System(name, directory, rows, takes))
     return systems
 
 

@@ -312,3 +312,15 @@ def test_cli_writes_the_report_with_its_command_line(systems, tmp_path):
     assert "python -m local_lib.bin.report --out-dir" in text
     assert f"--system grpo={systems['good']} --baseline base --scatter wer\n" in text
     assert _is_png(out / "scatter_wer.png")
+
+
+def test_systems_with_several_takes_are_named_in_the_method_note(systems, tmp_path):
+    text = build_report(_request(systems), tmp_path / "one")
+    assert "mean of its takes" not in text
+    takes = [f"{u}{t}" for u in UTTS for t in ("", "#1", "#2")]
+    _write_system(tmp_path / "takes", [0] * 12, [0.5] * 12, utts=takes)
+    (tmp_path / "takes" / "scores.tsv").rename(systems["good"] / "scores_takes.tsv")
+    text = build_report(_request(systems), tmp_path / "three")
+    note = "is the mean of its takes (how many in brackets; stage 6 `--synth_samples`): good (3)."
+    assert note in text
+    assert [s.takes for s in load_systems(list(systems.items()))] == [1, 3, 1]
