@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import os
 import re
+import signal
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -145,3 +148,31 @@ def test_slurm_pl_reports_a_task_killed_by_slurm(slurm_cluster, tmp_path):
                       cwd=tmp_path)
     assert result.returncode == 1
     assert "k.log (no exit code in the log" in result.stderr
+
+
+def test_a_stopped_launcher_stops_its_tasks(launcher, tmp_path):
+    """SIGTERM to run.pl/slurm.pl (run.sh stopping its jobs) ends every task it started."""
+    proc = subprocess.Popen([str(launcher), "JOB=1:2", "log/s.JOB.log", "echo $$ > pid.JOB; "
+                             "exec sleep 600"], cwd=tmp_path, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+    pids: list[int] = []
+    try:
+        deadline = time.monotonic() + 120
+        while len(pids) < 2:
+            assert time.monotonic() < deadline, "the tasks never started"
+            time.sleep(0.2)
+            files = [tmp_path / f"pid.{job}" for job in (1, 2)]
+            pids = [int(f.read_text()) for f in files if f.exists() and f.read_text().strip()]
+        proc.terminate()
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode != 0 and "caught SIGTERM" in err
+        deadline = time.monotonic() + 60
+        while any(Path(f"/proc/{pid}").exists() for pid in pids) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not any(Path(f"/proc/{pid}").exists() for pid in pids), "a task outlived it"
+    finally:
+        for pid in pids:  # the tasks this test started, if the launcher left them
+            if Path(f"/proc/{pid}").exists():
+                os.kill(pid, signal.SIGKILL)
+        if proc.poll() is None:
+            proc.kill()
