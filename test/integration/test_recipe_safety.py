@@ -288,3 +288,44 @@ exec sleep 600""")
         os.killpg(run.pid, signal.SIGINT)
         run.communicate(timeout=120)
         stop_if_alive(run.pid, job)
+
+
+def test_checkpoints_of_a_run_with_another_config_are_refused_not_resumed(tmp_path):
+    """Stage 4 killed after a checkpoint, then lr and num_steps edited: the re-run names the
+    changed config and leaves the checkpoints alone; with the config restored it resumes."""
+    package = copy_package(tmp_path)
+    recipe_dir = make_sandbox(tmp_path, "libritts/grpo")
+    (package / "bin/train_codec_lm.py").write_text(
+        "import argparse, pathlib, sys\n"
+        "parser = argparse.ArgumentParser()\n"
+        "parser.add_argument('--out-dir', type=pathlib.Path)\n"
+        "args, _ = parser.parse_known_args()\n"
+        "ckpt = args.out_dir / 'checkpoints'\n"
+        "ckpt.mkdir(parents=True, exist_ok=True)\n"
+        "with open(args.out_dir / 'starts', 'a') as f:\n"
+        "    f.write('started\\n')\n"
+        "(ckpt / 'checkpoint_00000150.pt').write_bytes(b'step 150')\n"
+        "sys.exit('killed after step 150')\n"
+    )  # fmt: skip
+    for name in ("data/train/wav.scp", "data/dev/wav.scp", "dump/speech_tokenizer/tokenizer.pt",
+                 "dump/train/speech_tokens", "dump/dev/speech_tokens"):  # fmt: skip
+        (recipe_dir / name).parent.mkdir(parents=True, exist_ok=True)
+        (recipe_dir / name).touch()
+    args = ("--stage", "4", "--stop-stage", "4", "--config_suffix", "_debug")
+    assert run_recipe(recipe_dir, *args).returncode != 0  # "killed"
+    conf = recipe_dir / "conf/codec_lm_debug.yaml"
+    good = conf.read_text()
+    edited = good.replace("lr: 3.0e-3", "lr: 1.0e-4").replace("num_steps: 10", "num_steps: 20")
+    assert edited != good
+    conf.write_text(edited)
+    changed = run_recipe(recipe_dir, *args)
+    assert changed.returncode != 0
+    assert "exp/tts_base/checkpoints holds checkpoints of a run made from other inputs " \
+        "(conf/codec_lm_debug.yaml changed); resuming would mix the two" \
+        in changed.output  # fmt: skip
+    out = recipe_dir / "exp/tts_base"
+    assert (out / "starts").read_text() == "started\n"  # not started again
+    assert (out / "checkpoints/checkpoint_00000150.pt").read_bytes() == b"step 150"
+    conf.write_text(good)
+    assert run_recipe(recipe_dir, *args).returncode != 0  # the same config: resumed (and killed)
+    assert (out / "starts").read_text() == "started\n" * 2
