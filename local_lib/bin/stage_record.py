@@ -8,8 +8,9 @@ ARGS are the stage's command line (plus any extra input paths). Every ARG that n
 existing file or directory outside the marker's own directory, and the FILE of every ARG
 NAME=FILE (a file only: NAME=DIR is a corpus root, recorded as written), is an input and is
 recorded by the SHA-256 of its content (a directory: of every file in it, except logs,
-checkpoints and hidden files); the whole argument list is recorded too, so a changed option
-counts.
+checkpoints and hidden files; a file over 64 MiB, such as a full-size model or a feature ark, by
+its size and modification time, so checks stay quick); the whole argument list is recorded
+too, so a changed option counts.
 
 ``check`` exits 0 when MARKER records exactly these inputs and every ``--output`` exists;
 otherwise 1, printing why on stdout when there was a marker (what changed, what is missing).
@@ -32,9 +33,13 @@ from pathlib import Path
 # training state and the markers themselves.
 SKIPPED_NAMES = ("log", "checkpoints", "tensorboard", "__pycache__")
 PENDING_SUFFIX = ".inputs"
+CONTENT_LIMIT = 64 << 20  # bytes; larger files are recorded by size and modification time
 
 
 def _file_digest(path: Path) -> str:
+    stat = path.stat()
+    if stat.st_size > CONTENT_LIMIT:
+        return f"size {stat.st_size} mtime_ns {stat.st_mtime_ns}"
     digest = hashlib.sha256()
     with open(path, "rb") as fd:
         for block in iter(lambda: fd.read(1 << 20), b""):

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from local_lib.bin import stage_record
 from local_lib.bin.stage_record import main
 
 
@@ -120,3 +121,13 @@ def test_begin_removes_the_old_marker_and_finish_needs_begin(recipe, capsys):
     os.remove(MARKER + ".inputs")
     assert main(["finish", MARKER]) == 1
     assert "'begin' was not run for exp/model/.done" in capsys.readouterr().err
+
+
+def test_a_large_input_counts_by_size_and_time(recipe, capsys, monkeypatch):
+    monkeypatch.setattr(stage_record, "CONTENT_LIMIT", 8)
+    big = Path("exp/feats.ark")
+    big.write_bytes(b"0123456789")
+    make(*ARGS, str(big))
+    big.write_bytes(b"9876543210")  # same size, new content: caught by its modification time
+    os.utime(big, ns=(1, 1))
+    assert done(capsys, *ARGS, str(big)) == (False, f"{MARKER} is stale: {big} changed")
