@@ -194,7 +194,8 @@ def test_stale_outputs_are_redone_and_up_to_date_ones_skipped(tmp_path):
     assert len((recipe_dir / "dump/train/feats.scp").read_text().splitlines()) == 5
 
 
-def test_one_run_at_a_time_and_an_interrupt_stops_its_jobs(tmp_path):
+@pytest.mark.parametrize("stop", ["Ctrl-C", "kill"])
+def test_one_run_at_a_time_and_an_interrupt_stops_its_jobs(tmp_path, stop):
     recipe_dir = make_sandbox(tmp_path, "libritts/grpo")
     job_pid = tmp_path / "job.pid"
     write_data_sh(recipe_dir, f"echo $$ > {job_pid}\nexec sleep 600")
@@ -212,7 +213,11 @@ def test_one_run_at_a_time_and_an_interrupt_stops_its_jobs(tmp_path):
         assert f"another run is using {recipe_dir} (PID {holder}, lock .run.lock)" \
             in second.output  # fmt: skip
         assert STAGE_1 not in second.output
-        os.killpg(first.pid, signal.SIGINT)  # Ctrl-C: the group of the run.sh started here
+        if stop == "Ctrl-C":  # SIGINT to the process group of the run.sh started here
+            os.killpg(first.pid, signal.SIGINT)
+        else:  # SIGTERM to run.sh alone (run.sh execs tts_rl.sh, which holds the lock)
+            assert holder == first.pid
+            first.terminate()
         first.communicate(timeout=120)
         assert first.returncode != 0
         assert gone_within(job), "stage 1's job outlived the interrupted run.sh"
@@ -223,6 +228,28 @@ def test_one_run_at_a_time_and_an_interrupt_stops_its_jobs(tmp_path):
     write_data_sh(recipe_dir, "exit 3")
     third = run_recipe(recipe_dir, "--stage", "1", "--stop-stage", "1")
     assert STAGE_1 in third.output and "another run" not in third.output
+
+
+def test_jobs_of_a_run_that_died_keep_the_lock_and_are_named(tmp_path):
+    """run.sh killed with SIGKILL cannot stop its jobs; they keep the lock, so no second run
+    writes beside them, and the refusal says so."""
+    recipe_dir = make_sandbox(tmp_path, "libritts/grpo")
+    (recipe_dir / ".run.lock").write_text("4194999 2026-01-01T00:00:00\n")  # a PID long gone
+    locked = tmp_path / "locked"
+    orphan = subprocess.Popen(["flock", ".run.lock", "sh", "-c", f"echo $$ > {locked}; "
+                               "exec sleep 600"], cwd=recipe_dir)  # fmt: skip
+    try:
+        wait_for_file(locked)
+        result = run_recipe(recipe_dir, "--stage", "1", "--stop-stage", "1")
+        assert result.returncode == 1
+        assert "jobs of an earlier run (run.sh PID 4194999, gone) are still running in " \
+            f"{recipe_dir} and hold .run.lock" in result.output  # fmt: skip
+        assert STAGE_1 not in result.output
+    finally:
+        if locked.exists():  # the sleep that flock started for this test
+            stop_if_alive(int(locked.read_text()))
+        orphan.kill()
+        orphan.wait()
 
 
 def test_a_failing_stage_stops_the_background_stage_3_jobs(tmp_path):

@@ -3,5 +3,5 @@
 # Stage 3 trains the EASPM preference model beside the evaluators; stage 5 trains EASPO and the
 # two ablations of issue 6: k = 2 candidates, and continuation from the winner.
 set -euo pipefail
-./tts_rl.sh --method easpo --reward_models easpm --method_variants "k2 winner" \
+exec ./tts_rl.sh --method easpo --reward_models easpm --method_variants "k2 winner" \
   --evaluators "eval_asr eval_emotion eval_speaker" "$@"

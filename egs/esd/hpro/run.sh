@@ -2,4 +2,4 @@
 # HPRO (docs/methods.md#hpro): hierarchical progressive reward optimisation of the codec LM on ESD.
 # Stage 5 is not built yet (no METHOD in local_lib/rl/hpro.py): --family names the model family.
 set -euo pipefail
-./tts_rl.sh --method hpro --family codec_lm --evaluators "eval_asr eval_emotion eval_speaker" "$@"
+exec ./tts_rl.sh --method hpro --family codec_lm --evaluators "eval_asr eval_emotion eval_speaker" "$@"
