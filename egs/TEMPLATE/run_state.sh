@@ -43,7 +43,7 @@ show_progress() {
   local every=$1 logfile line step eta
   while sleep "${every}"; do
     while IFS= read -r logfile; do
-      tail -n 3 "${logfile}" | grep -q '^# Ended' && continue
+      [[ "$(tail -n 3 "${logfile}")" != *"# Ended ("* ]] || continue
       line=$(grep -aoE 'step [0-9]+/[0-9]+ .*eta [0-9]+s' "${logfile}" | tail -n 1) || continue
       step=${line#step } step=${step%% *}
       eta=${line##*eta }

@@ -293,8 +293,10 @@ def test_a_running_job_shows_its_progress_on_the_console(tmp_path):
     recipe_dir = make_sandbox(tmp_path, "libritts/grpo")
     job_pid = tmp_path / "job.pid"
     write_data_sh(recipe_dir, f"""echo $$ > {job_pid}
-mkdir -p exp/prep/log
+mkdir -p exp/prep/log exp/done/log
 echo "INFO trainer: step 3/7 loss 1.5 | 0.5 steps/s, eta 12s" > exp/prep/log/train.log
+printf 'step 9/9 loss 1 | eta 0s\n# Accounting: time=1 threads=1\n# Ended (code 0) at now\n' \
+  > exp/done/log/train.log
 exec sleep 600""")
     run = subprocess.Popen(
         ["./run.sh", "--stage", "1", "--stop-stage", "1", "--progress_every", "1"],
@@ -303,14 +305,18 @@ exec sleep 600""")
     )  # fmt: skip
     job = 0
     expected = "progress: exp/prep: step 3/7, about 12s left (exp/prep/log/train.log)"
+    seen = []
     try:
         job = int(wait_for_file(job_pid))
         assert run.stdout is not None
         for line in run.stdout:  # ends when the run ends
+            seen.append(line)
             if expected in line:
                 break
         else:
             pytest.fail(f"no progress line: {expected}")
+        # exp/done's log, listed before exp/prep's in the same round, has ended: no line
+        assert not any("exp/done" in line for line in seen), seen
     finally:
         os.killpg(run.pid, signal.SIGINT)
         run.communicate(timeout=120)
