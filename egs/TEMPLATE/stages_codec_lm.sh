@@ -44,6 +44,7 @@ family_needs() {
   [ -n "${given_base}" ] || needs 4 2 "${speech_tokenizer}" "dump/${train_set}/speech_tokens" "dump/${dev_set}/speech_tokens"
   needs 5 2 "${speech_tokenizer}" "dump/${train_set}/speech_tokens"
   for name in ${reward_models}; do
+    [ -z "${given[${name}]:-}" ] || continue
     case "${name}" in eval_* | *_ctc) ;; *) needs 3 2 "dump/${train_set}/speech_tokens" ;; esac
   done
   for dset in ${test_sets}; do needs 6 2 "${speech_tokenizer}" "dump/${dset}/speech_tokens"; done

@@ -212,7 +212,9 @@ done
 # What each stage reads that an earlier stage writes (the family's file declares its own):
 # check_stage_inputs names every one missing before any stage runs.
 for dset in ${all_sets}; do needs 2 1 "data/${dset}/wav.scp"; done
-needs 3 1 "data/${train_set}/wav.scp" "data/${dev_set}/wav.scp"
+to_train=""  # stage 3's models that are not given
+for name in ${reward_models} ${evaluators}; do [ -n "${given[${name}]:-}" ] || to_train+=" ${name}"; done
+[ -z "${to_train}" ] || needs 3 1 "data/${train_set}/wav.scp" "data/${dev_set}/wav.scp"
 for dset in ${test_sets}; do needs 6 1 "data/${dset}/wav.scp"; done
 for name in ${reward_models}; do [ -n "${given[${name}]:-}" ] || needs 5 3 "exp/${name}/model.pt"; done
 for name in ${evaluators}; do [ -n "${given[${name}]:-}" ] || needs 7 3 "exp/${name}/model.pt"; done
@@ -249,10 +251,11 @@ validate_set() {
 
 if run_stage 1; then
   log "stage 1: corpus preparation"
-  # data/ is made from local/data.sh, its options and the corpus roots (--nj changes nothing).
+  # data/ is made from local/ (data.sh and any helper beside it), the options of local/data.sh
+  # and the corpus roots (--nj changes nothing).
   data_cmd=(local/data.sh ${local_data_opts} --seed "${seed}")
-  if ! stage_is_done 1 data/.done -- "${data_cmd[@]}" ${given_roots}; then
-    stage_begin data/.done -- "${data_cmd[@]}" ${given_roots}
+  if ! stage_is_done 1 data/.done -- "${data_cmd[@]}" local ${given_roots}; then
+    stage_begin data/.done -- "${data_cmd[@]}" local ${given_roots}
     "${data_cmd[@]}" --nj "${nj}" data
     for dset in ${all_sets}; do validate_set "${dset}"; done
     stage_finish data/.done
