@@ -26,7 +26,7 @@ TOY = Path(__file__).parent / "toy_method"
 TOY_MODULES = ("local_lib/rl/toy.py", "local_lib/bin/train_toy.py")
 TOY_CONFIG = "conf/toy_debug.yaml"
 RUN_ARGS = ("--nj", "2", "--config_suffix", "_debug", "--method", "toy")
-OUTPUTS = ("data", "dump", "exp", "downloads")  # what a run writes in the recipe dir
+OUTPUTS = ("data", "dump", "exp", "downloads", ".run.lock")  # what a run writes in the recipe dir
 
 
 @dataclass
