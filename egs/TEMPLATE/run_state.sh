@@ -6,9 +6,10 @@
 # holding the recipe dir's lock, and return its exit status. When the pipeline ends (done,
 # failed) or this process is interrupted (Ctrl-C, kill), whatever is left in that group -- stage
 # 3's background trainers, run.pl and slurm.pl, which stop their own tasks and Slurm arrays on
-# SIGTERM -- is stopped. The lock is a flock on .run.lock, which holds the PID: the kernel
-# releases it when its holders exit, so a crashed run needs no clean-up, and jobs that outlive
-# their run.sh keep it, so no second writer starts beside them.
+# SIGTERM -- is stopped, and run.sh returns only once it has ended (SIGKILL after 30 s). The lock
+# is a flock on .run.lock, which holds the PID: the kernel releases it when its holders exit, so
+# a crashed run needs no clean-up, and jobs that outlive a run.sh killed with SIGKILL keep it,
+# so no second writer starts beside them.
 supervise_run() {
   local lock=.run.lock holder child rc
   exec {lock_fd}>>"${lock}"
@@ -31,8 +32,19 @@ supervise_run() {
     wait "${child}" || rc=$?
     kill -0 "${child}" 2> /dev/null || break
   done
-  kill -TERM -- "-${child}" 2> /dev/null || true
+  stop_group "${child}"
   exit "${rc}"
+}
+
+# stop_group PGID: SIGTERM to every process of the group, then wait until none is left.
+stop_group() {
+  local tries
+  kill -TERM -- "-$1" 2> /dev/null || return 0
+  for tries in $(seq 300); do
+    kill -0 -- "-$1" 2> /dev/null || return 0
+    sleep 0.1
+  done
+  kill -KILL -- "-$1" 2> /dev/null || true
 }
 
 # show_progress SECONDS: every SECONDS, one console line per job still writing its log under
