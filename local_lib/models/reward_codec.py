@@ -36,7 +36,7 @@ from local_lib.align.ctc_align import ctc_forced_align
 from local_lib.models.asr_units import AsrUnits
 from local_lib.models.evaluator_nets import frame_mask
 from local_lib.models.evaluators import ctc_greedy
-from local_lib.models.token2text import _ResidualBlock, ctc_min_frames
+from local_lib.models.token2text import ctc_min_frames, residual_blocks
 
 CHECKPOINT_KIND = "reward_codec"
 
@@ -102,10 +102,7 @@ class _Stack(nn.Module):
     def __init__(self, dim_in: int, cfg: RewardCodecConfig, layers: int) -> None:
         super().__init__()
         self.proj = nn.Linear(dim_in, cfg.channels)
-        self.blocks = nn.ModuleList(
-            _ResidualBlock(cfg.channels, cfg.kernel_size, (1, 2, 4)[i % 3], cfg.dropout)
-            for i in range(layers)
-        )
+        self.blocks = residual_blocks(cfg.channels, cfg.kernel_size, cfg.dropout, layers)
 
     def forward(self, x: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
         x = self.proj(x) * keep

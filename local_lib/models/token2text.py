@@ -63,7 +63,7 @@ class Token2TextConfig:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
 
 
-class _ResidualBlock(nn.Module):
+class ResidualBlock(nn.Module):
     """Dilated conv, LayerNorm, GELU, dropout, residual; padded frames are zeroed after it, so
     an utterance scores the same whatever it is batched with. LayerNorm rather than BatchNorm:
     soft tokens are not the inputs batch statistics were gathered on."""
@@ -79,6 +79,14 @@ class _ResidualBlock(nn.Module):
         """``x`` ``[B, T, C]``, ``keep`` ``[B, T, 1]``."""
         y = self.conv(x.transpose(1, 2)).transpose(1, 2)
         return (x + self.drop(nn.functional.gelu(self.norm(y)))) * keep
+
+
+def residual_blocks(channels: int, kernel_size: int, dropout: float, layers: int) -> nn.ModuleList:
+    """``layers`` residual blocks with dilations cycling 1, 2, 4 (Token2Text's and the reward
+    codec's encoders)."""
+    return nn.ModuleList(
+        ResidualBlock(channels, kernel_size, (1, 2, 4)[i % 3], dropout) for i in range(layers)
+    )
 
 
 @dataclass(frozen=True)
@@ -104,10 +112,7 @@ class Token2TextNet(nn.Module):
         self.cfg = cfg
         self.embed = nn.Embedding(num_speech_tokens, cfg.embed_dim)
         self.proj = nn.Linear(cfg.embed_dim, cfg.channels)
-        self.blocks = nn.ModuleList(
-            _ResidualBlock(cfg.channels, cfg.kernel_size, (1, 2, 4)[i % 3], cfg.dropout)
-            for i in range(cfg.conv_layers)
-        )
+        self.blocks = residual_blocks(cfg.channels, cfg.kernel_size, cfg.dropout, cfg.conv_layers)
         self.ctc = nn.Linear(cfg.channels, num_units)
         self.heads = nn.ModuleDict({k: nn.Linear(cfg.channels, n) for k, n in head_sizes.items()})
 
