@@ -36,7 +36,7 @@ from local_lib.align.ctc_align import ctc_forced_align
 from local_lib.models.asr_units import AsrUnits
 from local_lib.models.evaluator_nets import frame_mask
 from local_lib.models.evaluators import ctc_greedy
-from local_lib.models.token2text import ctc_min_frames, residual_blocks
+from local_lib.models.token2text import ctc_min_frames, residual_blocks, soft_embedding
 
 CHECKPOINT_KIND = "reward_codec"
 
@@ -175,12 +175,7 @@ class RewardCodecNet(nn.Module):
 
     def embed_probs(self, probs: torch.Tensor) -> torch.Tensor:
         """``[B, T, S]`` distributions over the speech tokens -> ``[B, T, d]`` as ``probs @ E``."""
-        if probs.shape[-1] != self.num_speech_tokens:
-            raise ValueError(
-                f"soft tokens over {probs.shape[-1]} speech tokens; the codec has "
-                f"{self.num_speech_tokens}"
-            )
-        return probs.to(self.embed.weight.dtype) @ self.embed.weight
+        return soft_embedding(self.embed, probs)
 
     def forward(
         self, emb: torch.Tensor, lens: torch.Tensor, spans: torch.Tensor | None = None

@@ -81,6 +81,17 @@ class ResidualBlock(nn.Module):
         return (x + self.drop(nn.functional.gelu(self.norm(y)))) * keep
 
 
+def soft_embedding(embed: nn.Embedding, probs: torch.Tensor) -> torch.Tensor:
+    """``[B, T, S]`` distributions over an embedding table's S entries -> ``probs @ E``, so a
+    reward model reads soft tokens (Token2Text, the reward codec)."""
+    if probs.shape[-1] != embed.num_embeddings:
+        raise ValueError(
+            f"soft tokens over {probs.shape[-1]} speech tokens; the model has "
+            f"{embed.num_embeddings}"
+        )
+    return probs.to(embed.weight.dtype) @ embed.weight
+
+
 def residual_blocks(channels: int, kernel_size: int, dropout: float, layers: int) -> nn.ModuleList:
     """``layers`` residual blocks with dilations cycling 1, 2, 4 (Token2Text's and the reward
     codec's encoders)."""
@@ -122,12 +133,7 @@ class Token2TextNet(nn.Module):
 
     def embed_probs(self, probs: torch.Tensor) -> torch.Tensor:
         """``[B, T, S]`` distributions over the speech tokens -> ``[B, T, d]`` as ``probs @ E``."""
-        if probs.shape[-1] != self.num_speech_tokens:
-            raise ValueError(
-                f"soft tokens over {probs.shape[-1]} speech tokens; the model has "
-                f"{self.num_speech_tokens}"
-            )
-        return probs.to(self.embed.weight.dtype) @ self.embed.weight
+        return soft_embedding(self.embed, probs)
 
     def forward(self, emb: torch.Tensor, lens: torch.Tensor) -> Token2TextOutput:
         """``emb`` ``[B, T, d]`` token embeddings (``embed`` or ``embed_probs``), ``lens`` the
