@@ -21,6 +21,8 @@ class TrainSection:
     save_every: int = 100
     log_every: int = 10
     keep_checkpoints: int = 2  # 0 keeps all
+    # stop at the first step where the run's CPU seconds (all ranks, resumes included) reach it
+    budget_cpu_s: float | None = None
 
     def __post_init__(self) -> None:
         for name in ("num_steps", "grad_accum", "save_every", "log_every"):
@@ -34,6 +36,8 @@ class TrainSection:
             raise ValueError(f"grad_clip must be > 0 or null, got {self.grad_clip}")
         if self.keep_checkpoints < 0:
             raise ValueError(f"keep_checkpoints must be >= 0, got {self.keep_checkpoints}")
+        if self.budget_cpu_s is not None and self.budget_cpu_s <= 0:
+            raise ValueError(f"budget_cpu_s must be > 0 or null, got {self.budget_cpu_s}")
 
     def trainer_config(self, out_dir: Path) -> TrainerConfig:
         return TrainerConfig(
@@ -44,4 +48,5 @@ class TrainSection:
             save_every=self.save_every,
             log_every=self.log_every,
             keep_checkpoints=self.keep_checkpoints,
+            budget_cpu_s=self.budget_cpu_s,
         )

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.distributed as dist
 from torch import nn
 from torch.utils.tensorboard import SummaryWriter
 
@@ -27,6 +28,7 @@ from local_lib.train.distributed import DistInfo, init_distributed
 
 LOG = logging.getLogger(__name__)
 METRICS_FILE = "metrics.jsonl"
+CpuClock = Callable[[], float]
 LossFn = Callable[[nn.Module, Any], "torch.Tensor | tuple[torch.Tensor, Mapping[str, float]]"]
 
 
@@ -45,12 +47,17 @@ class TrainerConfig:
     save_every: int = 100
     log_every: int = 10
     keep_checkpoints: int = 2
+    # Stop at the first step boundary where the CPU seconds of this run (all ranks, earlier
+    # resumed runs included) reach this; None = no budget.
+    budget_cpu_s: float | None = None
 
 
 class Trainer:
     """Owns the optimisation loop; ``out_dir`` gets ``checkpoints/``, ``tensorboard/``,
     ``train.log`` and ``metrics.jsonl`` (one JSON object per logged step, for plots without
-    tensorboard)."""
+    tensorboard). With ``budget_cpu_s`` each logged step also records ``cpu_s``, the CPU seconds
+    spent so far (``cpu_clock``, the process's by default, summed over ranks), and the run stops
+    and saves a checkpoint once they reach the budget."""
 
     def __init__(
         self,
@@ -59,9 +66,13 @@ class Trainer:
         cfg: TrainerConfig,
         scheduler: Any | None = None,
         dist_info: DistInfo | None = None,
+        cpu_clock: CpuClock = time.process_time,
     ) -> None:
         if cfg.grad_accum < 1 or cfg.num_steps < 1 or cfg.save_every < 1 or cfg.log_every < 1:
             raise ValueError(f"grad_accum, num_steps, save_every and log_every must be >= 1: {cfg}")
+        if cfg.budget_cpu_s is not None and cfg.budget_cpu_s <= 0:
+            raise ValueError(f"budget_cpu_s must be > 0 or None, got {cfg.budget_cpu_s}")
+        self.cpu_clock = cpu_clock
         self.cfg, self.optimizer, self.scheduler = cfg, optimizer, scheduler
         self.dist = dist_info or init_distributed()
         self.raw_model = model
@@ -71,27 +82,47 @@ class Trainer:
             self.model = nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
         self.ckpt_dir = Path(cfg.out_dir) / "checkpoints"
         self.step = 0
+        self.cpu_s_before = 0.0  # CPU seconds of the earlier runs this one resumed
 
     def resume(self) -> int:
         """Load the newest checkpoint if any; returns the number of completed steps."""
         found = latest_checkpoint(self.ckpt_dir)
         if found is not None:
-            self.step, _ = load_checkpoint(found, self.raw_model, self.optimizer, self.scheduler)
+            self.step, extra = load_checkpoint(
+                found, self.raw_model, self.optimizer, self.scheduler
+            )
+            self.cpu_s_before = float(extra.get("cpu_s", 0.0))
         return self.step
+
+    def _cpu_s(self, start: float) -> float:
+        """CPU seconds of the whole run so far: earlier runs plus this one on every rank (the
+        same number on all ranks, so they stop at the same step)."""
+        spent = torch.tensor([self.cpu_clock() - start], dtype=torch.float64)
+        if self.dist.is_distributed:
+            if dist.get_backend() == "nccl":
+                spent = spent.to(self.dist.device)
+            dist.all_reduce(spent)
+        return self.cpu_s_before + float(spent.item())
+
+    def _budget_spent(self, cpu_s: float | None) -> bool:
+        return cpu_s is not None and cpu_s >= self.cfg.budget_cpu_s  # type: ignore[operator]
 
     def fit(self, loss_fn: LossFn, next_batch: Callable[[int], Any]) -> int:
         """Train from the last checkpoint (or scratch) to ``num_steps``; returns the final step."""
         self.resume()
         out_dir = Path(self.cfg.out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
+        budget = self.cfg.budget_cpu_s
         with _main_process_logs(out_dir, self.dist.is_main, self.step) as writer:
-            start, t0 = self.step, time.monotonic()
-            while self.step < self.cfg.num_steps:
+            start, t0, cpu0 = self.step, time.monotonic(), self.cpu_clock()
+            cpu_s = None if budget is None else self._cpu_s(cpu0)
+            while self.step < self.cfg.num_steps and not self._budget_spent(cpu_s):
                 stats = self._one_step(loss_fn, next_batch)
                 self.step += 1
-                if writer is not None and (
-                    self.step % self.cfg.log_every == 0 or self.step == self.cfg.num_steps
-                ):
+                if budget is not None:
+                    cpu_s = stats["cpu_s"] = self._cpu_s(cpu0)
+                last = self.step == self.cfg.num_steps or self._budget_spent(cpu_s)
+                if writer is not None and (self.step % self.cfg.log_every == 0 or last):
                     for key, value in stats.items():
                         writer.add_scalar(key, value, self.step)
                     append_metrics(out_dir / METRICS_FILE, self.step, stats)
@@ -101,11 +132,15 @@ class Trainer:
                         " ".join(f"{k} {v:.4g}" for k, v in stats.items()), rate,
                         (self.cfg.num_steps - self.step) / rate,
                     )  # fmt: skip
-                if self.dist.is_main and (
-                    self.step % self.cfg.save_every == 0 or self.step == self.cfg.num_steps
-                ):
+                if self.dist.is_main and (self.step % self.cfg.save_every == 0 or last):
                     save_checkpoint(self.ckpt_dir, self.step, self.model, self.optimizer,
-                                    self.scheduler, keep=self.cfg.keep_checkpoints)  # fmt: skip
+                                    self.scheduler, keep=self.cfg.keep_checkpoints,
+                                    extra=None if cpu_s is None else {"cpu_s": cpu_s})  # fmt: skip
+            if self._budget_spent(cpu_s):
+                LOG.info(
+                    "stop: budget_cpu_s %.6g reached at step %d/%d (%.6g CPU seconds spent)",
+                    budget, self.step, self.cfg.num_steps, cpu_s,
+                )  # fmt: skip
         return self.step
 
     def _one_step(self, loss_fn: LossFn, next_batch: Callable[[int], Any]) -> dict[str, float]:
