@@ -7,13 +7,20 @@
         --tokens dump/dev/speech_tokens --n 8 --texts 40 --out-dir exp/best_of_n/base \\
         [--rewards-config FILE] [--seed 0]
 
+W3AR's reward as one number per sample (``attention_alignment``, the mean of the word rewards;
+the heads file beside the reward ASR)::
+
+    python -m local_lib.bin.best_of_n --config conf/w3ar_mini.yaml \\
+        --rewards-config conf/best_of_n_attention.yaml --reward-model exp/reward_asr/model.pt ...
+
 Before blaming a method, measure its reward. For each of ``--texts`` evenly spaced texts of
 ``--data-dir`` (sorted ids, each with the speaker prompt the rollouts fix for it) the policy draws
-``--n`` samples on the shared rollout path (``local_lib.rl.rollout``: the config's ``rollout``
-section, ``group_size`` = N; text i is rollout batch i of ``--seed``). Each sample is scored by
-the reward (the config's ``rewards``, or the ``combine``/``components`` mapping in
-``--rewards-config``: any registry reward or combination, on the same samples; the total per
-sequence, nothing else applied), and on its audio (the rollout's vocoded speech, at
+``--n`` samples on the shared rollout path (``local_lib.rl.rollout``: the ``rollout`` section of
+any codec-LM method's config, ``group_size`` = N; text i is rollout batch i of ``--seed``). Each
+sample is scored by the reward (the config's ``rewards``, or the ``combine``/``components``
+mapping in ``--rewards-config``: any registry reward or combination, on the same samples; the
+total per sequence, nothing else applied; ``--reward-model`` is its ``scorer``, and that path
+its ``scorer_path``), and on its audio (the rollout's vocoded speech, at
 ``--sample-rate``) by the evaluator ASR (per-utterance WER and CER against the text) and, with
 ``--evaluator-speaker``, by speaker SIM to the prompt utterance's natural audio (wav.scp).
 ``local_lib.eval.picks`` then compares per text (a) the reward's pick, (b) a random pick, (c) the
@@ -44,7 +51,7 @@ import yaml
 
 from local_lib.atomic_io import atomic_path, write_text_atomic
 from local_lib.bin.train_grpo import checked_reward_asr
-from local_lib.config import RUN_CONFIG, load_config, load_yaml, save_run_config, to_mapping
+from local_lib.config import RUN_CONFIG, from_mapping, load_yaml, save_run_config, to_mapping
 from local_lib.data.audio import load_audio
 from local_lib.data.kaldi_dir import read_kv
 from local_lib.data.speech_tokens import PromptPool
@@ -56,7 +63,6 @@ from local_lib.models.config_yaml import setup_logging
 from local_lib.models.evaluators import load_evaluator
 from local_lib.models.speech_tokenizer import load_speech_tokenizer
 from local_lib.rewards import RewardSet, build_rewards
-from local_lib.rl.grpo_loop import GRPOLoopConfig
 from local_lib.rl.rollout import (
     PromptSource,
     RolloutConfig,
@@ -195,7 +201,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    p.add_argument("--config", type=Path, required=True, help="a GRPO config (rollout, rewards)")
+    p.add_argument(
+        "--config", type=Path, required=True,
+        help="a codec-LM method's config: its rollout (and, without --rewards-config, rewards)",
+    )  # fmt: skip
     p.add_argument("--base-dir", type=Path, required=True, help="the policy (CodecLM directory)")
     p.add_argument("--tokenizer", type=Path, required=True, help="speech tokenizer.pt")
     p.add_argument("--reward-model", type=Path, required=True, help="the rewards' reward ASR")
@@ -239,13 +248,27 @@ def load_judges(args: argparse.Namespace, rewards: RewardSet, prompts: list[str]
     return Judges(rewards, asr, speaker, wav_scp, args.sample_rate)
 
 
+def sampling_and_rewards(
+    config: Path, rewards_config: Path | None
+) -> tuple[RolloutConfig, Mapping[str, Any]]:
+    """The ``rollout`` section of any codec-LM method's config (GRPO, W3AR, DPO...), and the
+    rewards to measure: ``rewards_config``'s, else the config's own ``rewards`` section."""
+    raw = load_yaml(config)
+    if "rollout" not in raw:
+        raise ValueError(f"{config}: no rollout: section (a codec-LM method's config)")
+    rollout = from_mapping(RolloutConfig, raw["rollout"], f"{config}: rollout")
+    rewards = load_yaml(rewards_config) if rewards_config else raw.get("rewards")
+    if not rewards:
+        raise ValueError(f"{config} has no rewards: section; name them with --rewards-config")
+    return rollout, dict(rewards)
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     torch.set_num_threads(args.num_threads)
     setup_logging(args.out_dir / "log" / "best_of_n.log")
-    cfg = load_config(args.config, GRPOLoopConfig)
-    rollout = dataclasses.replace(cfg.rollout, group_size=args.n, prompts_per_step=1)
-    rewards_cfg = load_yaml(args.rewards_config) if args.rewards_config else dict(cfg.rewards)
+    rollout, rewards_cfg = sampling_and_rewards(args.config, args.rewards_config)
+    rollout = dataclasses.replace(rollout, group_size=args.n, prompts_per_step=1)
     settings = Settings(
         args.base_dir, args.tokenizer, args.reward_model, args.evaluator_asr,
         args.evaluator_speaker, args.data_dir, args.tokens, args.n, args.texts, args.seed,
@@ -257,7 +280,7 @@ def main(argv: list[str] | None = None) -> None:
         "--reward-model", args.reward_model, tokenizer.mel_cfg, rollout.reward_input
     )
     try:
-        rewards = build_rewards(rewards_cfg, {"scorer": scorer})
+        rewards = build_rewards(rewards_cfg, {"scorer": scorer, "scorer_path": args.reward_model})
     except ValueError as err:
         raise ValueError(f"{args.rewards_config or args.config}: {err}") from err
     pool = PromptPool.load(args.data_dir, args.tokens, tokenizer.vocab_size)

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import yaml
 from test_benchmark_reward_path import _inputs
 from tiny_codec_models import MEL, TEXTS
 
@@ -167,3 +168,22 @@ def test_cli_measures_a_reward_from_its_own_yaml(tmp_path) -> None:
     bad = [*args, "--rewards-config", str(tmp_path / "bad.yaml"), "--out-dir", str(tmp_path / "b")]
     with pytest.raises(ValueError, match=r"bad.yaml: reward 'asr_wer': unknown option"):
         best_of_n.main(bad)
+
+
+def test_any_method_config_gives_the_sampling_and_one_without_rewards_needs_them(tmp_path) -> None:
+    args = _cli(tmp_path)
+    grpo = Path(args[args.index("--config") + 1])
+    conf = yaml.safe_load(grpo.read_text())
+    w3ar = tmp_path / "w3ar.yaml"  # a rollout section and no rewards, as conf/w3ar*.yaml
+    w3ar.write_text(yaml.safe_dump({"rollout": conf["rollout"], "reward": {"beta": 0.1}}))
+    rollout, rewards = best_of_n.sampling_and_rewards(grpo, None)
+    assert rewards == conf["rewards"] and rollout.group_size == conf["rollout"]["group_size"]
+    with pytest.raises(ValueError, match="w3ar.yaml has no rewards: section"):
+        best_of_n.sampling_and_rewards(w3ar, None)
+    (tmp_path / "wer.yaml").write_text("components:\n  asr_wer: {}\n")
+    assert best_of_n.sampling_and_rewards(w3ar, tmp_path / "wer.yaml") == (
+        rollout, {"components": {"asr_wer": {}}}
+    )
+    w3ar.write_text(yaml.safe_dump({"reward": {}}))
+    with pytest.raises(ValueError, match="no rollout: section"):
+        best_of_n.sampling_and_rewards(w3ar, tmp_path / "wer.yaml")
