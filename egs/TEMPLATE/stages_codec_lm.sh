@@ -199,6 +199,8 @@ family_stage7() {
   # and the evaluators do not is reward hacking.
   local evaluator_opts=("${score_opts[@]}")
   score_opts=(--asr "$(reward_asr)" --no-prosody)
+  # once W3AR's stage 5 chose the reward ASR's aligning heads: their purity and monotonicity too
+  [ ! -f "$(reward_asr).heads.json" ] || score_opts+=(--attention)
   for dset in ${test_sets}; do score_tts_systems reward_asr " (reward ASR)"; done
   score_opts=("${evaluator_opts[@]}")
 }

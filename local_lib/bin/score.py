@@ -12,6 +12,9 @@ seed-tts-eval mode::
         --asr exp/eval_asr/model.pt --speaker exp/eval_spk/model.pt --out-dir OUT
 
 ``--compare-scores OTHER/scores.tsv --compare-name base`` adds the paired difference table.
+``--attention`` (with ``--asr`` an attention reward ASR whose heads were chosen, its
+``.heads.json``) adds the mean purity and monotonicity of those heads over each utterance's text
+tokens: W3AR's view of the audio, where a gain with no WER gain would be reward hacking.
 A ``--wav-scp`` with several takes of each utterance (``<utt>``, ``<utt>#1``...; stage 6's
 ``--num-samples``) is scored take by take into ``scores_takes.tsv``, and ``scores.tsv`` holds
 each utterance's mean over its takes (``local_lib.eval.samples``).
@@ -21,7 +24,10 @@ import argparse
 import logging
 from pathlib import Path
 
+import numpy as np
+
 from local_lib.atomic_io import write_text_atomic
+from local_lib.bin.select_attention_heads import read_heads, require_cross_attention
 from local_lib.eval.data_dir_items import data_dir_items
 from local_lib.eval.samples import average_takes, takes_of_items
 from local_lib.eval.score_table import (
@@ -31,9 +37,10 @@ from local_lib.eval.score_table import (
     render_results,
     write_scores,
 )
-from local_lib.eval.scoring import Evaluators, score_items
+from local_lib.eval.scoring import Aligner, Evaluators, score_items
 from local_lib.eval.seedtts_eval import seedtts_items
 from local_lib.models.evaluators import load_evaluator
+from local_lib.rl.w3ar import W3ARRewardConfig, text_alignment, token_means
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -62,6 +69,11 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="score the ASR's raw output even when its checkpoint has a lexicon",
     )
+    p.add_argument(
+        "--attention",
+        action="store_true",
+        help="also the purity and monotonicity of the --asr's chosen cross-attention heads",
+    )
     p.add_argument("--speaker", type=Path, help="speaker encoder checkpoint")
     p.add_argument("--emotion", type=Path, help="emotion classifier checkpoint")
     p.add_argument("--out-dir", type=Path, required=True)
@@ -75,6 +87,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sample-rate", type=int, default=16000)
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     return p
+
+
+def attention_aligner(model: Path, asr: object) -> Aligner:
+    """Token-mean purity and monotonicity of ``asr``'s chosen heads (W3AR's default settings)."""
+    heads = read_heads(model)
+    reader = require_cross_attention(asr, model)
+
+    def align(wavs: list[np.ndarray], texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        metrics, n_text = text_alignment(reader, heads, wavs, texts, W3ARRewardConfig())
+        return token_means(metrics, n_text)
+
+    return align
 
 
 def verification_lines(result) -> list[str]:
@@ -92,6 +116,8 @@ def verification_lines(result) -> list[str]:
 
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
+    if args.attention and args.asr is None:
+        raise SystemExit("--attention reads the --asr's cross-attention: give --asr")
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
@@ -109,6 +135,8 @@ def main(argv: list[str] | None = None) -> None:
     )
     if args.open_vocabulary and evaluators.asr is not None:
         evaluators.asr.lexicon = None
+    if args.attention:
+        evaluators.aligner = attention_aligner(args.asr, evaluators.asr)
     rows, verification = score_items(
         items, evaluators, args.sample_rate, args.batch_size, not args.no_prosody
     )

@@ -31,6 +31,8 @@ COLUMNS = [
     "emo_sim",
     "f0_rmse_hz",
     "energy_rmse_db",
+    "attn_purity",
+    "attn_monotonicity",
 ]
 
 
@@ -53,6 +55,8 @@ CORPUS_METRICS = [
     Metric("emotion SIM", "emo_sim"),
     Metric("F0 RMSE after DTW (Hz)", "f0_rmse_hz"),
     Metric("energy RMSE after DTW (dB)", "energy_rmse_db"),
+    Metric("attention purity", "attn_purity"),
+    Metric("attention monotonicity", "attn_monotonicity"),
 ]
 
 SEEDTTS_METRICS = [

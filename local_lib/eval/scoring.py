@@ -47,11 +47,21 @@ class ScoreItem:
     take: int = 0  # several takes of one utterance: only take 0 enters speaker verification
 
 
+class Aligner(Protocol):
+    """Per item, how sharply and how steadily an attention ASR's text follows the audio:
+    ``(purity [B], monotonicity [B])`` (W3AR's view of the audio, ``local_lib.rl.w3ar``)."""
+
+    def __call__(
+        self, wavs: list[np.ndarray], texts: list[str]
+    ) -> tuple[np.ndarray, np.ndarray]: ...
+
+
 @dataclass
 class Evaluators:
     asr: Transcriber | None = None
     speaker: Embedder | None = None
     emotion: Classifier | None = None
+    aligner: Aligner | None = None
 
 
 def cosine_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -85,6 +95,10 @@ def _score_batch(
     if ev.asr is not None:
         for row, it, hyp in zip(rows, items, ev.asr.transcribe(wavs)):
             row.update(_text_scores(it.text, hyp))
+    if ev.aligner is not None:
+        purity, monotonicity = ev.aligner(wavs, [it.text for it in items])
+        for row, p, m in zip(rows, purity, monotonicity, strict=True):
+            row["attn_purity"], row["attn_monotonicity"] = float(p), float(m)
     spk_emb = None
     if ev.speaker is not None:
         spk_emb = ev.speaker.embed(wavs)

@@ -15,7 +15,7 @@ import torch
 
 from local_lib.bin.select_attention_heads import read_heads, require_cross_attention
 from local_lib.rewards.registry import RewardReferences, RolloutBatch, register_reward
-from local_lib.rl.w3ar import W3ARRewardConfig, attention_rewards
+from local_lib.rl.w3ar import W3ARRewardConfig, text_alignment
 
 
 @register_reward("attention_alignment")
@@ -31,19 +31,15 @@ def attention_alignment_reward(
     beta: float = 0.1,
 ) -> torch.Tensor:
     """Mean over the reference text's words of W3AR's word reward (purity and monotonicity of
-    the reward ASR's chosen heads, teacher-forced with the text), in [0, 1]."""
+    the reward ASR's chosen heads, teacher-forced with the text): at most 1, below 0 only if
+    the attention runs backwards."""
     if batch.wavs is None:
         raise ValueError("attention_alignment reads audio: use reward_input: audio")
     asr = require_cross_attention(scorer, Path(scorer_path))
-    attention = asr.head_attention(batch.wavs, refs.texts, read_heads(Path(scorer_path)))
     cfg = W3ARRewardConfig(
         use_purity=use_purity, use_monotonicity=use_monotonicity, window_ms=window_ms, beta=beta
     )
-    # The word spans in speech tokens do not enter a word's reward; the rate only places them.
-    n_tokens = [max(len(t), 1) for t in batch.speech_tokens or [np.ones(1)] * len(batch.wavs)]
-    seconds = [len(w) / batch.sample_rate for w in batch.wavs]
-    rate = float(np.mean([n / max(s, 1e-9) for n, s in zip(n_tokens, seconds, strict=True)]))
-    metrics = attention_rewards(attention, n_tokens, cfg.metrics_config(asr.frame_shift_s, rate))
+    metrics, _ = text_alignment(asr, read_heads(Path(scorer_path)), batch.wavs, refs.texts, cfg)
     valid = np.arange(metrics.word_reward.shape[1])[None, :] < metrics.n_words[:, None]
     means = (metrics.word_reward * valid).sum(axis=1) / np.maximum(metrics.n_words, 1)
     return torch.from_numpy(means).float()

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from local_lib.align.attention_metrics import AttentionMetrics, W3ARConfig, attention_metrics
-from local_lib.models.asr_reward import HeadAttention
+from local_lib.models.asr_reward import HeadAttention, RewardASR
 from local_lib.rl.grpo import GRPOConfig, LossType, grpo_loss
 from local_lib.rl.method_spec import MethodSpec
 
@@ -118,6 +118,22 @@ def attention_rewards(
         [a.mean() for a in attentions], [a.word_index for a in attentions]
     )
     return attention_metrics(values, text, frames, words, np.asarray(speech_lengths), cfg)
+
+
+def text_alignment(
+    asr: RewardASR,
+    heads: Sequence[tuple[int, int]],
+    wavs: Sequence[np.ndarray],
+    texts: Sequence[str],
+    cfg: W3ARRewardConfig,
+) -> tuple[AttentionMetrics, np.ndarray]:
+    """The metrics of audio with no speech tokens at hand (a system's test audio, samples to
+    pick from): ``asr``'s ``heads`` teacher-forced with ``texts``; also each item's text length.
+    The word spans are left unplaced (each item counts one speech token): no reward reads them."""
+    attention = asr.head_attention(list(wavs), list(texts), heads)
+    metrics_cfg = cfg.metrics_config(asr.frame_shift_s, speech_token_rate=1.0)
+    metrics = attention_rewards(attention, [1] * len(attention), metrics_cfg)
+    return metrics, np.array([a.weights.shape[1] for a in attention], np.int64)
 
 
 def token_means(

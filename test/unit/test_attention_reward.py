@@ -11,6 +11,7 @@ import pytest
 import torch
 from test_w3ar_loop import asr  # noqa: F401  (the tiny ESPnet reward ASR fixture)
 
+from local_lib.bin import score
 from local_lib.config import load_yaml
 from local_lib.models.asr_reward import HeadAttention
 from local_lib.rewards import RewardError, RewardReferences, RolloutBatch, build_rewards
@@ -107,3 +108,15 @@ def test_the_recipe_mapping_builds_the_reward(asr, planted) -> None:  # noqa: F8
         batch, RewardReferences(["ab c"] * 2), scorer=asr, scorer_path=model
     )
     torch.testing.assert_close(rewards(batch, RewardReferences(["ab c"] * 2)).total, want)
+
+
+def test_the_scorers_aligner_by_hand(asr, planted, monkeypatch) -> None:  # noqa: F811
+    batch, model, _ = planted
+    monkeypatch.setattr(score, "read_heads", lambda path: [(0, 1)] if path == model else [])
+    purity, monotonicity = score.attention_aligner(model, asr)(list(batch.wavs), ["ab c"] * 2)
+    np.testing.assert_allclose(purity, [1.0, 2 / 6], rtol=1e-6)
+    # the first token has no step; the sharp sample steps 2, 1, 2 frames
+    sharp = (2 * math.tanh(0.2) + math.tanh(0.1)) / 3
+    np.testing.assert_allclose(monotonicity, [sharp, 0.0], rtol=1e-6, atol=1e-12)
+    with pytest.raises(SystemExit, match="give --asr"):
+        score.main(["--data-dir", "d", "--wav-dir", "w", "--out-dir", "o", "--attention"])

@@ -185,3 +185,21 @@ def test_seedtts_list_bad_line_is_named(tmp_path):
     lst.write_text("u1|only two fields\n")
     with pytest.raises(ValueError, match=r"meta.lst:1"):
         seedtts_items(lst, tmp_path)
+
+
+def test_an_aligner_adds_purity_and_monotonicity_columns_and_metrics(tmp_path):
+    save_audio(tmp_path / "a.wav", _tone(1.0, 0.5))
+    save_audio(tmp_path / "b.wav", _tone(0.5, 0.5))
+    items = [ScoreItem(u, t, tmp_path / f"{u}.wav") for u, t in (("a", "one two"), ("b", "x"))]
+    seen = []
+
+    def aligner(wavs, texts):  # purity 1 / (seconds), monotonicity the text's words
+        seen.append(texts)
+        return np.array([16000 / len(w) for w in wavs]), np.array([len(t.split()) for t in texts])
+
+    rows, _ = score_items(items, Evaluators(aligner=aligner), batch_size=2, prosody=False)
+    assert seen == [["one two", "x"]]
+    assert [(r["attn_purity"], r["attn_monotonicity"]) for r in rows] == [(1.0, 2.0), (2.0, 1.0)]
+    by_name = {m.name: m for m in CORPUS_METRICS}
+    assert summarise(rows, by_name["attention purity"]).estimate == pytest.approx(1.5)
+    assert summarise(rows, by_name["attention monotonicity"]).estimate == pytest.approx(1.5)
