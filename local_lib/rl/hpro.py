@@ -24,6 +24,16 @@ from typing import Literal
 import torch
 
 from local_lib.rl.diffro import masked_mean
+from local_lib.rl.method_spec import MethodSpec
+
+METHOD = MethodSpec(
+    family="codec_lm",
+    curve_keys=(
+        "loss/total", "loss/frame_content", "loss/frame_style", "loss/word", "loss/sentence",
+        "loss/text", "kl", "emotion_acc", "codec_wer", "terms_on",
+    ),
+    reward_asr_view=False,  # the reward codec reads speech tokens, not audio
+)  # fmt: skip
 
 TERMS: tuple[str, ...] = ("frame_content", "frame_style", "word", "sentence", "text")
 Schedule = Literal["progressive", "summed", "sentence_only"]

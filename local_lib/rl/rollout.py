@@ -163,7 +163,8 @@ class PromptSource:
     ``match`` narrows the prompt to the same speaker in the target's emotion (``same_emotion``)
     or in another emotion (``other_emotion``: the emotion must then come from an instruction,
     it cannot be copied from the prompt). Labels the pool has (emotion, speaker, gender, ...)
-    travel with the texts to the rewards as ``RewardReferences.extras``.
+    travel with the texts to the rewards as ``RewardReferences.extras``. ``targets`` narrows
+    the targets to some of the pool's utterances (None: all); prompts still come from all.
     """
 
     def __init__(
@@ -173,9 +174,13 @@ class PromptSource:
         seed: int,
         per_batch: int,
         match: PromptMatch = "speaker",
+        targets: Collection[str] | None = None,
     ) -> None:
         self.lm, self.pool, self.per_batch = lm, pool, per_batch
-        self.targets = sorted(pool.texts)
+        self.targets = sorted(pool.texts if targets is None else targets)
+        unknown = [u for u in self.targets if u not in pool.texts]
+        if unknown or not self.targets:
+            raise ValueError(f"targets: none given, or not in {pool.source}: {unknown[:3]}")
         self.prompt_of = pool.pick(self.targets, seed, match=match)
 
     def draw(self, generator: torch.Generator) -> PromptBatch:

@@ -53,10 +53,11 @@ def test_an_unknown_method_fails_before_any_stage_naming_the_known_ones(tmp_path
 
 
 def test_a_method_not_built_yet_is_declared_with_its_family(tmp_path):
-    recipe_dir = make_sandbox(tmp_path, "esd/hpro")  # run.sh: --method hpro --family codec_lm
-    result = run_recipe(recipe_dir, "--stage", "5", "--stop-stage", "5")
+    recipe_dir = make_sandbox(tmp_path, "esd/hpro")
+    args = ("--method", "not_built", "--family", "codec_lm", "--stage", "5", "--stop-stage", "5")
+    result = run_recipe(recipe_dir, *args)
     assert result.returncode != 0
-    assert "stage 5 (hpro) is not built yet: no METHOD in local_lib/rl/hpro.py " \
+    assert "stage 5 (not_built) is not built yet: no METHOD in local_lib/rl/not_built.py " \
         "(declared with --family codec_lm)" in result.output  # fmt: skip
     assert "none of stages 5..5 is built yet (built: 1 2 3 4 6 7 8)" in result.output
 
