@@ -69,6 +69,7 @@ class ReportRequest:
     common_utterances: bool = False
     seed: int = 0
     command: str = ""
+    preamble: list[str] = field(default_factory=list)  # markdown lines put before the tables
 
 
 def lower_is_better(column: str) -> bool:
@@ -373,7 +374,7 @@ def build_report(req: ReportRequest, out_dir: Path) -> str:
     extra_diffs = paired_table([(by_name[a], by_name[b]) for a, b in req.pairs], metrics, req.seed)
 
     note = _utterance_note(systems, inp.dropped)
-    lines = [f"# {req.title}", "", f"Baseline: **{baseline.name}**. {note}", ""]
+    lines = [f"# {req.title}", "", *req.preamble, f"Baseline: **{baseline.name}**. {note}", ""]
     lines += _systems_section(systems, metrics, table, out_dir) + [""]
     if diffs:
         intro = f"Each cell: system − {baseline.name} on the same utterances"

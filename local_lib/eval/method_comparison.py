@@ -1,0 +1,216 @@
+"""Several methods trained from one base under one stage-5 budget, in one report
+(egs/libritts/compare): what each bought, at what cost, and against the base and the best rival.
+
+Each method ran under its own recipe tag, so it comes with its own copy of the base's scores:
+the evaluators' (the same for every method: the base's audio is the same) and its reward
+model's view (``synth/<set>/reward_asr``, absent for a reward that reads no audio, DiffRO's).
+The evaluator tables and paired differences are ``local_lib.eval.report.build_report``'s; this
+module adds the one summary table, the reward-model view paired against the base seen by that
+same reward model, and the plot of evaluator WER against stage-5 CPU seconds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from local_lib.eval.bootstrap import Interval
+from local_lib.eval.report import (
+    ReportRequest,
+    _decimals,
+    _interval_cell,
+    _row,
+    build_report,
+    system_table,
+)
+from local_lib.eval.report_inputs import load_systems
+from local_lib.eval.report_plots import _save, plt
+from local_lib.eval.score_table import CORPUS_METRICS, compare, summarise
+from local_lib.train.trainer import METRICS_FILE, read_metrics
+
+WER, CER, SIM = CORPUS_METRICS[0], CORPUS_METRICS[1], CORPUS_METRICS[3]
+REWARD_VIEW = "reward_asr"  # the sub-dir of a synth dir holding the reward model's scores
+PLOT_FILE = "wer_vs_cpu.png"
+
+
+@dataclass(frozen=True)
+class MethodRun:
+    """One method's stage-5 dir (``metrics.jsonl``, ``synth/<set>``) and its tag's base dir."""
+
+    name: str
+    directory: Path
+    base_directory: Path
+
+
+@dataclass(frozen=True)
+class Cost:
+    """What stage 5 spent: steps, CPU seconds (``cpu_s`` of the budget; None when the run had
+    no budget) and the mean rollout throughput where the method logs one."""
+
+    steps: int
+    cpu_s: float | None
+    tokens_per_s: float | None
+
+
+def parse_method(spec: str) -> MethodRun:
+    """``NAME=METHOD_DIR,BASE_DIR`` (``grpo=exp/tts_grpo_grpo,exp/tts_base_grpo``)."""
+    name, sep, dirs = spec.partition("=")
+    parts = dirs.split(",")
+    if not sep or not name or len(parts) != 2 or not all(parts):
+        raise ValueError(f"--method {spec!r}: expected NAME=METHOD_DIR,BASE_DIR")
+    return MethodRun(name, Path(parts[0]), Path(parts[1]))
+
+
+def stage5_cost(run_dir: Path) -> Cost:
+    path = run_dir / METRICS_FILE
+    if not path.is_file():
+        raise ValueError(f"{path}: no stage-5 metrics (did stage 5 run?)")
+    records = read_metrics(path)
+    if not records:
+        raise ValueError(f"{path}: no logged step")
+    rates = [r["rollout_tokens_per_s"] for r in records if "rollout_tokens_per_s" in r]
+    return Cost(
+        steps=int(records[-1]["step"]),
+        cpu_s=records[-1].get("cpu_s"),
+        tokens_per_s=sum(rates) / len(rates) if rates else None,
+    )
+
+
+def best_others(wer: dict[str, float]) -> dict[str, str]:
+    """For each method, the other method with the lowest evaluator WER (ties: the first)."""
+    return {
+        name: min((w, other) for other, w in wer.items() if other != name)[1]
+        for name in wer
+        if len(wer) > 1
+    }
+
+
+def plot_wer_vs_cpu(
+    points: dict[str, tuple[float, Interval, float, Interval]], path: Path
+) -> None:
+    """One line per method from the base (0 CPU s) to its stage-5 model, 95 % whiskers."""
+    fig, ax = plt.subplots(figsize=(5.5, 4.0))
+    for name, (x0, base, x1, end) in points.items():
+        xs, ivs = [x0, x1], [base, end]
+        ys = [iv.estimate for iv in ivs]
+        err = [[iv.estimate - iv.low for iv in ivs], [iv.high - iv.estimate for iv in ivs]]
+        ax.errorbar(xs, ys, yerr=err, marker="o", capsize=3, label=name)
+    ax.set_xlabel("stage-5 CPU seconds (all ranks)")
+    ax.set_ylabel(f"evaluator {WER.name}")
+    ax.set_title("evaluator WER against stage-5 CPU seconds")
+    ax.legend()
+    _save(fig, path)
+
+
+def _cell(value: float | None, fmt: str) -> str:
+    return "—" if value is None else format(value, fmt)
+
+
+def _view_of(run: MethodRun, synth: str) -> tuple[Path, Path] | None:
+    mine, base = run.directory / synth / REWARD_VIEW, run.base_directory / synth / REWARD_VIEW
+    return (mine, base) if (mine / "scores.tsv").is_file() and (base / "scores.tsv").is_file() \
+        else None  # fmt: skip
+
+
+def comparison_sections(
+    runs: list[MethodRun], dset: str, out_dir: Path, seed: int
+) -> tuple[list[str], dict[str, str]]:
+    """The summary table, the reward-model view and the plot (written into ``out_dir``);
+    returns the markdown lines and each method's best rival."""
+    synth = f"synth/{dset}"
+    base = load_systems([("base", runs[0].base_directory / synth)])[0]
+    methods = load_systems([(r.name, r.directory / synth) for r in runs])
+    table = system_table([base, *methods], [WER, CER, SIM], seed)
+    costs = {r.name: stage5_cost(r.directory) for r in runs}
+    rival = best_others({m.name: table[m.name][WER.name].estimate for m in methods})
+    views = {}
+    for run in runs:
+        found = _view_of(run, synth)
+        if found is not None:
+            mine, theirs = load_systems([(run.name, found[0]), ("base", found[1])])
+            views[run.name] = (
+                summarise(list(mine.rows.values()), WER, seed),
+                compare(mine.rows, theirs.rows, WER, seed),
+            )
+    lines = [
+        "## One table",
+        "",
+        f"Test set `{dset}`. Evaluator {WER.name}, {CER.name} and {SIM.name}: value [95 % "
+        "bootstrap interval]. Reward-model WER: each method's own reward ASR on its audio (— "
+        "for a reward that reads no audio). Stage-5 CPU s: what the run spent when it stopped "
+        "(the budget, `train.budget_cpu_s`); rollout tokens/s: its mean logged rollout "
+        "throughput (— where the method logs none). Best rival: the other method with the "
+        f"lowest evaluator {WER.name}; the paired sections below compare against it.",
+        "",
+        _row(["system", WER.name, CER.name, SIM.name, "reward-model WER (%)", "stage-5 steps",
+              "stage-5 CPU s", "rollout tokens/s", "best rival"]),  # fmt: skip
+        _row(["---"] * 9),
+    ]
+    cells = table["base"]
+    lines.append(_row(["base", *(_interval_cell(cells.get(m.name), _decimals(m))
+                                 for m in (WER, CER, SIM)), "—", "0", "0", "—", "—"]))  # fmt: skip
+    for m in methods:
+        cost, cells = costs[m.name], table[m.name]
+        view = views.get(m.name)
+        lines.append(_row([
+            m.name, *(_interval_cell(cells.get(k.name), _decimals(k)) for k in (WER, CER, SIM)),
+            _interval_cell(view[0], 2) if view else "—", str(cost.steps),
+            _cell(cost.cpu_s, ".1f"), _cell(cost.tokens_per_s, ".1f"), rival.get(m.name, "—"),
+        ]))  # fmt: skip
+    if views:
+        lines += [
+            "",
+            "## The reward model's view, paired against the base",
+            "",
+            "Each method's audio and the base's, both read by that method's reward ASR: "
+            f"method − base {WER.name} [95 % paired bootstrap interval]. A gain seen here and "
+            "not by the evaluator is reward hacking.",
+            "",
+            _row(["method", "reward-model WER − base"]),
+            _row(["---"] * 2),
+            *(_row([name, _interval_cell(diff, 2, signed=True)])
+              for name, (_, diff) in views.items()),  # fmt: skip
+        ]
+    missing = [n for n, c in costs.items() if c.cpu_s is None]
+    if not missing:
+        plot_wer_vs_cpu(
+            {m.name: (0.0, table["base"][WER.name], costs[m.name].cpu_s,  # type: ignore[misc]
+                      table[m.name][WER.name]) for m in methods},
+            out_dir / PLOT_FILE,
+        )  # fmt: skip
+        lines += [
+            "",
+            "## Evaluator WER against stage-5 CPU seconds",
+            "",
+            f"![WER against CPU seconds]({PLOT_FILE})",
+            "",
+            "Each line: the base (0 s) to the method's final stage-5 model. Checkpoints along "
+            "the way are not scored yet (not built), so a line's middle is not measured.",
+        ]
+    else:
+        lines += ["", f"No CPU-seconds plot: no `cpu_s` logged by {', '.join(missing)} "
+                  "(stage 5 ran without `train.budget_cpu_s`)."]  # fmt: skip
+    return lines + [""], rival
+
+
+def build_comparison(
+    runs: list[MethodRun], dset: str, out_dir: Path, seed: int, title: str, command: str
+) -> str:
+    """REPORT.md in ``out_dir``: the sections above, then the evaluator report of base and
+    every method with each method paired against its best rival."""
+    if not runs:
+        raise ValueError("no --method given")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    preamble, rival = comparison_sections(runs, dset, out_dir, seed)
+    request = ReportRequest(
+        title=title,
+        systems=[("base", runs[0].base_directory / f"synth/{dset}")]
+        + [(r.name, r.directory / f"synth/{dset}") for r in runs],
+        baseline="base",
+        pairs=list(rival.items()),
+        scatter=["wer"],
+        seed=seed,
+        command=command,
+        preamble=preamble,
+    )
+    return build_report(request, out_dir)
