@@ -10,7 +10,8 @@ reward model reads it)::
 
 Writes <out-dir>/REPORT.md: one table per system (evaluator WER, CER, SIM, the reward model's
 WER, stage-5 steps, CPU seconds and rollout throughput), the reward model's view paired against
-the base, a plot of evaluator WER against stage-5 CPU seconds (wer_vs_cpu.png), then the
+the base, a plot of evaluator WER against stage-5 CPU seconds through the --checkpoint points
+(wer_vs_cpu.png), then the
 evaluator report of local_lib.bin.report with every method paired against the base and against
 the other method of lowest WER.
 """
@@ -22,7 +23,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from local_lib.eval.method_comparison import build_comparison, parse_method
+from local_lib.eval.method_comparison import build_comparison, parse_method, with_checkpoints
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -36,11 +37,14 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--set", default="test", help="the test set compared (synth/<set>)")
     p.add_argument("--method", action="append", required=True,
                    metavar="NAME=METHOD_DIR,BASE_DIR", help="repeat, one per method")  # fmt: skip
+    p.add_argument("--checkpoint", action="append", default=[], metavar="NAME=STEP,DIR",
+                   help="a checkpoint of method NAME at STEP, scored in DIR/synth/<set> "
+                   "(repeat): a point of the WER / CPU-seconds plot")  # fmt: skip
     p.add_argument("--title", default=None, help="default: the methods and the set")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     args = p.parse_args(argv)
     try:
-        runs = [parse_method(spec) for spec in args.method]
+        runs = with_checkpoints([parse_method(spec) for spec in args.method], args.checkpoint)
         title = args.title or f"{', '.join(r.name for r in runs)} on one budget: {args.set}"
         command = shlex.join(["python", "-m", "local_lib.bin.compare_methods", *argv])
         build_comparison(runs, args.set, args.out_dir, args.seed, title, command)

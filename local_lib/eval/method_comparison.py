@@ -11,7 +11,7 @@ same reward model, and the plot of evaluator WER against stage-5 CPU seconds.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from local_lib.eval.bootstrap import Interval
@@ -35,11 +35,13 @@ PLOT_FILE = "wer_vs_cpu.png"
 
 @dataclass(frozen=True)
 class MethodRun:
-    """One method's stage-5 dir (``metrics.jsonl``, ``synth/<set>``) and its tag's base dir."""
+    """One method's stage-5 dir (``metrics.jsonl``, ``synth/<set>``), its tag's base dir, and
+    the dirs (``synth/<set>``) of its checkpoints along the way, by step."""
 
     name: str
     directory: Path
     base_directory: Path
+    checkpoints: tuple[tuple[int, Path], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -61,13 +63,46 @@ def parse_method(spec: str) -> MethodRun:
     return MethodRun(name, Path(parts[0]), Path(parts[1]))
 
 
-def stage5_cost(run_dir: Path) -> Cost:
+def parse_checkpoint(spec: str) -> tuple[str, int, Path]:
+    """``NAME=STEP,DIR`` (``grpo=10,exp/tts_base_grpo_at10``)."""
+    name, sep, rest = spec.partition("=")
+    step, _, directory = rest.partition(",")
+    if not sep or not name or not step.isdigit() or not directory:
+        raise ValueError(f"--checkpoint {spec!r}: expected NAME=STEP,DIR")
+    return name, int(step), Path(directory)
+
+
+def with_checkpoints(runs: list[MethodRun], specs: list[str]) -> list[MethodRun]:
+    """``runs`` with the ``--checkpoint`` specs attached to their methods, by step."""
+    found: dict[str, list[tuple[int, Path]]] = {r.name: [] for r in runs}
+    for spec in specs:
+        name, step, directory = parse_checkpoint(spec)
+        if name not in found:
+            raise ValueError(f"--checkpoint {spec!r}: no --method {name}")
+        found[name].append((step, directory))
+    return [replace(r, checkpoints=tuple(sorted(found[r.name]))) for r in runs]
+
+
+def _records(run_dir: Path) -> list[dict[str, float]]:
     path = run_dir / METRICS_FILE
     if not path.is_file():
         raise ValueError(f"{path}: no stage-5 metrics (did stage 5 run?)")
     records = read_metrics(path)
     if not records:
         raise ValueError(f"{path}: no logged step")
+    return records
+
+
+def cpu_s_at(run_dir: Path, step: int) -> float:
+    """The ``cpu_s`` logged at ``step`` (a checkpoint's step: the budget logs every save)."""
+    for record in _records(run_dir):
+        if record["step"] == step and "cpu_s" in record:
+            return record["cpu_s"]
+    raise ValueError(f"{run_dir / METRICS_FILE}: no cpu_s logged at step {step}")
+
+
+def stage5_cost(run_dir: Path) -> Cost:
+    records = _records(run_dir)
     rates = [r["rollout_tokens_per_s"] for r in records if "rollout_tokens_per_s" in r]
     return Cost(
         steps=int(records[-1]["step"]),
@@ -85,13 +120,11 @@ def best_others(wer: dict[str, float]) -> dict[str, str]:
     }
 
 
-def plot_wer_vs_cpu(
-    points: dict[str, tuple[float, Interval, float, Interval]], path: Path
-) -> None:
-    """One line per method from the base (0 CPU s) to its stage-5 model, 95 % whiskers."""
+def plot_wer_vs_cpu(points: dict[str, list[tuple[float, Interval]]], path: Path) -> None:
+    """One line per method through (CPU seconds, evaluator WER) points, 95 % whiskers."""
     fig, ax = plt.subplots(figsize=(5.5, 4.0))
-    for name, (x0, base, x1, end) in points.items():
-        xs, ivs = [x0, x1], [base, end]
+    for name, line in points.items():
+        xs, ivs = [x for x, _ in line], [iv for _, iv in line]
         ys = [iv.estimate for iv in ivs]
         err = [[iv.estimate - iv.low for iv in ivs], [iv.high - iv.estimate for iv in ivs]]
         ax.errorbar(xs, ys, yerr=err, marker="o", capsize=3, label=name)
@@ -173,24 +206,40 @@ def comparison_sections(
         ]
     missing = [n for n, c in costs.items() if c.cpu_s is None]
     if not missing:
-        plot_wer_vs_cpu(
-            {m.name: (0.0, table["base"][WER.name], costs[m.name].cpu_s,  # type: ignore[misc]
-                      table[m.name][WER.name]) for m in methods},
-            out_dir / PLOT_FILE,
-        )  # fmt: skip
+        points = {r.name: _wer_line(r, synth, table, costs[r.name], seed) for r in runs}
+        plot_wer_vs_cpu(points, out_dir / PLOT_FILE)
         lines += [
             "",
             "## Evaluator WER against stage-5 CPU seconds",
             "",
             f"![WER against CPU seconds]({PLOT_FILE})",
             "",
-            "Each line: the base (0 s) to the method's final stage-5 model. Checkpoints along "
-            "the way are not scored yet (not built), so a line's middle is not measured.",
+            "Each line: the base (0 s), the checkpoints along the way (every `save_every` of the "
+            "method's config, scored like the final model), the final stage-5 model.",
+            "",
+            _row(["method", "(CPU s, evaluator WER %) along the way"]),
+            _row(["---"] * 2),
+            *(_row([name, ", ".join(f"({x:.1f}, {iv.estimate:.2f})" for x, iv in line)])
+              for name, line in points.items()),  # fmt: skip
         ]
     else:
         lines += ["", f"No CPU-seconds plot: no `cpu_s` logged by {', '.join(missing)} "
                   "(stage 5 ran without `train.budget_cpu_s`)."]  # fmt: skip
     return lines + [""], rival
+
+
+def _wer_line(
+    run: MethodRun, synth: str, table: dict[str, dict[str, Interval]], cost: Cost, seed: int
+) -> list[tuple[float, Interval]]:
+    """(CPU seconds, evaluator WER) of the base, each scored checkpoint and the final model."""
+    line = [(0.0, table["base"][WER.name])]
+    for step, directory in run.checkpoints:
+        system = load_systems([(f"{run.name}@{step}", directory / synth)])[0]
+        wer = summarise(list(system.rows.values()), WER, seed)
+        if wer is None:
+            raise ValueError(f"{directory / synth}: no WER in its scores")
+        line.append((cpu_s_at(run.directory, step), wer))
+    return line + [(cost.cpu_s, table[run.name][WER.name])]  # type: ignore[list-item]
 
 
 def build_comparison(

@@ -41,6 +41,7 @@ def exp(tmp_path: Path) -> Path:
     _scores(tmp_path / "tts_base_a/synth/test/reward_asr", [2, 2, 2, 2])
     _metrics(tmp_path / "tts_a", [{"step": 1, "cpu_s": 5.0, "rollout_tokens_per_s": 100.0},
                                   {"step": 2, "cpu_s": 12.0, "rollout_tokens_per_s": 200.0}])
+    _scores(tmp_path / "tts_base_a_at1/synth/test", [1, 0, 1, 0])  # a's checkpoint 1: 5 %
     _metrics(tmp_path / "tts_b", [{"step": 3, "cpu_s": 11.0}])
     _metrics(tmp_path / "tts_c", [{"step": 4, "cpu_s": 9.5}])
     return tmp_path
@@ -48,6 +49,7 @@ def exp(tmp_path: Path) -> Path:
 
 def _args(exp: Path, names=("a", "b", "c")) -> list[str]:
     args = ["--out-dir", str(exp / "report"), "--set", "test"]
+    args += ["--checkpoint", f"a=1,{exp / 'tts_base_a_at1'}"]
     for n in names:
         args += ["--method", f"{n}={exp / f'tts_{n}'},{exp / f'tts_base_{n}'}"]
     return args
@@ -75,6 +77,8 @@ def test_the_table_the_rivals_the_view_and_the_plot(exp: Path) -> None:
     assert _row(text, "a − base", "Paired differences against base")[1].startswith("-15.00 [")
     assert _row(text, "c − a", "Other paired differences")[1].startswith("+15.00 [")
     assert (exp / "report/wer_vs_cpu.png").stat().st_size > 0
+    assert _row(text, "a", "Evaluator WER against")[1] == "(0.0, 17.50), (5.0, 5.00), (12.0, 2.50)"
+    assert _row(text, "c", "Evaluator WER against")[1] == "(0.0, 17.50), (9.5, 17.50)"
     assert "python -m local_lib.bin.compare_methods --out-dir" in text
 
 
@@ -96,6 +100,10 @@ def test_helpers_by_hand(exp: Path) -> None:
 def test_bad_input_is_named(exp: Path) -> None:
     with pytest.raises(ValueError, match="expected NAME=METHOD_DIR,BASE_DIR"):
         parse_method("g=exp/x")
+    with pytest.raises(SystemExit, match="--checkpoint 'z=1,d': no --method z"):
+        main([*_args(exp), "--checkpoint", "z=1,d"])
+    with pytest.raises(SystemExit, match=r"tts_b/metrics.jsonl: no cpu_s logged at step 2"):
+        main([*_args(exp), "--checkpoint", f"b=2,{exp / 'tts_base_a_at1'}"])
     (exp / "tts_b/metrics.jsonl").unlink()
     with pytest.raises(SystemExit, match=r"tts_b/metrics.jsonl: no stage-5 metrics"):
         main(_args(exp))
