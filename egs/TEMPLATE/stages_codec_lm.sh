@@ -206,7 +206,7 @@ family_stage7() {
 }
 
 family_stage8() {
-  local dset sys opts report reward_report
+  local dset sys opts report reward_report figure scps
   local curves=() curve_opts=() keys metrics
   for sys in ${method_systems}; do
     metrics="exp/tts_${sys}${tag_suffix}/metrics.jsonl"
@@ -231,9 +231,19 @@ family_stage8() {
     reward_report=$(report_dir report_reward_asr "${dset}")
     opts=()
     for sys in $(tts_systems); do opts+=("${sys}=exp/tts_${sys}${tag_suffix}/synth/${dset}/reward_asr"); done
+    figure=()
+    if [ -f "$(reward_asr).heads.json" ] && is_natural "${dset}"; then
+      # what the attention reward sees: one utterance's chosen heads, natural audio and each system
+      scps=("natural=data/${dset}/wav.scp")
+      for sys in $(tts_systems); do scps+=("${sys}=exp/tts_${sys}${tag_suffix}/synth/${dset}/wav.scp"); done
+      ${train_cmd} "${reward_report}/log/plot_attention.log" python -m local_lib.bin.plot_attention \
+        --model "$(reward_asr)" --data-dir "data/${dset}" --system "${scps[@]}" \
+        --out "${reward_report}/attention.png"
+      figure=(--figure "${reward_report}/attention.png")
+    fi
     ${train_cmd} "${reward_report}/log/report.log" python -m local_lib.bin.report \
       --out-dir "${reward_report}" --title "${method}${tag:+ (${tag})}: ${dset}, scored by the reward ASR" \
-      --system "${opts[@]}" --baseline base --scatter wer --seed "${seed}"
+      --system "${opts[@]}" --baseline base --scatter wer --seed "${seed}" "${figure[@]}"
     log "stage 8: ${reward_report}/REPORT.md"
   done
 }

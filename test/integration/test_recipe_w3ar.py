@@ -83,3 +83,14 @@ def test_stage_8_reports_w3ar_and_its_ablations(recipe):
     assert all(sys in reward_report for sys in SYSTEMS)
     heads = json.loads((recipe_dir / "exp/reward_asr/model.pt.heads.json").read_text())
     assert heads["source"].endswith("utterances of data/train")
+
+
+def test_the_reward_asr_view_has_attention_metrics_and_the_figure(recipe):
+    recipe_dir, _ = recipe
+    reward_report = (recipe_dir / "exp/report_reward_asr/REPORT.md").read_text()
+    assert "attention purity" in reward_report and "attention monotonicity" in reward_report
+    assert "figures/attention.png" in reward_report
+    assert (recipe_dir / "exp/report_reward_asr/figures/attention.png").is_file()
+    for sys in ("base", *SYSTEMS):
+        header = (recipe_dir / f"exp/tts_{sys}/synth/test/reward_asr/scores.tsv").open().readline()
+        assert {"attn_purity", "attn_monotonicity"} <= set(header.split()), sys
