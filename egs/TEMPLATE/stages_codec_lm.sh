@@ -117,10 +117,13 @@ family_stage4() {
 # in order as --reward-model NAME=exp/NAME/model.pt.
 family_stage5() {
   current_stage=5
-  local sys name reward_opts=()
+  local sys name conf_name reward_opts=()
   for name in ${reward_models}; do reward_opts+=(--reward-model "${name}=exp/${name}/model.pt"); done
   for sys in ${method_systems}; do
-    train_system "exp/tts_${sys}${tag_suffix}" "train_${method}" --config "conf/${sys}${config_suffix}.yaml" \
+    # the method itself may train with another config (--method_config); its variants never do
+    conf_name=${sys}
+    [ "${sys}" != "${method}" ] || conf_name=${method_config:-${method}}
+    train_system "exp/tts_${sys}${tag_suffix}" "train_${method}" --config "conf/${conf_name}${config_suffix}.yaml" \
       --base-dir "exp/tts_base${tag_suffix}/model" --tokenizer "${speech_tokenizer}" \
       --train-dir "data/${train_set}" --tokens "dump/${train_set}/speech_tokens" "${reward_opts[@]}"
   done

@@ -49,6 +49,7 @@ test_sets="test"
 synth_samples=1
 config_suffix=auto
 method_variants=""
+method_config=""
 reward_models=""
 evaluators="eval_asr eval_speaker"
 pretrained=""
@@ -83,6 +84,8 @@ help_message="Usage: $0 --method <name> [options]
   --method_variants \"A B\"      extra stage-5 runs (ablations): variant A trains with
                                conf/<method>_A\${S}.yaml into exp/tts_<method>_A, and stages 6-8
                                treat it as one more system
+  --method_config NAME         stage 5 trains the method itself with conf/NAME\${S}.yaml instead
+                               of conf/<method>\${S}.yaml (codec LM; egs/libritts/compare)
   --reward_models \"A B\"        stage 3 reward models (conf/<name>*.yaml)
   --evaluators \"A B\"           stage 3 evaluators, eval_asr eval_speaker [eval_emotion]
   --pretrained \"NAME=FILE ...\"  stage 3 takes these reward models/evaluators as trained
@@ -140,6 +143,8 @@ method_spec=$(python -m local_lib.bin.method_info ${family:+--family "${family}"
   { echo "$0: no stage has run (--method ${method})" >&2; exit 1; }
 eval "${method_spec}"
 family=${method_family}
+[ -z "${method_config}" ] || [ "${family}" = codec_lm ] ||
+  { echo "$0: --method_config is built for the codec_lm family only, not ${family}" >&2; exit 1; }
 
 # The model family decides stages 2 (extra), 3 (the reward models' extra options), 4, 5,
 # 6 (extra), 7 (extra) and 8; stage 5 only for a method with a spec.

@@ -112,7 +112,7 @@ def stage5_cost(run_dir: Path) -> Cost:
 
 
 def best_others(wer: dict[str, float]) -> dict[str, str]:
-    """For each method, the other method with the lowest evaluator WER (ties: the first)."""
+    """For each method, the other method with the lowest evaluator WER (ties: by name)."""
     return {
         name: min((w, other) for other, w in wer.items() if other != name)[1]
         for name in wer

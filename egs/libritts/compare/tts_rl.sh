@@ -1,0 +1,1 @@
+../../TEMPLATE/tts_rl.sh
