@@ -8,10 +8,13 @@
         [--rewards-config FILE] [--seed 0]
 
 W3AR's reward as one number per sample (``attention_alignment``, the mean of the word rewards;
-the heads file beside the reward ASR)::
+the heads file beside the reward ASR), and DiffRO's (``token_text``, Token2Text on the samples'
+speech tokens)::
 
     python -m local_lib.bin.best_of_n --config conf/w3ar_mini.yaml \\
         --rewards-config conf/best_of_n_attention.yaml --reward-model exp/reward_asr/model.pt ...
+    python -m local_lib.bin.best_of_n --config conf/diffro_mini.yaml \\
+        --rewards-config conf/best_of_n_token_text.yaml --reward-model exp/token2text/model.pt ...
 
 Before blaming a method, measure its reward. For each of ``--texts`` evenly spaced texts of
 ``--data-dir`` (sorted ids, each with the speaker prompt the rollouts fix for it) the policy draws
@@ -53,6 +56,7 @@ from local_lib.atomic_io import atomic_path, write_text_atomic
 from local_lib.bin.train_grpo import checked_reward_asr
 from local_lib.config import RUN_CONFIG, from_mapping, load_yaml, save_run_config, to_mapping
 from local_lib.data.audio import load_audio
+from local_lib.data.features import LogMelConfig
 from local_lib.data.kaldi_dir import read_kv
 from local_lib.data.speech_tokens import PromptPool
 from local_lib.eval.error_rate import char_errors, word_errors
@@ -62,6 +66,7 @@ from local_lib.models.codec_lm import CodecLM
 from local_lib.models.config_yaml import setup_logging
 from local_lib.models.evaluators import load_evaluator
 from local_lib.models.speech_tokenizer import load_speech_tokenizer
+from local_lib.models.token2text import load_token2text
 from local_lib.rewards import RewardSet, build_rewards
 from local_lib.rl.rollout import (
     PromptSource,
@@ -207,7 +212,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )  # fmt: skip
     p.add_argument("--base-dir", type=Path, required=True, help="the policy (CodecLM directory)")
     p.add_argument("--tokenizer", type=Path, required=True, help="speech tokenizer.pt")
-    p.add_argument("--reward-model", type=Path, required=True, help="the rewards' reward ASR")
+    p.add_argument(
+        "--reward-model", type=Path, required=True,
+        help="the rewards' model (a reward ASR or Token2Text)",
+    )  # fmt: skip
     p.add_argument("--evaluator-asr", type=Path, required=True, help="evaluator ASR checkpoint")
     p.add_argument("--evaluator-speaker", type=Path, help="speaker evaluator (adds SIM)")
     p.add_argument("--data-dir", type=Path, required=True, help="texts and prompts (data/dev)")
@@ -248,6 +256,17 @@ def load_judges(args: argparse.Namespace, rewards: RewardSet, prompts: list[str]
     return Judges(rewards, asr, speaker, wav_scp, args.sample_rate)
 
 
+def reward_scorer(path: Path, mel_cfg: LogMelConfig, reward_input: str) -> Any:
+    """The rewards' model: a Token2Text checkpoint (rewards on speech tokens, DiffRO's) or a
+    reward ASR, checked against the tokenizer's log-mel settings."""
+    if path.is_file():
+        try:
+            return load_token2text(path)
+        except ValueError:  # a checkpoint of another kind
+            pass
+    return checked_reward_asr("--reward-model", path, mel_cfg, reward_input)
+
+
 def sampling_and_rewards(
     config: Path, rewards_config: Path | None
 ) -> tuple[RolloutConfig, Mapping[str, Any]]:
@@ -276,9 +295,7 @@ def main(argv: list[str] | None = None) -> None:
     )  # fmt: skip
     check_settings(args.out_dir, settings)
     tokenizer = load_speech_tokenizer(args.tokenizer)
-    scorer = checked_reward_asr(
-        "--reward-model", args.reward_model, tokenizer.mel_cfg, rollout.reward_input
-    )
+    scorer = reward_scorer(args.reward_model, tokenizer.mel_cfg, rollout.reward_input)
     try:
         rewards = build_rewards(rewards_cfg, {"scorer": scorer, "scorer_path": args.reward_model})
     except ValueError as err:
