@@ -30,6 +30,7 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import get_args
 
 import torch
 from torch import nn
@@ -69,10 +70,9 @@ class HPROBatchConfig:
             raise ValueError(f"prompts_per_step must be >= 1, got {self.prompts_per_step}")
         if not self.temperature > 0:
             raise ValueError(f"temperature must be > 0, got {self.temperature}")
-        if self.prompt_match not in ("speaker", "same_emotion", "other_emotion"):
-            raise ValueError(
-                f"prompt_match: speaker, same_emotion or other_emotion, got {self.prompt_match!r}"
-            )
+        if self.prompt_match not in get_args(PromptMatch):
+            choices = " | ".join(get_args(PromptMatch))
+            raise ValueError(f"prompt_match: {choices}, not {self.prompt_match!r}")
 
 
 @dataclass(frozen=True)

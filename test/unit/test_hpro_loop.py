@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from local_lib.config import load_config
 from local_lib.data.speech_tokens import PromptPool
 from local_lib.data.text_tokenizer import CharTokenizer
 from local_lib.models.asr_units import AsrUnits
@@ -30,6 +31,7 @@ from local_lib.rl.method_spec import find_method
 from local_lib.train.config import TrainSection
 from local_lib.train.trainer import Trainer, TrainerConfig, read_metrics
 
+REPO = Path(__file__).resolve().parents[2]
 TINY_LM = {
     "hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 1,
     "num_attention_heads": 2, "num_key_value_heads": 1, "max_position_embeddings": 256,
@@ -266,3 +268,13 @@ def test_checks_before_any_step():
         HPROLoop(_lm(), other, pool, _cfg(), seed=0)
     with pytest.raises(ValueError, match="prompts_per_step"):
         HPROBatchConfig(prompts_per_step=0)
+
+
+@pytest.mark.parametrize("variant, schedule", [("", "progressive"), ("_summed", "summed"),
+                                               ("_sentence", "sentence_only")])  # fmt: skip
+@pytest.mark.parametrize("size", ["", "_mini", "_debug"])
+def test_recipe_configs_give_each_variant_its_schedule(variant, schedule, size):
+    cfg = load_config(REPO / f"egs/TEMPLATE/conf/hpro{variant}{size}.yaml", HPROLoopConfig)
+    assert cfg.loss.schedule == schedule and cfg.batch.prompt_match == "other_emotion"
+    if schedule == "progressive":
+        assert cfg.loss.frame_steps + cfg.loss.word_steps < cfg.train.num_steps

@@ -12,6 +12,7 @@ import torch
 
 from local_lib.bin.train_codec_lm import CodecLMConfig
 from local_lib.bin.train_evaluator import EvaluatorRecipeConfig
+from local_lib.bin.train_reward_codec import RewardCodecRecipeConfig
 from local_lib.bin.train_reward_asr import RewardASRRecipeConfig
 from local_lib.bin.train_token2text import Token2TextRecipeConfig
 from local_lib.config import load_config, load_yaml
@@ -26,6 +27,7 @@ from local_lib.models.speech_tokenizer import SpeechTokenizerConfig
 from local_lib.rl.diffro_loop import DiffROLoopConfig
 from local_lib.rl.dpo_loop import DPOLoopConfig
 from local_lib.rl.easpo_loop import EASPORecipeConfig
+from local_lib.rl.hpro_loop import HPROLoopConfig
 from local_lib.rl.w3ar_loop import W3ARLoopConfig
 
 EGS = Path(__file__).resolve().parents[2] / "egs"
@@ -61,7 +63,9 @@ CONFIG_CLASSES = {
     "eval_": EvaluatorRecipeConfig,
     "feats": LogMelConfig,
     "gradtts": GradTTSRecipeConfig,
+    "hpro": HPROLoopConfig,
     "reward_asr": RewardASRRecipeConfig,
+    "reward_codec": RewardCodecRecipeConfig,
     "reward_ctc": EvaluatorRecipeConfig,
     "speech_tokenizer": SpeechTokenizerConfig,
     "token2text": Token2TextRecipeConfig,

@@ -1,11 +1,14 @@
 """The reward codec (HPRO's reward model): FSQ by hand, soft tokens, word spans, checkpoint."""
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from local_lib.bin.train_reward_codec import RewardCodecRecipeConfig
+from local_lib.config import load_config
 from local_lib.models.asr_units import AsrUnits
 from local_lib.models.reward_codec import (
     FSQ,
@@ -154,3 +157,13 @@ def test_config_refuses_even_levels():
     with pytest.raises(ValueError, match="odd"):
         RewardCodecConfig(style_levels=(4, 5))
     assert np.prod(TINY.content_levels) == 5**6
+
+
+@pytest.mark.parametrize("size", ["", "_mini", "_debug"])
+def test_recipe_config_builds_a_codec_that_runs(size):
+    conf = Path(__file__).resolve().parents[2] / f"egs/TEMPLATE/conf/reward_codec{size}.yaml"
+    cfg = load_config(conf, RewardCodecRecipeConfig).model
+    codec = RewardCodec.build(cfg, 16, AsrUnits.from_texts(TEXTS), ["Angry", "Happy"], 3)
+    out = codec.run_ids([[1, 2, 3, 4, 5, 6, 7, 8], [3, 4, 5, 6, 7, 8]])
+    assert out.content.shape[-1] == len(cfg.content_levels)
+    assert out.style.shape[-1] == len(cfg.style_levels) and out.emotion_logits.shape == (2, 2)
