@@ -11,6 +11,7 @@ import os
 import shutil
 import subprocess
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -85,6 +86,19 @@ def run_recipe(
         timeout=timeout,
     )
     return RecipeRun(proc.returncode, proc.stdout, time.monotonic() - start)
+
+
+def subset_data_dir(recipe_dir: Path, source: str, target: str, utts: Sequence[str]) -> None:
+    """``data/<target>`` holding the utterances ``utts`` of ``data/<source>``, made by
+    utils/subset_data_dir.sh as a user would (a small test set for a quick run)."""
+    keep = recipe_dir / f"{target}.list"
+    keep.write_text("".join(f"{u}\n" for u in utts))
+    subset = subprocess.run(
+        ["bash", "-c", f". ./path.sh && utils/subset_data_dir.sh --utt-list {keep.name} "
+         f"data/{source} data/{target}"],
+        cwd=recipe_dir, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert subset.returncode == 0, subset.stderr
 
 
 def read_feats(scp: Path) -> dict[str, np.ndarray]:
