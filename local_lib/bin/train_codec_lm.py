@@ -88,10 +88,15 @@ class CodecLMConfig:
     model: Mapping[str, Any] = field(default_factory=dict)
     train: SFTTrainSection = SFTTrainSection()
     sample: SampleSection = SampleSection()
+    # an emotion token (the training data's utt2emo) before the target text, and a prompt of
+    # the speaker in another emotion (CodecLM.zero_shot_prompt_ids); not with ``pretrained``
+    emotion_instruction: bool = False
 
     def __post_init__(self) -> None:
         if self.positions not in POSITION_SCHEMES:
             raise ValueError(f"positions {self.positions!r}: expected one of {POSITION_SCHEMES}")
+        if self.emotion_instruction and self.pretrained:
+            raise ValueError("emotion_instruction builds its own vocabulary: not with pretrained")
 
 
 def lr_factor(cfg: SFTTrainSection):
@@ -210,9 +215,14 @@ def build_lm(
     text_units = units_for(token_list, pool.texts.values())
     units = sum(len(text_units.encode(pool.texts[u])) for u in pool.utt2spk)
     tokens = sum(len(pool.tokens[u]) for u in pool.utt2spk)
+    emotions: list[str] = []
+    if conf.emotion_instruction:
+        if "emotion" not in pool.labels:
+            raise ValueError(f"{pool.source}: emotion_instruction needs utt2emo in the data dir")
+        emotions = sorted(set(pool.labels["emotion"].values()))
     return CodecLM.from_config(
         conf.model, text_units, num_speech_tokens,
-        positions=conf.positions, chars_per_token=units / max(tokens, 1),
+        positions=conf.positions, chars_per_token=units / max(tokens, 1), emotions=emotions,
     )  # fmt: skip
 
 

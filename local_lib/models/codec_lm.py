@@ -66,10 +66,15 @@ class TokenLayout:
     pad_id: int
     vocab_size: int
     text_sep_id: int | None = None  # between prompt text and target text (None: a space)
+    emotions: tuple[str, ...] = ()  # emotion instruction tokens, right after the speech tokens
 
     @classmethod
-    def for_text_units(cls, units: TextUnits, num_speech_tokens: int) -> TokenLayout:
-        """Text ids as they are, then <speech start>, <speech end>, <text sep>, the speech ids."""
+    def for_text_units(
+        cls, units: TextUnits, num_speech_tokens: int, emotions: Sequence[str] = ()
+    ) -> TokenLayout:
+        """Text ids as they are, then <speech start>, <speech end>, <text sep>, the speech ids
+        and, for an emotion-controlled model, one id per emotion (none: the layout of a model
+        without an emotion vocabulary, unchanged)."""
         n_text = units.vocab_size
         return cls(
             encode_text=units.encode,
@@ -79,8 +84,16 @@ class TokenLayout:
             speech_offset=n_text + 3,
             num_speech_tokens=num_speech_tokens,
             pad_id=units.pad_id,
-            vocab_size=n_text + 3 + num_speech_tokens,
+            vocab_size=n_text + 3 + num_speech_tokens + len(emotions),
+            emotions=tuple(emotions),
         )
+
+    def emotion_id(self, emotion: str) -> int:
+        """The LM id of an emotion instruction; an emotion the model has no token for is an
+        error."""
+        if emotion not in self.emotions:
+            raise ValueError(f"emotion {emotion!r}: the model's emotions are {list(self.emotions)}")
+        return self.speech_offset + self.num_speech_tokens + self.emotions.index(emotion)
 
     @classmethod
     def for_hf_tokenizer(
@@ -176,14 +189,16 @@ class CodecLM:
         num_speech_tokens: int,
         positions: str = "sequential",
         chars_per_token: float = 0.5,
+        emotions: Sequence[str] = (),
     ) -> CodecLM:
-        """A fresh small Llama sized by the YAML ``model`` section (unknown keys are an error)."""
+        """A fresh small Llama sized by the YAML ``model`` section (unknown keys are an error);
+        ``emotions``: the emotion instruction tokens of an emotion-controlled model."""
         unknown = sorted(set(model_cfg) - _MODEL_KEYS)
         if unknown:
             raise ValueError(
                 f"codec_lm model: unknown key(s) {unknown}; known: {sorted(_MODEL_KEYS)}"
             )
-        layout = TokenLayout.for_text_units(text_units, num_speech_tokens)
+        layout = TokenLayout.for_text_units(text_units, num_speech_tokens, emotions)
         config = LlamaConfig(
             vocab_size=layout.vocab_size,
             pad_token_id=layout.pad_id,
@@ -208,7 +223,9 @@ class CodecLM:
         if (path / TOKENS_FILE).exists():
             units = load_text_units(path)
             meta = json.loads((path / LAYOUT_FILE).read_text(encoding="utf-8"))
-            layout = TokenLayout.for_text_units(units, int(meta["num_speech_tokens"]))
+            layout = TokenLayout.for_text_units(
+                units, int(meta["num_speech_tokens"]), meta.get("emotions", ())
+            )
             return cls(
                 model, layout, units,
                 positions=meta["positions"], chars_per_token=meta["chars_per_token"],
@@ -234,6 +251,8 @@ class CodecLM:
                     "positions": self.positions,
                     "chars_per_token": self.chars_per_token,
                 }
+                if self.layout.emotions:
+                    meta["emotions"] = list(self.layout.emotions)
                 (tmp / LAYOUT_FILE).write_text(json.dumps(meta) + "\n", encoding="utf-8")
             else:
                 self.hf_tokenizer.save_pretrained(tmp)
@@ -254,19 +273,37 @@ class CodecLM:
         return out
 
     def prompt_ids(
-        self, text: str, prompt_text: str | None = None, prompt_speech: Sequence[int] | None = None
+        self,
+        text: str,
+        prompt_text: str | None = None,
+        prompt_speech: Sequence[int] | None = None,
+        emotion: str | None = None,
     ) -> list[int]:
-        """``text(prompt_text <sep> text) <speech start> prompt_speech`` — what generation
-        continues; without a separator id in the layout, a space joins the two texts."""
+        """``text(prompt_text <sep> [<emotion>] text) <speech start> prompt_speech`` — what
+        generation continues; without a separator id in the layout, a space joins the two
+        texts. ``emotion``: the target's emotion instruction (emotion-controlled models)."""
         speech = self.layout.speech_ids(prompt_speech) if prompt_speech is not None else []
         sep = self.layout.text_sep_id
+        target = self.layout.encode_text(text)
+        if emotion is not None:
+            target = [self.layout.emotion_id(emotion), *target]
         if not prompt_text:
-            text_ids = self.layout.encode_text(text)
+            text_ids = target
         elif sep is None:
             text_ids = self.layout.encode_text(f"{prompt_text} {text}")
         else:
-            text_ids = [*self.layout.encode_text(prompt_text), sep, *self.layout.encode_text(text)]
+            text_ids = [*self.layout.encode_text(prompt_text), sep, *target]
         return [*text_ids, self.layout.speech_start_id, *speech]
+
+    def pool_prompt_ids(self, pool: PromptPool, utt: str, prompt: str) -> list[int]:
+        """Target ``utt`` of ``pool`` after speaker prompt ``prompt``, with the target's emotion
+        instruction when the model has an emotion vocabulary (from the pool's ``utt2emo``)."""
+        emotion = None
+        if self.layout.emotions:
+            if "emotion" not in pool.labels:
+                raise ValueError(f"{pool.source}: an emotion-controlled LM needs utt2emo")
+            emotion = pool.labels["emotion"][utt]
+        return self.prompt_ids(pool.texts[utt], pool.texts[prompt], pool.tokens[prompt], emotion)
 
     def position_ids(
         self, prompts: Sequence[Sequence[int]], width: int, length: int
@@ -319,15 +356,15 @@ class CodecLM:
     ) -> dict[str, list[int]]:
         """Each target's text after its speaker prompt's text, then the prompt's speech tokens
         (the prompt picked from ``pool`` by ``pick_prompts``, so every stage agrees on it; in a
-        seed-tts-eval list, each utterance's own prompt audio and its transcript)."""
+        seed-tts-eval list, each utterance's own prompt audio and its transcript). An
+        emotion-controlled model gets a prompt of the speaker in another emotion and the
+        target's emotion instruction, so the emotion cannot be copied from the prompt."""
         if pool.prompt_texts:
             own = pool.prompt_texts
             return {u: self.prompt_ids(pool.texts[u], own[u], pool.tokens[u]) for u in utts}
-        prompts = pool.pick(utts, seed)
-        return {
-            utt: self.prompt_ids(pool.texts[utt], pool.texts[prompt], pool.tokens[prompt])
-            for utt, prompt in prompts.items()
-        }
+        match = "other_emotion" if self.layout.emotions else "speaker"
+        prompts = pool.pick(utts, seed, match=match)
+        return {utt: self.pool_prompt_ids(pool, utt, prompt) for utt, prompt in prompts.items()}
 
     def training_batch(
         self,

@@ -162,7 +162,8 @@ class PromptSource:
 
     ``match`` narrows the prompt to the same speaker in the target's emotion (``same_emotion``)
     or in another emotion (``other_emotion``: the emotion must then come from an instruction,
-    it cannot be copied from the prompt). Labels the pool has (emotion, speaker, gender, ...)
+    it cannot be copied from the prompt; an emotion-controlled LM gets the target's emotion
+    instruction, ``CodecLM.pool_prompt_ids``). Labels the pool has (emotion, speaker, gender, ...)
     travel with the texts to the rewards as ``RewardReferences.extras``. ``targets`` narrows
     the targets to some of the pool's utterances (None: all); prompts still come from all.
     """
@@ -189,11 +190,7 @@ class PromptSource:
         while len(order) < self.per_batch:
             order += torch.randperm(len(self.targets), generator=generator).tolist()
         utts = [self.targets[i] for i in order[: self.per_batch]]
-        texts = self.pool.texts
-        prompts = []
-        for utt in utts:
-            prompt = self.prompt_of[utt]
-            prompts.append(self.lm.prompt_ids(texts[utt], texts[prompt], self.pool.tokens[prompt]))
+        prompts = [self.lm.pool_prompt_ids(self.pool, utt, self.prompt_of[utt]) for utt in utts]
         return PromptBatch(utts, prompts, self.pool.references(utts))
 
 

@@ -1,10 +1,10 @@
 """The HPRO recipe (egs/esd/hpro) stages 1-8 end to end with the debug configs.
 
-Stage 3 trains the reward codec on the speech tokens of stage 2 (beside the evaluators), stage 5
-trains HPRO and its two variants (summed, sentence) from the one base, and stages 6-8
-synthesise, score and report a 20-utterance test subset with every system. The tests check what
-stages 3 and 5 left behind (the schedule each system ran, from its metrics), the scores and the
-report, and that a re-run skips finished work.
+Stage 3 trains the reward codec on the speech tokens of stage 2 (beside the evaluators), stage 4
+an emotion-controlled base, stage 5 HPRO and its two variants (summed, sentence) from it, and
+stages 6-8 synthesise, score and report a 20-utterance test subset with every system. The tests
+check what stages 3-5 left behind (the schedule each system ran, from its metrics), the scores
+and the report, and that a re-run skips finished work.
 """
 
 from __future__ import annotations
@@ -63,6 +63,14 @@ def test_stage_3_trains_the_reward_codec_on_the_speech_tokens(recipe):
     assert "--train-tokens dump/train/speech_tokens" in (out / "command.sh").read_text()
     history = torch.load(out / "model.pt", weights_only=False)["train_state"]["history"]
     assert {"recon_acc", "valid_wer", "dev_acc_emotion", "word_ccc"} <= set(history[-1])
+
+
+def test_stage_4_trains_an_emotion_controlled_base(recipe):
+    recipe_dir, _ = recipe
+    base = CodecLM.from_pretrained(recipe_dir / "exp/tts_base/model")
+    assert base.layout.emotions == ("Angry", "Happy", "Neutral", "Sad", "Surprise")
+    conf = load_yaml(recipe_dir / "exp/tts_base/config.yaml")
+    assert conf["emotion_instruction"] is True
 
 
 @pytest.mark.parametrize("sys", SYSTEMS)

@@ -36,6 +36,8 @@ TEMPLATE = EGS / "TEMPLATE" / "conf"
 SOURCE_OF = {
     ("libritts", "eval_asr_mini.yaml"): "eval_asr_mini_libritts.yaml",
     ("seedtts", "eval_asr_mini.yaml"): "eval_asr_mini_libritts.yaml",
+    # ESD's codec LM (HPRO) is emotion-controlled
+    **{("esd", f"codec_lm{s}.yaml"): f"codec_lm_esd{s}.yaml" for s in ("", "_mini", "_debug")},
 }
 RECIPE_CONFS = sorted(p for p in EGS.glob("*/*/conf/*.yaml") if p.parts[-4] != "TEMPLATE")
 
