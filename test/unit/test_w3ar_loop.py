@@ -204,6 +204,7 @@ def test_template_configs_load_with_their_switches(conf: Path) -> None:
     switches = {
         "w3ar": (True, True, True), "w3ar_nopurity": (False, True, True),
         "w3ar_nomono": (True, False, True), "w3ar_nogroup": (True, True, False),
+        "w3ar_compare": (True, True, True),  # egs/libritts/compare: W3AR under a CPU budget
     }  # fmt: skip
     r = cfg.reward
     assert (r.use_purity, r.use_monotonicity, r.group_relative) == switches[name]
