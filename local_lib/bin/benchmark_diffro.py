@@ -18,6 +18,7 @@ ends with ``diffro_step_speedup_vs_grpo=<ratio>`` (GRPO step time over DiffRO st
 from __future__ import annotations
 
 import argparse
+import copy
 import dataclasses
 import logging
 import time
@@ -69,11 +70,15 @@ def timed_steps(
     loop: MethodLoop, steps: int, warmup: int, lr: float
 ) -> tuple[list[dict[str, float]], list[Any]]:
     """Per timed step: the parts the loop logs and the step's wall time (``time/step``); and
-    the batches of every step, so the two methods' samples can be compared."""
+    the batches of every step, so the two methods' samples can be compared. Every step starts
+    from the base's weights (the update is made, then undone before the next step): after one
+    update of each the two policies differ and would no longer draw the same completions."""
     policy = loop.policy
+    base = copy.deepcopy(policy.state_dict())
     optimizer = torch.optim.AdamW(policy.parameters(), lr=lr)
     records, batches = [], []
     for step in range(warmup + steps):
+        policy.load_state_dict(base)
         t0 = time.perf_counter()
         batch = loop.batch(step)
         loss, stats = loop.loss(policy, batch)

@@ -46,3 +46,27 @@ def test_benchmark_prints_both_step_costs_and_the_ratio(tmp_path, capsys) -> Non
     low = (grpo_step - 5e-4) / (diffro_step + 5e-4) - 5e-3
     high = (grpo_step + 5e-4) / max(diffro_step - 5e-4, 1e-9) + 5e-3
     assert low <= float(ratio) <= high
+
+
+class _RecordingLoop:
+    """A loop whose batch records the policy's weights when the step starts."""
+
+    def __init__(self) -> None:
+        self.policy = torch.nn.Linear(2, 1)
+        self.seen: list[torch.Tensor] = []
+
+    def batch(self, step: int) -> int:
+        self.seen.append(self.policy.weight.detach().clone())
+        return step
+
+    def loss(self, model, batch):
+        return model.weight.sum() * 10.0, {}
+
+
+def test_every_step_starts_from_the_base_so_both_methods_sample_alike() -> None:
+    loop = _RecordingLoop()
+    start = loop.policy.weight.detach().clone()
+    records, batches = benchmark_diffro.timed_steps(loop, steps=3, warmup=1, lr=1.0)
+    assert batches == [0, 1, 2, 3] and len(records) == 3
+    assert all(torch.equal(w, start) for w in loop.seen)
+    assert not torch.equal(loop.policy.weight, start)  # each step did update it
