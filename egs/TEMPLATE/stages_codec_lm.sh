@@ -194,6 +194,10 @@ family_stage7() {
       score_system --wav-scp "exp/tokenizer_resynth/${dset}/wav.scp" "exp/tokenizer_resynth/${dset}" \
         "resynthesis through the speech tokenizer (tokens -> mel decoder -> Griffin-Lim)" \
         "exp/natural/${dset}" natural
+    elif [ -f "data/${dset}/utt2target_wav" ]; then
+      # a seed-tts-eval list's own recordings of the target texts: the ceiling of its table
+      score_system --wav-scp "data/${dset}/utt2target_wav" "exp/ground_truth/${dset}" \
+        "ground-truth recordings of the target texts"
     fi
     score_tts_systems "" ""
   done
@@ -224,6 +228,7 @@ family_stage8() {
         "tokenizer_resynth=exp/tokenizer_resynth/${dset}")
     else
       opts=(--metric-set seedtts --system)
+      [ ! -f "data/${dset}/utt2target_wav" ] || opts+=("ground_truth=exp/ground_truth/${dset}")
     fi
     for sys in $(tts_systems); do opts+=("${sys}=exp/tts_${sys}${tag_suffix}/synth/${dset}"); done
     ${train_cmd} "${report}/log/report.log" python -m local_lib.bin.report --out-dir "${report}" \

@@ -103,3 +103,7 @@ def test_the_seed_tts_eval_list_is_synthesised_scored_and_reported(recipe):
     assert "mean of per-utterance WER" in report
     assert all(sys in report for sys in SYSTEMS)
     assert not (recipe_dir / "exp/report_reward_asr").exists()
+    # the list's ground-truth recordings: scored the same way, a row of their own
+    results = (recipe_dir / "exp/ground_truth/test/RESULTS.md").read_text()
+    assert "WER (%), mean of per-utterance WER" in results
+    assert "| ground_truth | " in report

@@ -152,6 +152,24 @@ def test_seedtts_list_resolves_prompts_and_writes_one_dir(tmp_path):
     assert read_kv(data / "utt2prompt_text")["case_000"] == "Prompt sentence 0."
     assert set(read_kv(data / "utt2lang").values()) == {"en"}
     assert validate_data_dir(data) == []
+    assert not (data / "utt2target_wav").exists()  # the list has no ground truth
+
+
+def test_seedtts_ground_truth_beside_the_list_or_in_a_fifth_field(tmp_path):
+    meta = make_fake_seedtts(tmp_path / "seed", count=2)
+    (meta.parent / "wavs").mkdir()
+    (meta.parent / "wavs/case_000.wav").write_bytes(b"")
+    assert [item.target_wav for item in read_seedtts_list(meta)] == [
+        (meta.parent / "wavs/case_000.wav").resolve(), None
+    ]
+    prepare_seedtts(tmp_path / "seed", tmp_path / "one", lang="en")
+    assert not (tmp_path / "one/utt2target_wav").exists()  # not every case has one
+    lines = meta.read_text().splitlines()
+    meta.write_text(f"{lines[0]}\n{lines[1]}|wavs/case_000.wav\n")
+    prepare_seedtts(tmp_path / "seed", tmp_path / "both", lang="en")
+    target = str((meta.parent / "wavs/case_000.wav").resolve())
+    assert read_kv(tmp_path / "both/utt2target_wav") == {"case_000": target, "case_001": target}
+    assert validate_data_dir(tmp_path / "both") == []
 
 
 @pytest.mark.parametrize(

@@ -1,11 +1,12 @@
 """seed-tts-eval test lists -> one data dir for zero-shot evaluation.
 
 Layout read: ``<root>/<en|zh>/meta.lst`` with ``utt|prompt_text|prompt_wav|text`` lines
-(some lists add a fifth field, the ground-truth wav, which evaluation does not use), prompt
-wav paths relative to the list. The list's only audio is the prompt, so wav.scp holds the
-prompt wav, while ``text`` is the target text to synthesise; utt2prompt_wav and
-utt2prompt_text say the same thing explicitly. Each prompt is its own speaker (utt2spk maps
-an utterance to itself).
+(some lists add a fifth field, the ground-truth wav), wav paths relative to the list. The
+list's input audio is the prompt, so wav.scp holds the prompt wav, while ``text`` is the target
+text to synthesise; utt2prompt_wav and utt2prompt_text say the same thing explicitly. Each
+prompt is its own speaker (utt2spk maps an utterance to itself). When every case has its
+ground-truth recording (the fifth field, or ``<lang>/wavs/<utt>.wav`` beside the list), it goes
+to utt2target_wav, so the recipes can score it as the ceiling of the table.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ class SeedTTSItem:
     prompt_text: str
     prompt_wav: Path
     text: str
+    target_wav: Path | None = None  # the ground-truth recording, where the list has one
 
 
 def read_seedtts_list(path: Path) -> list[SeedTTSItem]:
@@ -47,7 +49,9 @@ def read_seedtts_list(path: Path) -> list[SeedTTSItem]:
         if not wav.is_file():
             raise CorpusError(f"{where}: {utt}: prompt wav {wav} does not exist")
         seen[utt] = number
-        items.append(SeedTTSItem(utt, " ".join(prompt_text.split()), wav, " ".join(text.split())))
+        target = (path.parent / (fields[4] if len(fields) == 5 else f"wavs/{utt}.wav")).resolve()
+        items.append(SeedTTSItem(utt, " ".join(prompt_text.split()), wav, " ".join(text.split()),
+                                 target if target.is_file() else None))  # fmt: skip
     if not items:
         raise CorpusError(f"{path}: no test cases in the list")
     return items
@@ -66,4 +70,6 @@ def prepare_seedtts(root: Path, out_dir: Path, lang: str = "en") -> int:
         "utt2prompt_text": {item.utt: item.prompt_text for item in items},
         "utt2lang": {item.utt: lang for item in items},
     }
+    if all(item.target_wav is not None for item in items):
+        files["utt2target_wav"] = {item.utt: str(item.target_wav) for item in items}
     return write_checked_dir(Path(out_dir), files)
