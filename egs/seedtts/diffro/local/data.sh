@@ -18,6 +18,9 @@ if [ -z "${seedtts_root}" ]; then
   seedtts_root=downloads/mini_seedtts
   python -m local_lib.bin.make_mini_corpus --corpus mini_seedtts --out-dir "${seedtts_root}" --seed "${seed}" --nj "${nj}"
 fi
+# The LibriTTS preparer writes a test set too; data/test is the seed-tts-eval list's, so the test
+# dir is cleared before (an earlier run's list) and after (LibriTTS's own) that preparer.
+rm -rf "$1/test"
 python -m local_lib.bin.prepare_data --corpus libritts --root "${libritts_root}" --out-dir "$1"
 rm -rf "$1/test"
 python -m local_lib.bin.prepare_data --corpus seedtts --root "${seedtts_root}" --lang en --out-dir "$1/test"
