@@ -53,10 +53,9 @@ import torchaudio.functional
 import yaml
 
 from local_lib.atomic_io import atomic_path, write_text_atomic
-from local_lib.bin.train_grpo import checked_reward_asr
+from local_lib.bin.train_grpo import reward_scorer
 from local_lib.config import RUN_CONFIG, from_mapping, load_yaml, save_run_config, to_mapping
 from local_lib.data.audio import load_audio
-from local_lib.data.features import LogMelConfig
 from local_lib.data.kaldi_dir import read_kv
 from local_lib.data.speech_tokens import PromptPool
 from local_lib.eval.error_rate import char_errors, word_errors
@@ -66,7 +65,6 @@ from local_lib.models.codec_lm import CodecLM
 from local_lib.models.config_yaml import setup_logging
 from local_lib.models.evaluators import load_evaluator
 from local_lib.models.speech_tokenizer import load_speech_tokenizer
-from local_lib.models.token2text import load_token2text
 from local_lib.rewards import RewardSet, build_rewards
 from local_lib.rl.rollout import (
     PromptSource,
@@ -256,17 +254,6 @@ def load_judges(args: argparse.Namespace, rewards: RewardSet, prompts: list[str]
     return Judges(rewards, asr, speaker, wav_scp, args.sample_rate)
 
 
-def reward_scorer(path: Path, mel_cfg: LogMelConfig, reward_input: str) -> Any:
-    """The rewards' model: a Token2Text checkpoint (rewards on speech tokens, DiffRO's) or a
-    reward ASR, checked against the tokenizer's log-mel settings."""
-    if path.is_file():
-        try:
-            return load_token2text(path)
-        except ValueError:  # a checkpoint of another kind
-            pass
-    return checked_reward_asr("--reward-model", path, mel_cfg, reward_input)
-
-
 def sampling_and_rewards(
     config: Path, rewards_config: Path | None
 ) -> tuple[RolloutConfig, Mapping[str, Any]]:
@@ -295,7 +282,8 @@ def main(argv: list[str] | None = None) -> None:
     )  # fmt: skip
     check_settings(args.out_dir, settings)
     tokenizer = load_speech_tokenizer(args.tokenizer)
-    scorer = reward_scorer(args.reward_model, tokenizer.mel_cfg, rollout.reward_input)
+    scorer = reward_scorer("--reward-model", args.reward_model, tokenizer.mel_cfg,
+                           rollout.reward_input)  # fmt: skip
     try:
         rewards = build_rewards(rewards_cfg, {"scorer": scorer, "scorer_path": args.reward_model})
     except ValueError as err:

@@ -14,18 +14,15 @@ under ``--out-dir``. Each DDP rank samples its own prompts and makes its own pai
 
 from __future__ import annotations
 
-from local_lib.bin.train_grpo import checked_reward_asr
-from local_lib.rewards import build_rewards
+from local_lib.bin.train_grpo import config_rewards
 from local_lib.rl.dpo_loop import DPOLoop, DPOLoopConfig
 from local_lib.rl.rollout import SpeechRenderer
 from local_lib.train.method_entry import MethodContext, run_codec_lm_method
 
 
 def build(ctx: MethodContext, cfg: DPOLoopConfig) -> DPOLoop:
-    name, path = ctx.reward_model("a reward ASR")
-    scorer = checked_reward_asr(name, path, ctx.tokenizer.mel_cfg, cfg.rollout.reward_input)
     renderer = SpeechRenderer(ctx.tokenizer, cfg.rollout.vocoder_iters, cfg.rollout.min_wav_s)
-    rewards = build_rewards(cfg.rewards, {"scorer": scorer})
+    rewards = config_rewards(ctx, cfg.rewards, cfg.rollout)
     return DPOLoop(
         ctx.lm, renderer, rewards, ctx.prompt_pool(), cfg, ctx.args.seed, ctx.dist.rank,
         ctx.dist.world_size,

@@ -8,14 +8,19 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from test_token2text import FRAME_PROBS, _brute_force_ctc, _fixed_model
+from tiny_codec_models import TEXTS, write_tiny_models
 
-from local_lib.bin.best_of_n import reward_scorer
+from local_lib.bin import train_grpo
+from local_lib.bin.train_grpo import reward_scorer
 from local_lib.config import load_yaml
 from local_lib.data.features import LogMelConfig
-from local_lib.models.token2text import Token2Text
+from local_lib.models.asr_units import AsrUnits
+from local_lib.models.token2text import Token2Text, Token2TextConfig
 from local_lib.rewards import RewardError, RewardReferences, RolloutBatch, build_rewards
 from local_lib.rewards.token_rewards import token_text_reward
+from local_lib.train.trainer import read_metrics
 
 BATCH = RolloutBatch(["u1", "u2"], None, 16000,
                      speech_tokens=[torch.tensor([1, 2, 3]), torch.tensor([0, 1])])  # fmt: skip
@@ -53,7 +58,7 @@ def test_errors_name_what_is_wrong() -> None:
 def test_best_of_n_loads_a_token2text_checkpoint(tmp_path) -> None:
     model = _fixed_model(FRAME_PROBS, [0.25, 0.75], upsample=1)
     torch.save(model.state(), tmp_path / "t2t.pt")
-    loaded = reward_scorer(tmp_path / "t2t.pt", LogMelConfig(), "audio")
+    loaded = reward_scorer("--reward-model", tmp_path / "t2t.pt", LogMelConfig(), "audio")
     assert isinstance(loaded, Token2Text)
     assert token_text_reward(BATCH, REFS, scorer=loaded).tolist() == pytest.approx(
         token_text_reward(BATCH, REFS, scorer=model).tolist()
@@ -65,3 +70,23 @@ def test_the_recipe_mapping_builds_the_text_reward() -> None:
     model = _fixed_model(FRAME_PROBS, [0.25, 0.75], upsample=1)
     total = build_rewards(load_yaml(conf), {"scorer": model})(BATCH, REFS).total
     assert total.tolist() == token_text_reward(BATCH, REFS, scorer=model).tolist()
+
+
+def test_grpo_trains_on_the_token_reward_of_a_token2text_model(tmp_path) -> None:
+    paths = write_tiny_models(tmp_path, group_size=2, prompts_per_step=1)
+    conf = yaml.safe_load(paths["grpo"].read_text())
+    conf["train"].update(num_steps=2, save_every=1, lr=1e-2)
+    conf["rewards"] = {"components": {"token_text": {}}}
+    paths["grpo"].write_text(yaml.safe_dump(conf))
+    units = AsrUnits.from_texts(TEXTS.values())
+    t2t = Token2Text.build(Token2TextConfig(embed_dim=8, channels=8, conv_layers=1), 8, units, {})
+    torch.save(t2t.state(), tmp_path / "t2t.pt")
+    out = tmp_path / "grpo"
+    train_grpo.main([
+        "--config", str(paths["grpo"]), "--out-dir", str(out), "--base-dir", str(paths["base"]),
+        "--tokenizer", str(paths["tokenizer"]), "--train-dir", str(paths["data"]),
+        "--tokens", str(paths["tokens"]), "--reward-model", f"token2text={tmp_path / 't2t.pt'}",
+    ])  # fmt: skip
+    records = read_metrics(out / "metrics.jsonl")
+    assert len(records) == 2 and all(r["reward/mean"] < 0 for r in records)  # log-probs
+    assert (out / "model").is_dir()
