@@ -14,12 +14,13 @@ from tiny_codec_models import TEXTS, write_tiny_models
 
 from local_lib.bin import train_grpo
 from local_lib.bin.train_grpo import reward_scorer
-from local_lib.config import load_yaml
+from local_lib.config import load_config, load_yaml
 from local_lib.data.features import LogMelConfig
 from local_lib.models.asr_units import AsrUnits
 from local_lib.models.token2text import Token2Text, Token2TextConfig
 from local_lib.rewards import RewardError, RewardReferences, RolloutBatch, build_rewards
 from local_lib.rewards.token_rewards import token_text_reward
+from local_lib.rl.grpo_loop import GRPOLoopConfig
 from local_lib.train.trainer import read_metrics
 
 BATCH = RolloutBatch(["u1", "u2"], None, 16000,
@@ -90,3 +91,12 @@ def test_grpo_trains_on_the_token_reward_of_a_token2text_model(tmp_path) -> None
     records = read_metrics(out / "metrics.jsonl")
     assert len(records) == 2 and all(r["reward/mean"] < 0 for r in records)  # log-probs
     assert (out / "model").is_dir()
+
+
+def test_the_grpo_config_on_the_token_reward_loads_and_builds() -> None:
+    conf = Path(__file__).resolve().parents[2] / "egs/TEMPLATE/conf/grpo_t2t_mini.yaml"
+    cfg = load_config(conf, GRPOLoopConfig)
+    assert (cfg.rollout.reward_input, cfg.loss.beta) == ("mel", 0.1)
+    model = _fixed_model(FRAME_PROBS, [0.25, 0.75], upsample=1)
+    total = build_rewards(cfg.rewards, {"scorer": model})(BATCH, REFS).total
+    assert total.tolist() == token_text_reward(BATCH, REFS, scorer=model).tolist()
