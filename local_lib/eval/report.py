@@ -38,6 +38,7 @@ METRIC_SETS = {"corpus": CORPUS_METRICS, "seedtts": SEEDTTS_METRICS}
 # (SIM, emotion accuracy) is better when larger.
 LOWER_IS_BETTER = {
     "word_errors",
+    "open_word_errors",
     "char_errors",
     "wer",
     "cer",

@@ -33,6 +33,7 @@ COLUMNS = [
     "energy_rmse_db",
     "attn_purity",
     "attn_monotonicity",
+    "open_word_errors",
 ]
 
 
@@ -49,6 +50,7 @@ class Metric:
 CORPUS_METRICS = [
     Metric("WER (%)", "word_errors", "words", 100.0),
     Metric("CER (%)", "char_errors", "chars", 100.0),
+    Metric("WER, open vocabulary (%)", "open_word_errors", "words", 100.0),
     Metric("bad-case rate, WER > 50 % (%)", "bad_case", None, 100.0),
     Metric("speaker SIM", "spk_sim"),
     Metric("emotion accuracy (%)", "emo_correct", None, 100.0),

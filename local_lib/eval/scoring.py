@@ -93,7 +93,14 @@ def _score_batch(
     refs = [load_audio(it.ref_wav, sample_rate) for it in items] if have_ref else None
     rows = [{"utt": it.utt, "ref_text": it.text} for it in items]
     if ev.asr is not None:
-        for row, it, hyp in zip(rows, items, ev.asr.transcribe(wavs)):
+        if getattr(ev.asr, "lexicon", None) is None:
+            hyps = ev.asr.transcribe(wavs)
+        else:  # a closed-vocabulary evaluator: its raw output is scored too
+            raw = ev.asr.transcribe_open(wavs)
+            hyps = ev.asr.closed(raw)
+            for row, it, hyp in zip(rows, items, raw, strict=True):
+                row["open_word_errors"] = word_errors(it.text, hyp).errors
+        for row, it, hyp in zip(rows, items, hyps):
             row.update(_text_scores(it.text, hyp))
     if ev.aligner is not None:
         purity, monotonicity = ev.aligner(wavs, [it.text for it in items])

@@ -90,20 +90,27 @@ class CtcEvaluatorASR:
         self.lexicon = sorted(lexicon) if lexicon else None
 
     def transcribe(self, wavs: Sequence[np.ndarray]) -> list[str]:
-        return self._transcribe(net_inputs(self.net, wavs, self.mel_cfg))
+        return self.closed(self.transcribe_open(wavs))
+
+    def transcribe_open(self, wavs: Sequence[np.ndarray]) -> list[str]:
+        """The raw greedy transcripts, before any lexicon."""
+        return self._greedy(net_inputs(self.net, wavs, self.mel_cfg))
 
     def transcribe_mel(self, mels: Sequence[torch.Tensor]) -> list[str]:
         """The same from log-mel in ``mel_cfg`` (``[frames, n_mels]`` each), skipping audio."""
-        return self._transcribe(mel_net_inputs(self.net, mels))
+        return self.closed(self._greedy(mel_net_inputs(self.net, mels)))
 
-    @torch.no_grad()
-    def _transcribe(self, inputs: tuple[torch.Tensor, torch.Tensor]) -> list[str]:
-        log_probs, lens = self.net(*inputs)
-        ids = ctc_greedy(log_probs, lens, self.units.blank_id)
-        texts = [self.units.decode(row) for row in ids]
+    def closed(self, texts: list[str]) -> list[str]:
+        """``texts`` snapped to the lexicon (unchanged without one)."""
         if self.lexicon is None:
             return texts
         return [snap_to_lexicon(t, self.lexicon) for t in texts]
+
+    @torch.no_grad()
+    def _greedy(self, inputs: tuple[torch.Tensor, torch.Tensor]) -> list[str]:
+        log_probs, lens = self.net(*inputs)
+        ids = ctc_greedy(log_probs, lens, self.units.blank_id)
+        return [self.units.decode(row) for row in ids]
 
 
 class CtcRewardASR:

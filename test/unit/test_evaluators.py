@@ -360,13 +360,17 @@ def test_same_seed_gives_the_same_evaluator(trained, data_dir, tmp_path):
         assert torch.equal(value, second[name]), name
 
 
+ERRORS = {"open": "word_errors", "lexicon": "open_word_errors"}
+
+
 def test_score_cli_open_vocabulary_scores_the_raw_asr_output(trained, data_dir, tmp_path):
     asr = load_evaluator(trained["asr"])
     lexicon = list(asr.lexicon)
     wavs = [load_audio(path, 16000) for path in read_kv(data_dir / "wav.scp").values()]
     asr.lexicon = None
     raw = asr.transcribe(wavs)
-    hyps = {}
+    assert asr.transcribe_open(wavs) == raw
+    hyps, errors = {}, {}
     for extra in ([], ["--open-vocabulary"]):
         out = tmp_path / ("open" if extra else "lexicon")
         score.main(
@@ -383,9 +387,14 @@ def test_score_cli_open_vocabulary_scores_the_raw_asr_output(trained, data_dir, 
                 *extra,
             ]
         )
-        hyps[out.name] = [row["hyp_text"] for row in read_scores(out / "scores.tsv").values()]
+        rows = list(read_scores(out / "scores.tsv").values())
+        hyps[out.name] = [row["hyp_text"] for row in rows]
+        errors[out.name] = [row[ERRORS[out.name]] for row in rows]
     assert hyps["open"] == raw
     assert hyps["lexicon"] == [snap_to_lexicon(h, lexicon) for h in raw]
+    # the lexicon run also scores the raw output: its open-vocabulary errors are the open run's
+    assert errors["lexicon"] == errors["open"]
+    assert "WER, open vocabulary (%)" in (tmp_path / "lexicon/RESULTS.md").read_text()
     assert any(raw), "the tiny evaluator must say something for this test to mean anything"
 
 

@@ -203,3 +203,30 @@ def test_an_aligner_adds_purity_and_monotonicity_columns_and_metrics(tmp_path):
     by_name = {m.name: m for m in CORPUS_METRICS}
     assert summarise(rows, by_name["attention purity"]).estimate == pytest.approx(1.5)
     assert summarise(rows, by_name["attention monotonicity"]).estimate == pytest.approx(1.5)
+
+
+class FakeLexiconASR(FakeASR):
+    """Raw output by audio length; the lexicon maps 'wrld' to 'world'."""
+
+    lexicon = ["hello", "world"]
+
+    def transcribe_open(self, wavs):
+        return super().transcribe(wavs)
+
+    def closed(self, texts):
+        return [t.replace("wrld", "world") for t in texts]
+
+    def transcribe(self, wavs):
+        return self.closed(self.transcribe_open(wavs))
+
+
+def test_a_closed_vocabulary_asr_also_gets_its_open_vocabulary_wer(tmp_path):
+    save_audio(tmp_path / "a.wav", _tone(1.0, 0.5))
+    items = [ScoreItem("a", "hello world", tmp_path / "a.wav")]
+    asr = FakeLexiconASR({16000: "hello wrld"})
+    (row,), _ = score_items(items, Evaluators(asr), prosody=False)
+    assert (row["hyp_text"], row["word_errors"], row["open_word_errors"]) == ("hello world", 0, 1)
+    by_name = {m.name: m for m in CORPUS_METRICS}
+    assert summarise([row], by_name["WER, open vocabulary (%)"]).estimate == pytest.approx(50.0)
+    (plain,), _ = score_items(items, Evaluators(FakeASR({16000: "hello wrld"})), prosody=False)
+    assert "open_word_errors" not in plain  # an open-vocabulary ASR: the WER is already that
