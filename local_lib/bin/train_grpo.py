@@ -45,12 +45,10 @@ def checked_reward_asr(name: str, path: Path, mel_cfg: LogMelConfig, reward_inpu
 def reward_scorer(name: str, path: Path, mel_cfg: LogMelConfig, reward_input: str) -> Any:
     """The rewards' model: a Token2Text checkpoint (rewards on speech tokens, DiffRO's) or a
     reward ASR, checked as :func:`checked_reward_asr` checks it."""
-    if path.is_file():
-        try:
-            return load_token2text(path)
-        except ValueError:  # a checkpoint of another kind
-            pass
-    return checked_reward_asr(name, path, mel_cfg, reward_input)
+    try:
+        return load_token2text(path)
+    except (FileNotFoundError, ValueError):  # a Whisper directory, or another kind of checkpoint
+        return checked_reward_asr(name, path, mel_cfg, reward_input)
 
 
 def config_rewards(
