@@ -10,7 +10,9 @@ processes. Config sections: ``rollout`` (EASPOConfig: k, kappa, t range, beta, l
 continuation, ...) and ``train`` (EASPOTrainSection: num_steps, batch_size, decoder lr, ...).
 Writes ``<out-dir>/model.pt`` (the base's format: ``load_gradtts`` reads it), the Trainer's
 ``checkpoints/`` (a killed run resumes), ``train.log`` and ``metrics.jsonl`` with loss,
-score_gap, ratio_mean, ratio_std, acc and time/step (seconds of the rollout and loss).
+score_gap, ratio_mean, ratio_std, acc and the step's wall seconds ``time/step`` split into
+``time/rollout``, ``time/score`` (EASPM) and ``time/update`` (log-probs, loss, backward,
+optimizer); ``train.log`` ends with that split summed over the run.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from local_lib.rl.easpo_loop import (
     prompt_batch,
 )
 from local_lib.train.distributed import cleanup, init_distributed
+from local_lib.train.timing import StepTimer
 from local_lib.train.trainer import Trainer
 
 log = logging.getLogger("train_easpo")
@@ -74,9 +77,12 @@ def main(argv: list[str] | None = None) -> None:
                  rollout_cfg.k, rollout_cfg.kappa, rollout_cfg.t_min, rollout_cfg.t_max,
                  rollout_cfg.beta, rollout_cfg.loss, rollout_cfg.continuation, cfg.lr)  # fmt: skip
     decoder_params = freeze_for_easpo(tts.model)
-    module = EASPOPolicy(tts.model, easpm_scorer(easpm, tts.emotions), rollout_cfg)
+    timer = StepTimer()
+    module = EASPOPolicy(tts.model, easpm_scorer(easpm, tts.emotions), rollout_cfg, timer)
     optimizer = torch.optim.Adam(decoder_params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    trainer = Trainer(module, optimizer, cfg.trainer_config(args.out_dir), dist_info=dist)
+    trainer = Trainer(
+        module, optimizer, cfg.trainer_config(args.out_dir), dist_info=dist, timer=timer
+    )
 
     def next_batch(micro_step: int) -> PromptBatch:
         # Seeded by step and rank alone: ranks draw different prompts, a resumed run the same.

@@ -17,6 +17,12 @@ the encoder and duration predictor are frozen (``freeze_for_easpo``).
 
 Eligible steps: step index ``i ≥ ceil(κN)`` whose state time ``1 − i/N`` lies in
 ``[t_min, t_max]`` (``t = 1`` is pure noise, ``t = 0`` clean mel).
+
+Profile: a ``StepTimer`` gets the rollout's seconds in three parts: ``time/rollout`` (the prior,
+the reverse chain up to each branch point, the candidate draws and the continuation),
+``time/score`` (the scorer) and ``time/update`` (the policy's and reference's forward at each
+branch point, which give the candidates' mean and their log-probabilities, the ratios and the
+loss; the Trainer adds the backward and optimizer step to it).
 """
 
 from __future__ import annotations
@@ -39,12 +45,17 @@ from local_lib.models.gradtts import (
     transition_mean,
 )
 from local_lib.rl.method_spec import MethodSpec
+from local_lib.train.timing import UPDATE_KEY, StepTimer
 
 METHOD = MethodSpec(family="gradtts", curve_keys=("score_gap", "loss", "acc"))
 
 Scorer = Callable[[Tensor, Tensor, Tensor, Tensor], Tensor]
 """``(mel [N, frames, n_mels], t [N], mask [N, frames], emotion [N]) -> score [N]``; higher is
 better. ``EASPM.score`` has this signature."""
+
+ROLLOUT_KEY, SCORE_KEY = "time/rollout", "time/score"
+TIME_PARTS = (ROLLOUT_KEY, SCORE_KEY, UPDATE_KEY)
+"""The parts of an EASPO step's seconds, logged per step and summarised at the end of a run."""
 
 LOSS_FORMS = ("spo", "mse")
 CONTINUATIONS = ("random", "winner")
@@ -208,11 +219,14 @@ def easpo_rollout(
     emotion: Tensor,
     cfg: EASPOConfig,
     generator: torch.Generator | None = None,
+    timer: StepTimer | None = None,
 ) -> EASPOOutput:
-    """One EASPO rollout over a batch of texts with target emotions; see the module docstring."""
+    """One EASPO rollout over a batch of texts with target emotions; see the module docstring.
+    ``timer`` gets the seconds of its parts (``TIME_PARTS``)."""
     n, h = cfg.n_steps, 1.0 / cfg.n_steps
     schedule = policy.schedule
-    with torch.no_grad():
+    timer = StepTimer() if timer is None else timer
+    with timer(ROLLOUT_KEY), torch.no_grad():
         enc = policy.encode(text, text_lengths, speaker, emotion)
         mu, mask, _ = policy.expand_prior(enc, cfg.length_scale)
         x = prior_sample(mu, mask, cfg.temperature, generator)
@@ -225,33 +239,39 @@ def easpo_rollout(
     losses, ratios, margins, gaps = [], [], [], []
     for step in range(chosen[-1] + 1):
         if step not in chosen:
-            with torch.no_grad():
+            with timer(ROLLOUT_KEY), torch.no_grad():
                 x = reverse_step(policy_score, x, mu, mask, step, n, schedule, False, generator)
             continue
         t = step_time(step, n)
         beta_t = float(schedule.beta(t))
         t_batch = torch.full((batch,), t, dtype=x.dtype, device=x.device)
-        mean_policy = transition_mean(x, mu, policy_score(x, t_batch), beta_t, h)
-        with torch.no_grad():
-            ref_score = reference.score(x, mu, mask, t_batch, speaker, emotion)
-            mean_ref = transition_mean(x, mu, ref_score, beta_t, h)
+        with timer(UPDATE_KEY):
+            mean_policy = transition_mean(x, mu, policy_score(x, t_batch), beta_t, h)
+            with torch.no_grad():
+                ref_score = reference.score(x, mu, mask, t_batch, speaker, emotion)
+                mean_ref = transition_mean(x, mu, ref_score, beta_t, h)
+        with timer(ROLLOUT_KEY), torch.no_grad():
             candidates = draw_candidates(mean_policy.detach(), beta_t, h, cfg.k, mask, generator)
+        with timer(SCORE_KEY), torch.no_grad():
             t_next = torch.full(
                 (cfg.k * batch,), 1.0 - (step + 1) * h, dtype=x.dtype, device=x.device
             )
             scores = scorer(
                 candidates.flatten(0, 1), t_next, mask.repeat(cfg.k, 1), emotion.repeat(cfg.k)
             ).view(cfg.k, batch)
-        win, lose = select_pair(scores)
-        r_win = log_ratio(take(candidates, win), mean_policy, mean_ref, beta_t, h, mask)
-        r_lose = log_ratio(take(candidates, lose), mean_policy, mean_ref, beta_t, h, mask)
-        s_win, s_lose = take(scores, win), take(scores, lose)
-        losses.append(preference_loss(r_win, r_lose, cfg.beta, cfg.loss, s_win, s_lose))
+        with timer(UPDATE_KEY):
+            win, lose = select_pair(scores)
+            r_win = log_ratio(take(candidates, win), mean_policy, mean_ref, beta_t, h, mask)
+            r_lose = log_ratio(take(candidates, lose), mean_policy, mean_ref, beta_t, h, mask)
+            s_win, s_lose = take(scores, win), take(scores, lose)
+            losses.append(preference_loss(r_win, r_lose, cfg.beta, cfg.loss, s_win, s_lose))
         ratios += [r_win.detach(), r_lose.detach()]
         margins.append((r_win - r_lose).detach())
         gaps.append(s_win - s_lose)
-        x = choose_continuation(candidates, win, cfg.continuation, generator)
-    loss = torch.stack(losses).mean()
+        with timer(ROLLOUT_KEY):
+            x = choose_continuation(candidates, win, cfg.continuation, generator)
+    with timer(UPDATE_KEY):
+        loss = torch.stack(losses).mean()
     ratio, margin = torch.cat(ratios), torch.cat(margins)
     return EASPOOutput(
         loss=loss,

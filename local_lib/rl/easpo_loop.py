@@ -10,7 +10,6 @@ parameters and state dict (never trained, never checkpointed) and the policy sta
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from local_lib.models.easpm import EASPMBundle
 from local_lib.models.gradtts import GradTTSBundle
 from local_lib.rl.easpo import EASPOConfig, Scorer, easpo_rollout, frozen_reference
 from local_lib.train.config import TrainSection
+from local_lib.train.timing import StepTimer
 
 
 @dataclass(frozen=True)
@@ -115,10 +115,14 @@ class PromptBatch:
 class EASPOPolicy(nn.Module):
     """The trained policy; reference and scorer ride along outside the module tree."""
 
-    def __init__(self, policy: nn.Module, scorer: Scorer, cfg: EASPOConfig) -> None:
+    def __init__(
+        self, policy: nn.Module, scorer: Scorer, cfg: EASPOConfig, timer: StepTimer | None = None
+    ) -> None:
         super().__init__()
         self.policy = policy
         self.cfg = cfg
+        # the Trainer's timer, so a step's metrics split its seconds (easpo.TIME_PARTS)
+        self.timer = StepTimer() if timer is None else timer
         # A tuple hides them from nn.Module: not parameters, not in state_dict, not in DDP.
         self._frozen = (frozen_reference(policy), scorer)
 
@@ -129,7 +133,6 @@ class EASPOPolicy(nn.Module):
 
     def forward(self, batch: PromptBatch) -> tuple[Tensor, dict[str, float]]:
         reference, scorer = self._frozen
-        start = time.monotonic()
         out = easpo_rollout(
             self.policy,
             reference,
@@ -140,8 +143,9 @@ class EASPOPolicy(nn.Module):
             batch.emotion,
             self.cfg,
             torch.Generator().manual_seed(batch.seed),
+            self.timer,
         )
-        return out.loss, {**out.stats, "time/step": time.monotonic() - start}
+        return out.loss, out.stats
 
 
 def prompt_batch(

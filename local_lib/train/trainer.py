@@ -25,6 +25,7 @@ from torch.utils.tensorboard import SummaryWriter
 
 from local_lib.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from local_lib.train.distributed import DistInfo, init_distributed
+from local_lib.train.timing import STEP_KEY, UPDATE_KEY, StepTimer, split_summary
 
 LOG = logging.getLogger(__name__)
 METRICS_FILE = "metrics.jsonl"
@@ -57,7 +58,10 @@ class Trainer:
     ``train.log`` and ``metrics.jsonl`` (one JSON object per logged step, for plots without
     tensorboard). With ``budget_cpu_s`` each logged step also records ``cpu_s``, the CPU seconds
     spent so far (``cpu_clock``, the process's by default, summed over ranks), and the run stops
-    and saves a checkpoint once they reach the budget."""
+    and saves a checkpoint once they reach the budget. With a ``timer`` (the one the loss
+    function times its parts with) each step also records its wall seconds (``time/step``), the
+    backward and optimizer step join ``time/update``, and ``train.log`` ends with the run's
+    split."""
 
     def __init__(
         self,
@@ -67,12 +71,14 @@ class Trainer:
         scheduler: Any | None = None,
         dist_info: DistInfo | None = None,
         cpu_clock: CpuClock = time.process_time,
+        timer: StepTimer | None = None,
     ) -> None:
         if cfg.grad_accum < 1 or cfg.num_steps < 1 or cfg.save_every < 1 or cfg.log_every < 1:
             raise ValueError(f"grad_accum, num_steps, save_every and log_every must be >= 1: {cfg}")
         if cfg.budget_cpu_s is not None and cfg.budget_cpu_s <= 0:
             raise ValueError(f"budget_cpu_s must be > 0 or None, got {cfg.budget_cpu_s}")
         self.cpu_clock = cpu_clock
+        self.timer = timer
         self.cfg, self.optimizer, self.scheduler = cfg, optimizer, scheduler
         self.dist = dist_info or init_distributed()
         self.raw_model = model
@@ -141,9 +147,23 @@ class Trainer:
                     "stop: budget_cpu_s %.6g reached at step %d/%d (%.6g CPU seconds spent)",
                     budget, self.step, self.cfg.num_steps, cpu_s,
                 )  # fmt: skip
+            if writer is not None and self.timer is not None and self.timer.steps:
+                parts = sorted(k for k in self.timer.totals if k != STEP_KEY)
+                LOG.info("time split of this run's steps: %s",
+                         split_summary(self.timer.totals, parts, self.timer.steps))  # fmt: skip
         return self.step
 
+    def _timed(self, name: str) -> contextlib.AbstractContextManager[None]:
+        return contextlib.nullcontext() if self.timer is None else self.timer(name)
+
     def _one_step(self, loss_fn: LossFn, next_batch: Callable[[int], Any]) -> dict[str, float]:
+        with self._timed(STEP_KEY):
+            totals = self._update(loss_fn, next_batch)
+        if self.timer is not None:
+            totals.update(self.timer.take())
+        return totals
+
+    def _update(self, loss_fn: LossFn, next_batch: Callable[[int], Any]) -> dict[str, float]:
         self.model.train()
         self.optimizer.zero_grad(set_to_none=True)
         totals: dict[str, float] = {}
@@ -161,15 +181,17 @@ class Trainer:
                     raise FloatingPointError(
                         f"non-finite loss {loss.item()} at step {self.step + 1}"
                     )
-                (loss / self.cfg.grad_accum).backward()
+                with self._timed(UPDATE_KEY):
+                    (loss / self.cfg.grad_accum).backward()
             for key, value in {"loss": loss.item(), **extra}.items():
                 totals[key] = totals.get(key, 0.0) + float(value) / self.cfg.grad_accum
-        if self.cfg.grad_clip is not None:
-            norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
-            totals["grad_norm"] = float(norm)
-        self.optimizer.step()
-        if self.scheduler is not None:
-            self.scheduler.step()
+        with self._timed(UPDATE_KEY):
+            if self.cfg.grad_clip is not None:
+                norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
+                totals["grad_norm"] = float(norm)
+            self.optimizer.step()
+            if self.scheduler is not None:
+                self.scheduler.step()
         totals["lr"] = float(self.optimizer.param_groups[0]["lr"])
         return totals
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,7 @@ from local_lib.bin import train_easpo
 from local_lib.data.text_tokenizer import CharTokenizer
 from local_lib.models.easpm import EASPM, EASPMBundle, EASPMConfig, load_easpm, save_easpm
 from local_lib.models.gradtts import GradTTS, GradTTSBundle, GradTTSConfig, load_gradtts
-from local_lib.rl.easpo import EASPOConfig, freeze_for_easpo
+from local_lib.rl.easpo import TIME_PARTS, EASPOConfig, freeze_for_easpo
 from local_lib.rl.easpo_loop import EASPOPolicy, easpm_scorer, load_prompts, prompt_batch
 from local_lib.train.trainer import read_metrics
 
@@ -77,6 +78,19 @@ def test_easpo_cli_tunes_only_the_decoder(recipe: Path) -> None:
     assert metrics[-1]["ratio_std"] > 0  # the policy has moved away from the reference
 
 
+def test_step_seconds_split_into_rollout_score_and_update(recipe: Path) -> None:
+    out = run(recipe, "exp/tts_easpo", steps=2)
+    for m in read_metrics(out / "metrics.jsonl"):
+        parts = [m[key] for key in TIME_PARTS]
+        assert all(p > 0 for p in parts), m
+        assert sum(parts) <= m["time/step"], m
+    log_lines = (out / "train.log").read_text().splitlines()
+    summary = [line for line in log_lines if "time split" in line]
+    assert len(summary) == 1
+    assert re.search(r"rollout [\d.]+ s \(\d+ %\), score [\d.]+ s \(\d+ %\), update [\d.]+ s "
+                     r"\(\d+ %\), other [\d.]+ s \(\d+ %\) of [\d.]+ s in 2 steps", summary[0])
+
+
 def test_resumed_run_equals_uninterrupted_run(recipe: Path) -> None:
     straight = run(recipe, "exp/straight", steps=4)
     run(recipe, "exp/resumed", steps=2)
@@ -86,7 +100,9 @@ def test_resumed_run_equals_uninterrupted_run(recipe: Path) -> None:
     assert all(torch.equal(a[k], b[k]) for k in a)
 
     def without_timing(path: Path) -> list[dict[str, float]]:
-        return [{k: v for k, v in m.items() if k != "time/step"} for m in read_metrics(path)]
+        return [
+            {k: v for k, v in m.items() if not k.startswith("time/")} for m in read_metrics(path)
+        ]
 
     assert without_timing(straight / "metrics.jsonl") == without_timing(resumed / "metrics.jsonl")
 
