@@ -9,6 +9,8 @@
 * Training data: pairs noised the SPO way, both members at the same random ``t`` with the same
   ``ε`` (``make_noisy_pairs``), so the score learns emotion differences rather than noise
   differences; ``contrastive_loss`` is the symmetric CLEP loss over a batch.
+* Base negatives **[ours]**, optional: ``base_negative_loss`` ranks natural speech above the base
+  Grad-TTS's own output for the same prompt (``easpm_training.BaseNegatives``).
 * Prior mean for training **[ours]**: EASPM trains in stage 3, before any Grad-TTS exists, so the
   encoder's μ is not available. ``smoothed_prior_mean`` stands in for it: a centred moving average
   of a mel over ``mu_window`` frames, which is what Grad-TTS's μ approximates (the mean of the
@@ -141,6 +143,18 @@ def clep_loss(logits: Tensor, emotion: Tensor) -> Tensor:
     prompt_logits = logits.T[present]  # [P, B]
     prompt_to_audio = -(targets * prompt_logits.log_softmax(-1)).sum(-1).mean()
     return 0.5 * (audio_to_prompt + prompt_to_audio)
+
+
+def base_negative_loss(score_natural: Tensor, score_base: Tensor) -> Tensor:
+    """**[ours]** ``−log σ(s_natural − s_base)``, the mean over pairs: for the same text, speaker
+    and target emotion, natural speech should score above the base Grad-TTS's own output, so that
+    the scorer has room above what the base already does (``easpm_training.BaseNegatives``)."""
+    if score_natural.shape != score_base.shape or score_natural.dim() != 1:
+        raise ValueError(
+            f"need two equal 1-D score vectors, got {tuple(score_natural.shape)} and "
+            f"{tuple(score_base.shape)}"
+        )
+    return F.softplus(score_base - score_natural).mean()
 
 
 def make_noisy_pairs(

@@ -14,6 +14,14 @@ differ in. ``mu_source: self`` smooths each utterance's own mel; its μ carries 
 even pure noise around it is easy to rank (preference accuracy stays ~1 at every t on mini_esd)
 and the scorer learns little that separates EASPO's candidates.
 
+Base negatives **[ours]** (``base_negatives`` in the config, ``BaseNegatives``): trained on
+natural audio alone, EASPM labels every finished output of the base Grad-TTS with its target
+emotion, so it has no room to prefer anything above what the base already does. With this
+section the scorer also ranks natural speech above the base's own output for the same text,
+speaker and target emotion (``base_negative_loss``, weighted beside the CLEP loss). The base
+exists only after stage 4, so such an EASPM trains in stage 5, before the EASPO variant that uses
+it (egs/TEMPLATE/stages_gradtts.sh).
+
 Preference accuracy (the question EASPO asks of the scorer): for two utterances of the same
 group in emotions A ≠ B, noised to the same ``t`` with the same ``ε``, does the scorer rank the
 A-utterance above the B-utterance for prompt A? Measured per ``t`` on a grid of bin centres.
@@ -40,10 +48,13 @@ from local_lib.models.easpm import (
     EASPM,
     EASPMConfig,
     PreferenceAccuracy,
+    base_negative_loss,
+    clep_loss,
     make_noisy_pairs,
     preference_accuracy_by_t,
     smoothed_prior_mean,
 )
+from local_lib.models.gradtts.bundle import GradTTSBundle
 from local_lib.models.gradtts.layers import sequence_mask
 from local_lib.models.gradtts.sde import NoiseSchedule
 from local_lib.train.config import TrainSection
@@ -86,11 +97,37 @@ class EASPMTrainSection(TrainSection):
 
 
 @dataclass(frozen=True)
+class BaseNegatives:
+    """**[ours]** The ``base_negatives`` section of conf/easpm*.yaml: pairs of a natural train
+    utterance (preferred) and the base Grad-TTS's output for its text, speaker and emotion
+    (less preferred), beside the CLEP batches. The base speaks ``pool_size`` evenly spaced train
+    prompts once, with stage 6's sampler settings by default."""
+
+    weight: float = 1.0  # of base_negative_loss beside the CLEP loss
+    pairs_per_batch: int = 8
+    pool_size: int = 200
+    n_steps: int = 10
+    temperature: float = 1.5
+    ode: bool = True
+    length_scale: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.pairs_per_batch < 1 or self.pool_size < 1 or self.n_steps < 1:
+            raise ValueError(
+                f"pairs_per_batch, pool_size and n_steps must be >= 1, got {self.pairs_per_batch}, "
+                f"{self.pool_size}, {self.n_steps}"
+            )
+        if self.weight <= 0 or self.temperature <= 0 or self.length_scale <= 0:
+            raise ValueError("weight, temperature and length_scale must be positive")
+
+
+@dataclass(frozen=True)
 class EASPMRecipeConfig:
-    """conf/easpm*.yaml."""
+    """conf/easpm*.yaml; ``base_negatives`` (**[ours]**) needs the base Grad-TTS."""
 
     model: EASPMConfig = EASPMConfig()
     train: EASPMTrainSection = EASPMTrainSection()
+    base_negatives: BaseNegatives | None = None
 
 
 @dataclass
@@ -240,6 +277,151 @@ def noisy_group_batch(
     x_t, _ = schedule.sample_marginal(x0, mu, t, mask, noise=eps)
     emotion = torch.tensor([data.emotions[i] for i in items])
     return NoisyBatch(x_t=x_t, mask=mask, t=t, emotion=emotion)
+
+
+@dataclass
+class BasePairs:
+    """**[ours]** Natural mels and the base's output for the same prompts, each with the base's
+    frame-level μ (stretched to the natural length), so that both members of a pair noise around
+    the same prior and differ in ``x_0`` alone, as EASPO's candidates do."""
+
+    utts: list[str]
+    natural: list[Tensor]
+    base: list[Tensor]
+    natural_mu: list[Tensor]
+    base_mu: list[Tensor]
+    emotions: list[int]
+
+
+@torch.no_grad()
+def base_output(
+    bundle: GradTTSBundle, text: str, speaker: str, emotion: str, cfg: BaseNegatives, seed: int
+) -> tuple[Tensor, Tensor]:
+    """The base's finished log-mel ``[frames, n_mels]`` of one prompt and its μ, frame for frame."""
+    model = bundle.model.eval()
+    ids, lengths = bundle.encode_texts([text])
+    spk = torch.tensor([bundle.speaker_id(speaker)])
+    emo = torch.tensor([bundle.emotion_id(emotion)])
+    mel, frames = model.synthesise(
+        ids, lengths, spk, emo, n_steps=cfg.n_steps, temperature=cfg.temperature, ode=cfg.ode,
+        length_scale=cfg.length_scale, generator=torch.Generator().manual_seed(seed),
+    )  # fmt: skip
+    mu, _, _ = model.expand_prior(model.encode(ids, lengths, spk, emo), cfg.length_scale)
+    n = int(frames[0])
+    return mel[0, :n], mu[0, :n]
+
+
+def build_base_pairs(
+    data: EmotionMels,
+    texts: dict[str, str],
+    speakers: dict[str, str],
+    bundle: GradTTSBundle,
+    cfg: BaseNegatives,
+    seed: int,
+) -> BasePairs:
+    """The base speaks ``cfg.pool_size`` evenly spaced utterances of ``data`` (text and speaker
+    from the data dir), each with a generator seeded by ``seed`` and its index."""
+    picks = np.unique(np.linspace(0, len(data.utts) - 1, min(cfg.pool_size, len(data.utts))))
+    pairs = BasePairs([], [], [], [], [], [])
+    for i in picks.round().astype(int).tolist():
+        utt = data.utts[i]
+        try:
+            mel, mu = base_output(
+                bundle, texts[utt], speakers[utt], data.labels[data.emotions[i]], cfg,
+                seed * 1_000_003 + i,
+            )  # fmt: skip
+        except (KeyError, ValueError) as err:
+            raise ValueError(f"base_negatives: {utt}: the base cannot speak it: {err}") from err
+        pairs.utts.append(utt)
+        pairs.natural.append(data.mels[i])
+        pairs.base.append(mel)
+        pairs.natural_mu.append(stretch_frames(mu, data.mels[i].shape[0]))
+        pairs.base_mu.append(mu)
+        pairs.emotions.append(data.emotions[i])
+    return pairs
+
+
+def noisy_base_pairs(
+    pairs: BasePairs,
+    ids: list[int],
+    crop_frames: int,
+    schedule: NoiseSchedule,
+    generator: torch.Generator,
+) -> NoisyBatch:
+    """The chosen pairs as one batch, the naturals first, then the base outputs in the same order:
+    each pair cropped at the same relative position (the same words), noised to one ``t ~ U(0, 1)``
+    with one ``ε`` (``make_noisy_pairs``)."""
+    members: list[list[Tensor]] = [[], [], [], []]  # natural, base, and their μ
+    for i in ids:
+        where = float(torch.rand(1, generator=generator))
+        for mels, mus, out, out_mu in (
+            (pairs.natural, pairs.natural_mu, members[0], members[2]),
+            (pairs.base, pairs.base_mu, members[1], members[3]),
+        ):
+            start = round(where * max(0, mels[i].shape[0] - crop_frames))
+            out.append(mels[i][start : start + crop_frames])
+            out_mu.append(mus[i][start : start + crop_frames])
+    x0, mask = pad_mels(members[0] + members[1])
+    mu, _ = pad_mels(members[2] + members[3])
+    n = len(ids)
+    x_t, t = make_noisy_pairs(
+        x0.view(2, n, *x0.shape[1:]), mu.view(2, n, *mu.shape[1:]), mask.view(2, n, -1),
+        schedule, generator=generator,
+    )  # fmt: skip
+    emotion = torch.tensor([pairs.emotions[i] for i in ids]).repeat(2)
+    return NoisyBatch(x_t=x_t.flatten(0, 1), mask=mask, t=t.repeat(2), emotion=emotion)
+
+
+@dataclass
+class EASPMBatch:
+    """One step's items in one padded batch, so one forward (and one DDP sync) sees them all:
+    whole groups for the CLEP loss, then ``n_pairs`` base-negative pairs **[ours]** (naturals,
+    then base outputs; none without ``base_negatives``)."""
+
+    noisy: NoisyBatch
+    n_pairs: int = 0
+
+
+def join_batches(first: NoisyBatch, second: NoisyBatch) -> NoisyBatch:
+    """``first``'s items then ``second``'s, padded to the longer of the two."""
+    frames = max(first.x_t.shape[1], second.x_t.shape[1])
+
+    def pad(x: Tensor) -> Tensor:  # along frames, dim 1 of x_t and of the mask
+        widths = [0, 0] * (x.dim() - 2) + [0, frames - x.shape[1]]
+        return F.pad(x, widths)
+
+    return NoisyBatch(
+        x_t=torch.cat([pad(first.x_t), pad(second.x_t)]),
+        mask=torch.cat([pad(first.mask), pad(second.mask)]),
+        t=torch.cat([first.t, second.t]),
+        emotion=torch.cat([first.emotion, second.emotion]),
+    )
+
+
+def easpm_loss(
+    logits: Tensor, emotion: Tensor, n_pairs: int, weight: float
+) -> tuple[Tensor, dict[str, float]]:
+    """The CLEP loss of the group items, plus ``weight`` × ``base_negative_loss`` of the last
+    ``2 · n_pairs`` items (naturals, then base outputs) scored for their target emotion; and the
+    logging scalars: ``acc`` (the group items' top emotion is theirs) and, with pairs,
+    ``loss_clep``, ``loss_base`` and ``base_pair_acc`` (natural above base)."""
+    n_groups = len(emotion) - 2 * n_pairs
+    if n_groups < 1 or n_pairs < 0:
+        raise ValueError(f"{len(emotion)} items cannot hold {n_pairs} pairs and a group")
+    clep = clep_loss(logits[:n_groups], emotion[:n_groups])
+    acc = (logits[:n_groups].argmax(-1) == emotion[:n_groups]).float().mean()
+    stats = {"acc": float(acc)}
+    if n_pairs == 0:
+        return clep, stats
+    target = logits[n_groups:].gather(1, emotion[n_groups:, None])[:, 0]
+    natural, base = target[:n_pairs], target[n_pairs:]
+    pair_loss = base_negative_loss(natural, base)
+    stats.update(
+        loss_clep=float(clep.detach()),
+        loss_base=float(pair_loss.detach()),
+        base_pair_acc=float((natural > base).float().mean()),
+    )
+    return clep + weight * pair_loss, stats
 
 
 def preference_pairs(data: EmotionMels, max_pairs: int) -> list[tuple[int, int]]:
