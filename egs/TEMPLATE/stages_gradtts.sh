@@ -5,6 +5,7 @@
 #
 #   4  base Grad-TTS (local_lib.bin.train_gradtts)            -> exp/tts_base<tag>/model.pt
 #   5  the method for each of ${method_systems}, side by side -> exp/tts_<system><tag>/model.pt
+#      after the EASPM of each variant that has its own [ours]  -> exp/easpm_<variant><tag>/model.pt
 #   6  synthesis of every test set by base and each system   -> exp/tts_<system><tag>/synth/<set>
 #   7  scoring: base, then each system paired against base    -> .../synth/<set>/RESULTS.md
 #   8  emotion contour plot + report of each test set        -> exp/report<tag>[_<set>]/REPORT.md
@@ -21,6 +22,7 @@ family_needs() {
   [ -n "${given_base}" ] || needs 4 2 "dump/${train_set}/feats.scp" "dump/${dev_set}/feats.scp"
   needs 5 2 "dump/${train_set}/feats.scp"
   needs 5 3 exp/easpm/model.pt
+  [ -z "$(variant_scorers)" ] || needs 5 2 "dump/${dev_set}/feats.scp"
   needs 6 4 "exp/tts_base${tag_suffix}/model.pt"
   for system in ${method_systems}; do needs 6 5 "exp/tts_${system}${tag_suffix}/model.pt"; done
 }
@@ -35,6 +37,39 @@ given_base_model() {
   readlink -f "$1/model.pt"
 }
 
+# [ours] A method variant V whose recipe has conf/easpm_V${S}.yaml is judged by an EASPM of its
+# own, which needs the base: stage 5 first trains it (local_lib.bin.train_easpm --base-model, e.g.
+# base negatives) into exp/easpm_V<tag>/ (the tag, as it is made from that tag's base), and the
+# variant's EASPO reads it there; every other system reads stage 3's exp/easpm.
+# variant_scorers: the names easpm_V of those EASPMs, one a line.
+variant_scorers() {
+  local system variant
+  for system in ${method_systems}; do
+    variant=${system#"${method}"_}
+    if [ "${system}" != "${method}" ] && [ -f "conf/easpm_${variant}${config_suffix}.yaml" ]; then
+      echo "easpm_${variant}"
+    fi
+  done
+}
+
+# system_scorer SYSTEM: the EASPM model that method system SYSTEM is judged by.
+system_scorer() {
+  local variant=${1#"${method}"_}
+  if [ "$1" != "${method}" ] && [ -f "conf/easpm_${variant}${config_suffix}.yaml" ]; then
+    echo "exp/easpm_${variant}${tag_suffix}/model.pt"
+  else
+    echo exp/easpm/model.pt
+  fi
+}
+
+# gradtts_out_dir NAME: where stages 4-5 train NAME (base, a method system or a variant's EASPM).
+gradtts_out_dir() {
+  case "$1" in
+    easpm_*) echo "exp/$1${tag_suffix}" ;;
+    *) echo "exp/tts_$1${tag_suffix}" ;;
+  esac
+}
+
 # The base model's config, read when a stage runs: tts_rl.sh resolves --config_suffix auto only
 # after sourcing this file.
 gradtts_config() { echo "conf/gradtts${config_suffix}.yaml"; }
@@ -46,7 +81,7 @@ gradtts_train_systems() {
   local stage=$1 tool=$2; shift 2
   local pids=() systems=() system out args
   for system in "$@"; do
-    out="exp/tts_${system}${tag_suffix}"
+    out=$(gradtts_out_dir "${system}")
     args=("${tool}" $(gradtts_train_args "${system}") --seed "${seed}" --train-dir "data/${train_set}")
     stage_is_done "${stage}" "${out}/.done" --output "${out}/model.pt" -- "${args[@]}" && continue
     stage_begin "${out}/.done" --resume-dir "${out}/checkpoints" -- "${args[@]}"
@@ -56,26 +91,35 @@ gradtts_train_systems() {
   done
   local i failed=""
   for i in "${!pids[@]}"; do
-    out="exp/tts_${systems[$i]}${tag_suffix}"
+    out=$(gradtts_out_dir "${systems[$i]}")
     if wait "${pids[$i]}"; then stage_finish "${out}/.done"; else failed+=" ${out}/log/train.log"; fi
   done
   [ -z "${failed}" ] || { echo "$0: stage ${stage} failed, see${failed}" >&2; exit 1; }
 }
 
-# The tool-specific options of one system: the base trains from data, a method from the base.
+# The tool-specific options of one system: the base trains from data, a method from the base
+# and its EASPM, a variant's EASPM from data and the base.
 gradtts_train_args() {
-  if [ "$1" = base ]; then
-    echo "--config $(gradtts_config) --valid-dir data/${dev_set} --feats-dir dump/${train_set}" \
-      "--valid-feats-dir dump/${dev_set}"
-  else
-    echo "--config conf/$1${config_suffix}.yaml --base-model exp/tts_base${tag_suffix}/model.pt" \
-      "--easpm exp/easpm/model.pt --feats-dir dump/${train_set}"
-  fi
+  case "$1" in
+    base)
+      echo "--config $(gradtts_config) --valid-dir data/${dev_set} --feats-dir dump/${train_set}" \
+        "--valid-feats-dir dump/${dev_set}" ;;
+    easpm_*)
+      echo "--config conf/$1${config_suffix}.yaml --base-model exp/tts_base${tag_suffix}/model.pt" \
+        "--valid-dir data/${dev_set}" ;;
+    *)
+      echo "--config conf/$1${config_suffix}.yaml --base-model exp/tts_base${tag_suffix}/model.pt" \
+        "--easpm $(system_scorer "$1") --feats-dir dump/${train_set}" ;;
+  esac
 }
 
 family_stage4() { gradtts_train_systems 4 train_gradtts base; }
 
 family_stage5() {
+  local scorers
+  scorers=$(variant_scorers)
+  # shellcheck disable=SC2086
+  [ -z "${scorers}" ] || gradtts_train_systems 5 train_easpm ${scorers}
   # shellcheck disable=SC2086
   gradtts_train_systems 5 "train_${method}" ${method_systems}
 }

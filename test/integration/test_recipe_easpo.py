@@ -14,7 +14,7 @@ from local_lib.models.gradtts import load_gradtts
 from local_lib.train.trainer import read_metrics
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(3600)]
-SYSTEMS = ("easpo", "easpo_k2", "easpo_winner")
+SYSTEMS = ("easpo", "easpo_k2", "easpo_winner", "easpo_baseneg")
 # CI's budget cannot score six systems on all 300 test utterances: the test set here is two
 # sentences in every emotion from each speaker (20 utterances), made with utils/subset_data_dir.sh.
 TEST_SET = "test_small"
@@ -69,6 +69,45 @@ def test_base_and_method_models_load_with_the_corpus_names(easpo_recipe):
     for system in SYSTEMS:
         last = read_metrics(recipe_dir / f"exp/tts_{system}/metrics.jsonl")[-1]
         assert {"loss", "score_gap", "ratio_mean", "acc"} <= set(last), system
+        # the stage-5 profile: the step's seconds and their split
+        parts = [last[k] for k in ("time/rollout", "time/score", "time/update")]
+        assert min(parts) >= 0 and sum(parts) <= last["time/step"], system
+        assert "time split of this run's steps: rollout" in (
+            recipe_dir / f"exp/tts_{system}/train.log"
+        ).read_text()
+
+
+def test_the_baseneg_variant_trains_and_reads_its_own_easpm(easpo_recipe):
+    """Stage 5 trains the variant's EASPM from the base first; the variant's EASPO reads it, the
+    other systems read stage 3's."""
+    recipe_dir, _ = easpo_recipe
+    easpm = recipe_dir / "exp/easpm_baseneg"
+    last = read_metrics(easpm / "metrics.jsonl")[-1]
+    assert {"loss_clep", "loss_base", "base_pair_acc"} <= set(last)
+    assert "--base-model exp/tts_base/model.pt" in (easpm / "command.sh").read_text()
+    assert "--easpm exp/easpm_baseneg/model.pt" in (
+        recipe_dir / "exp/tts_easpo_baseneg/command.sh"
+    ).read_text()
+    assert "--easpm exp/easpm/model.pt" in (recipe_dir / "exp/tts_easpo/command.sh").read_text()
+    assert "loss_base" not in (recipe_dir / "exp/easpm/metrics.jsonl").read_text()
+
+
+def test_easpm_agreement_runs_on_the_variant(easpo_recipe):
+    recipe_dir, _ = easpo_recipe
+    out = recipe_dir / "exp/easpm_agreement_baseneg"
+    result = subprocess.run(
+        ["bash", "-c", ". ./path.sh && python -m local_lib.bin.easpm_agreement "
+         "--config conf/easpo_baseneg_debug.yaml --model exp/tts_base/model.pt "
+         "--easpm exp/easpm_baseneg/model.pt --emotion exp/eval_emotion/model.pt "
+         f"--data-dir data/{TEST_SET} --feats-config conf/feats.yaml --num-prompts 2 "
+         f"--vocoder-iters 2 --out-dir {out.relative_to(recipe_dir)}"],
+        cwd=recipe_dir, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    with (out / "agreement.tsv").open() as f:
+        rows = list(csv.DictReader(f, delimiter="\t"))
+    assert len({r["utt"] for r in rows}) == 2
+    assert "| all |" in (out / "agreement.md").read_text()
 
 
 def test_every_system_synthesises_and_is_scored_against_base(easpo_recipe):
@@ -106,6 +145,7 @@ def test_rerun_skips_finished_training_and_synthesis(easpo_recipe):
     result = run_recipe(recipe_dir, *RUN_ARGS, "--stage", "4", "--stop-stage", "6")
     assert result.returncode == 0, result.output
     assert "exp/tts_base/.done is up to date, skipping" in result.output
+    assert "exp/easpm_baseneg/.done is up to date, skipping" in result.output
     for system in SYSTEMS:
         assert f"exp/tts_{system}/.done is up to date, skipping" in result.output
         assert f"exp/tts_{system}/synth/{TEST_SET}/.done is up to date, skipping" in result.output

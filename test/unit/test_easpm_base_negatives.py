@@ -3,6 +3,7 @@ tiny base Grad-TTS end to end."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 
@@ -12,18 +13,23 @@ from test_easpm_training import EMOTIONS, N_MELS, write_fake_corpus
 from test_easpo_loop import TINY_TTS
 
 from local_lib.bin import train_easpm
+from local_lib.config import load_config
 from local_lib.data.text_tokenizer import CharTokenizer
 from local_lib.models.easpm import base_negative_loss, load_easpm
 from local_lib.models.easpm_training import (
-    BasePairs,
     BaseNegatives,
+    BasePairs,
+    EASPMRecipeConfig,
     NoisyBatch,
     easpm_loss,
     join_batches,
     noisy_base_pairs,
 )
 from local_lib.models.gradtts import GradTTS, GradTTSBundle, NoiseSchedule
+from local_lib.rl.easpo_loop import EASPORecipeConfig
 from local_lib.train.trainer import read_metrics
+
+CONF = Path(__file__).resolve().parents[2] / "egs" / "TEMPLATE" / "conf"
 
 
 def test_base_negative_loss_by_hand() -> None:
@@ -102,6 +108,18 @@ def test_base_negatives_config_checks() -> None:
         BaseNegatives(pairs_per_batch=0)
     with pytest.raises(ValueError, match="weight, temperature"):
         BaseNegatives(weight=0.0)
+
+
+@pytest.mark.parametrize("suffix", ["", "_mini", "_debug"])
+def test_baseneg_configs_are_the_paper_ones_plus_base_negatives(suffix: str) -> None:
+    """The variant changes the scorer alone: its EASPM is the paper's config plus the section,
+    its EASPO the main run's settings."""
+    paper = load_config(CONF / f"easpm{suffix}.yaml", EASPMRecipeConfig)
+    variant = load_config(CONF / f"easpm_baseneg{suffix}.yaml", EASPMRecipeConfig)
+    assert paper.base_negatives is None and variant.base_negatives is not None
+    assert dataclasses.replace(variant, base_negatives=None) == paper
+    main = load_config(CONF / f"easpo{suffix}.yaml", EASPORecipeConfig)
+    assert load_config(CONF / f"easpo_baseneg{suffix}.yaml", EASPORecipeConfig) == main
 
 
 CONFIG = (
