@@ -8,7 +8,9 @@
 Rows are the emotions (utt2emo) in which one speaker reads the chosen sentence; columns are the
 systems' log-mel spectrograms, then one panel of F0 contours with a line per system. Without
 --text the first sentence (in utterance order) that the speaker reads in the most emotions is
-taken; the sentence is matched after the evaluators' text normalisation.
+taken; the sentence is matched after the evaluators' text normalisation. A system whose stage 6
+drew several takes of each utterance (``<utt>#k`` in its wav.scp, ``local_lib.eval.samples``)
+is drawn with take 0, the one keyed by the utterance id, so every cell holds one take.
 """
 
 from __future__ import annotations

@@ -79,3 +79,25 @@ def test_a_system_missing_an_utterance_is_named(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"system base: 0011_000011 \(Sad\) missing"):
         contours.main(["--data-dir", str(data), "--system", f"base={partial}",
                        "--out", str(tmp_path / "x.png")])  # fmt: skip
+
+
+def test_a_system_with_several_takes_is_drawn_with_take_0(tmp_path: Path, monkeypatch) -> None:
+    """Stage 6's ``--num-samples 3`` wav.scp: <utt>, <utt>#1, <utt>#2; only <utt> is read (the
+    other takes point at files that do not exist, so reading one would fail)."""
+    data = write_data(tmp_path)
+    wavs = dict(line.split() for line in (data / "wav.scp").open())
+    takes = tmp_path / "takes.scp"
+    takes.write_text("".join(
+        f"{utt} {wav}\n{utt}#1 /missing/1.wav\n{utt}#2 /missing/2.wav\n"
+        for utt, wav in sorted(wavs.items())
+    ))  # fmt: skip
+    read: list[str] = []
+    load = contours.load_audio
+    monkeypatch.setattr(
+        contours, "load_audio", lambda path, sr: read.append(path) or load(path, sr)
+    )
+    out = tmp_path / "takes.png"
+    contours.main(["--data-dir", str(data), "--system", f"base={takes}", "--out", str(out)])
+    # the chosen sentence's three emotions (Happy, Neutral, Sad rows), take 0 of each
+    assert read == [wavs["0011_000021"], wavs["0011_000001"], wavs["0011_000011"]]
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
