@@ -15,7 +15,8 @@
 #        -> exp/tts_<system><tag>/synth/<set>/, exp/tokenizer_resynth/<set>/
 #   7  scoring: tokenizer resynthesis paired with natural, each method system paired with base;
 #      the TTS systems again with the reward ASR (-> exp/tts_<system><tag>/synth/<set>/reward_asr/)
-#   8  report -> exp/report<tag>/REPORT.md, and exp/report_reward_asr<tag>/REPORT.md (the reward
+#   8  report -> exp/report<tag>/REPORT.md (with the emotion-contour figure of natural, base and
+#      the method when the set has utt2emo), and exp/report_reward_asr<tag>/REPORT.md (the reward
 #      ASR's view)
 family_stages="2 4 5 6 7 8"
 
@@ -213,7 +214,7 @@ family_stage7() {
 }
 
 family_stage8() {
-  local dset sys opts report reward_report figure scps
+  local dset sys opts report reward_report figure scps figures contoured
   local curves=() curve_opts=() keys metrics
   for sys in ${method_systems}; do
     metrics="exp/tts_${sys}${tag_suffix}/metrics.jsonl"
@@ -230,10 +231,18 @@ family_stage8() {
       opts=(--metric-set seedtts --system)
       [ ! -f "data/${dset}/utt2target_wav" ] || opts+=("ground_truth=exp/ground_truth/${dset}")
     fi
-    for sys in $(tts_systems); do opts+=("${sys}=exp/tts_${sys}${tag_suffix}/synth/${dset}"); done
+    # the contour figure shows base and the method only: a column per variant would leave each
+    # too narrow to read once the recipe README shrinks the figure
+    contoured=()
+    for sys in $(tts_systems); do
+      opts+=("${sys}=exp/tts_${sys}${tag_suffix}/synth/${dset}")
+      [[ " base ${method} " != *" ${sys} "* ]] || contoured+=("${sys}")
+    done
+    figures=()
+    emotion_contours "${dset}" "${report}" "${contoured[@]}"
     ${train_cmd} "${report}/log/report.log" python -m local_lib.bin.report --out-dir "${report}" \
       --title "${method}${tag:+ (${tag})}: ${dset}" "${opts[@]}" "${curve_opts[@]}" --baseline base \
-      --scatter wer --seed "${seed}"
+      --scatter wer --seed "${seed}" ${figures[@]:+--figure "${figures[@]}"}
     log "stage 8: ${report}/REPORT.md"
     [ -n "${reward_models}" ] && [ "${method_reward_asr_view}" = true ] || continue
     reward_report=$(report_dir report_reward_asr "${dset}")

@@ -169,15 +169,13 @@ family_stage8() {
   for dset in ${test_sets}; do gradtts_report "${dset}"; done
 }
 
-# gradtts_report SET: the emotion contour plot and the report of test set SET.
+# gradtts_report SET: the emotion contour plot (emotion_contours in tts_rl.sh) and the report of
+# test set SET.
 gradtts_report() {
   local system dset=$1 systems=() curves=() metrics=() pairs=() figures=() keys
   local report base="exp/tts_base${tag_suffix}/synth/$1"
   report=$(report_dir report "${dset}")
-  local contours="${report}/emotion_contours_${dset}.png"
-  local natural_opt=()
   if [[ " ${natural_sets} " == *" ${dset} "* ]]; then
-    natural_opt=(--system "natural=data/${dset}/wav.scp")
     systems+=("natural=exp/natural/${dset}" "resynth=exp/resynth/${dset}")
   fi
   systems+=("base=${base}")
@@ -188,16 +186,12 @@ gradtts_report() {
     [ "${system}" = "${method}" ] || pairs+=("${system}:${method}")
   done
   keys=$(logged_curve_keys "${metrics[@]}")
-  ${train_cmd} "${report}/log/plot_emotion_contours.log" python -m local_lib.bin.plot_emotion_contours \
-    --data-dir "data/${dset}" --feats-config "${feats_config}" "${natural_opt[@]}" \
-    --system "base=${base}/wav.scp" \
-    --system "${method}=exp/tts_${method}${tag_suffix}/synth/${dset}/wav.scp" --out "${contours}"
-  figures=("${contours}")
+  emotion_contours "${dset}" "${report}" base "${method}"
   [ ! -f exp/easpm/preference_accuracy_vs_t.png ] || figures+=(exp/easpm/preference_accuracy_vs_t.png)
   ${train_cmd} "${report}/log/report.log" python -m local_lib.bin.report --out-dir "${report}" \
     --title "${method} on ${dset}: Grad-TTS base vs ${method_systems}" \
     --system "${systems[@]}" --baseline base ${pairs[@]:+--pair "${pairs[@]}"} \
     --curves "${curves[@]}" ${keys:+--curve-keys "${keys}"} --scatter emo_sim emo_correct f0_rmse_hz \
-    --figure "${figures[@]}"
+    ${figures[@]:+--figure "${figures[@]}"}
   log "stage 8: ${report}/REPORT.md"
 }

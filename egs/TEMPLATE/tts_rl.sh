@@ -416,6 +416,24 @@ report_dir() {
   if [ "$2" = "${sets[0]}" ]; then echo "exp/$1${tag_suffix}"; else echo "exp/$1${tag_suffix}_$2"; fi
 }
 
+# emotion_contours SET REPORT_DIR SYSTEM...: when SET has emotion labels (data/SET/utt2emo),
+# stage 8's figure of one sentence read in each emotion (local_lib.bin.plot_emotion_contours):
+# the natural audio when SET has it, then each SYSTEM's exp/tts_<system><tag>/synth/SET/wav.scp
+# (take 0 of each utterance when stage 6 drew several), drawn into
+# REPORT_DIR/emotion_contours_SET.png and appended to the caller's array figures. Nothing
+# otherwise.
+emotion_contours() {
+  local dset=$1 report=$2 sys opts=()
+  shift 2
+  [ -f "data/${dset}/utt2emo" ] || return 0
+  local png="${report}/emotion_contours_${dset}.png"
+  [[ " ${natural_sets} " != *" ${dset} "* ]] || opts+=(--system "natural=data/${dset}/wav.scp")
+  for sys in "$@"; do opts+=(--system "${sys}=exp/tts_${sys}${tag_suffix}/synth/${dset}/wav.scp"); done
+  ${train_cmd} "${report}/log/plot_emotion_contours.log" python -m local_lib.bin.plot_emotion_contours \
+    --data-dir "data/${dset}" --feats-config "${feats_config}" "${opts[@]}" --out "${png}"
+  figures+=("${png}")
+}
+
 wait_stage3 ${evaluators}
 if run_stage 7; then
   log "stage 7: scoring with the evaluators (${evaluators})"

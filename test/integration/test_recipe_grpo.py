@@ -118,6 +118,9 @@ def test_stage_8_reports_every_system(recipe):
         assert name in report, name
     assert (recipe_dir / "exp/report/curves.png").is_file()
     assert (recipe_dir / "exp/report/scatter_wer.png").is_file()
+    # LibriTTS has no emotion labels: no emotion-contour figure, no "Other figures"
+    assert not list((recipe_dir / "exp/report").rglob("emotion_contours*"))
+    assert "## Other figures" not in report
     reward_report = (recipe_dir / "exp/report_reward_asr/REPORT.md").read_text()
     assert "scored by the reward ASR" in reward_report and "grpo" in reward_report
 

@@ -4,7 +4,7 @@ Stage 3 trains the reward codec on the speech tokens of stage 2 (beside the eval
 an emotion-controlled base, stage 5 HPRO and its two variants (summed, sentence) from it, and
 stages 6-8 synthesise, score and report a 20-utterance test subset with every system. The tests
 check what stages 3-5 left behind (the schedule each system ran, from its metrics), the scores
-and the report, and that a re-run skips finished work.
+and the report with its emotion-contour figure, and that a re-run skips finished work.
 """
 
 from __future__ import annotations
@@ -106,6 +106,17 @@ def test_every_system_is_synthesised_scored_and_reported(recipe):
     report = (recipe_dir / "exp/report/REPORT.md").read_text()
     assert all(sys in report for sys in SYSTEMS)
     assert not (recipe_dir / "exp/report_reward_asr").exists()
+
+
+def test_report_has_the_emotion_contour_figure_of_natural_base_and_hpro(recipe):
+    recipe_dir, _ = recipe
+    report_dir = recipe_dir / "exp/report"
+    name = f"emotion_contours_{TEST_SET}.png"
+    assert (report_dir / "figures" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert f"](figures/{name})" in (report_dir / "REPORT.md").read_text()
+    command = (report_dir / "log/plot_emotion_contours.log").read_text().splitlines()[0]
+    systems = [arg.split("=")[0] for arg in command.split("--system ")[1:]]
+    assert systems == ["natural", "base", "hpro"]
 
 
 def test_rerun_skips_finished_work(recipe):
