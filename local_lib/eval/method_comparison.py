@@ -25,10 +25,16 @@ from local_lib.eval.report import (
 )
 from local_lib.eval.report_inputs import load_systems
 from local_lib.eval.report_plots import _save, plt
-from local_lib.eval.score_table import CORPUS_METRICS, compare, summarise
+from local_lib.eval.score_table import CORPUS_METRICS, Metric, compare, summarise
 from local_lib.train.trainer import METRICS_FILE, read_metrics
 
-WER, CER, SIM = CORPUS_METRICS[0], CORPUS_METRICS[1], CORPUS_METRICS[3]
+
+def corpus_metric(column: str) -> Metric:
+    """The corpus metric read from scores column ``column`` (by name: the list's order moves)."""
+    return next(m for m in CORPUS_METRICS if m.num == column)
+
+
+WER, CER, SIM = (corpus_metric(c) for c in ("word_errors", "char_errors", "spk_sim"))
 REWARD_VIEW = "reward_asr"  # the sub-dir of a synth dir holding the reward model's scores
 PLOT_FILE = "wer_vs_cpu.png"
 
@@ -47,11 +53,13 @@ class MethodRun:
 @dataclass(frozen=True)
 class Cost:
     """What stage 5 spent: steps, CPU seconds (``cpu_s`` of the budget; None when the run had
-    no budget) and the mean rollout throughput where the method logs one."""
+    no budget) and the mean rollout throughput where the method logs one: tokens/s, and
+    samples/s as each step's tokens/s over its mean completion length (``completion_len``)."""
 
     steps: int
     cpu_s: float | None
     tokens_per_s: float | None
+    samples_per_s: float | None = None
 
 
 def parse_method(spec: str) -> MethodRun:
@@ -104,11 +112,21 @@ def cpu_s_at(run_dir: Path, step: int) -> float:
 def stage5_cost(run_dir: Path) -> Cost:
     records = _records(run_dir)
     rates = [r["rollout_tokens_per_s"] for r in records if "rollout_tokens_per_s" in r]
+    samples = [
+        r["rollout_tokens_per_s"] / r["completion_len"]
+        for r in records
+        if "rollout_tokens_per_s" in r and r.get("completion_len", 0) > 0
+    ]
     return Cost(
         steps=int(records[-1]["step"]),
         cpu_s=records[-1].get("cpu_s"),
-        tokens_per_s=sum(rates) / len(rates) if rates else None,
+        tokens_per_s=_mean(rates),
+        samples_per_s=_mean(samples),
     )
+
+
+def _mean(values: list[float]) -> float | None:
+    return sum(values) / len(values) if values else None
 
 
 def best_others(wer: dict[str, float]) -> dict[str, str]:
@@ -172,23 +190,27 @@ def comparison_sections(
         "bootstrap interval]. Reward-model WER: each method's own reward ASR on its audio (— "
         "for a reward that reads no audio). Stage-5 CPU s: what the run spent when it stopped "
         "(the budget, `train.budget_cpu_s`); rollout tokens/s: its mean logged rollout "
-        "throughput (— where the method logs none). Best rival: the other method with the "
-        f"lowest evaluator {WER.name}; the paired sections below compare against it.",
+        "throughput (— where the method logs none); rollout samples/s: the same over the mean "
+        "completion length, completions drawn per second of rollout. Best rival: the other "
+        f"method with the lowest evaluator {WER.name}; the paired sections below compare "
+        "against it.",
         "",
         _row(["system", WER.name, CER.name, SIM.name, "reward-model WER (%)", "stage-5 steps",
-              "stage-5 CPU s", "rollout tokens/s", "best rival"]),  # fmt: skip
-        _row(["---"] * 9),
+              "stage-5 CPU s", "rollout tokens/s", "rollout samples/s",
+              "best rival"]),  # fmt: skip
+        _row(["---"] * 10),
     ]
     cells = table["base"]
-    lines.append(_row(["base", *(_interval_cell(cells.get(m.name), _decimals(m))
-                                 for m in (WER, CER, SIM)), "—", "0", "0", "—", "—"]))  # fmt: skip
+    base_cells = (_interval_cell(cells.get(m.name), _decimals(m)) for m in (WER, CER, SIM))
+    lines.append(_row(["base", *base_cells, "—", "0", "0", "—", "—", "—"]))
     for m in methods:
         cost, cells = costs[m.name], table[m.name]
         view = views.get(m.name)
         lines.append(_row([
             m.name, *(_interval_cell(cells.get(k.name), _decimals(k)) for k in (WER, CER, SIM)),
             _interval_cell(view[0], 2) if view else "—", str(cost.steps),
-            _cell(cost.cpu_s, ".1f"), _cell(cost.tokens_per_s, ".1f"), rival.get(m.name, "—"),
+            _cell(cost.cpu_s, ".1f"), _cell(cost.tokens_per_s, ".1f"),
+            _cell(cost.samples_per_s, ".2f"), rival.get(m.name, "—"),
         ]))  # fmt: skip
     if views:
         lines += [

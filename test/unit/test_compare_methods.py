@@ -9,7 +9,12 @@ from pathlib import Path
 import pytest
 
 from local_lib.bin.compare_methods import main
-from local_lib.eval.method_comparison import best_others, parse_method, stage5_cost
+from local_lib.eval.method_comparison import (
+    best_others,
+    corpus_metric,
+    parse_method,
+    stage5_cost,
+)
 from local_lib.eval.score_table import write_scores
 
 # Four utterances of ten words: WER = errors / 40.
@@ -39,8 +44,10 @@ def exp(tmp_path: Path) -> Path:
     # a's reward ASR reads its audio at 10 %, the base's at 20 %: -1 word on every utterance
     _scores(tmp_path / "tts_a/synth/test/reward_asr", [1, 1, 1, 1])
     _scores(tmp_path / "tts_base_a/synth/test/reward_asr", [2, 2, 2, 2])
-    _metrics(tmp_path / "tts_a", [{"step": 1, "cpu_s": 5.0, "rollout_tokens_per_s": 100.0},
-                                  {"step": 2, "cpu_s": 12.0, "rollout_tokens_per_s": 200.0}])
+    _metrics(tmp_path / "tts_a", [
+        {"step": 1, "cpu_s": 5.0, "rollout_tokens_per_s": 100.0, "completion_len": 50.0},
+        {"step": 2, "cpu_s": 12.0, "rollout_tokens_per_s": 200.0, "completion_len": 25.0},
+    ])
     _scores(tmp_path / "tts_base_a_at1/synth/test", [1, 0, 1, 0])  # a's checkpoint 1: 5 %
     _metrics(tmp_path / "tts_b", [{"step": 3, "cpu_s": 11.0}])
     _metrics(tmp_path / "tts_c", [{"step": 4, "cpu_s": 9.5}])
@@ -68,8 +75,10 @@ def test_the_table_the_rivals_the_view_and_the_plot(exp: Path) -> None:
     text = (exp / "report/REPORT.md").read_text()
     a = _row(text, "a", "One table")
     assert a[1].startswith("2.50 [") and a[4] == "10.00 [10.00, 10.00]"
-    assert a[5:] == ["2", "12.0", "150.0", "b"]  # steps, CPU s, mean tokens/s, best rival
-    assert _row(text, "b", "One table")[4:] == ["—", "3", "11.0", "—", "a"]
+    assert a[3] == "0.500 [0.500, 0.500]"  # speaker SIM, not the bad-case rate (0)
+    # steps, CPU s, mean tokens/s, mean samples/s ((100 / 50 + 200 / 25) / 2), best rival
+    assert a[5:] == ["2", "12.0", "150.0", "5.00", "b"]
+    assert _row(text, "b", "One table")[4:] == ["—", "3", "11.0", "—", "—", "a"]
     assert _row(text, "c", "One table")[-1] == "a"
     assert _row(text, "base", "One table")[1].startswith("17.50 [")
     assert _row(text, "a", "The reward model") == ["a", "-10.00 [-10.00, -10.00]"]
@@ -93,6 +102,8 @@ def test_helpers_by_hand(exp: Path) -> None:
     assert best_others({"a": 2.5, "b": 10.0, "c": 2.5}) == {"a": "c", "b": "a", "c": "a"}
     assert best_others({"a": 1.0}) == {}
     assert stage5_cost(exp / "tts_a").tokens_per_s == 150.0
+    assert stage5_cost(exp / "tts_a").samples_per_s == 5.0
+    assert corpus_metric("spk_sim").name == "speaker SIM"
     run = parse_method("g=exp/x,exp/y")
     assert (run.name, str(run.directory), str(run.base_directory)) == ("g", "exp/x", "exp/y")
 
