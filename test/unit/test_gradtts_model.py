@@ -16,7 +16,7 @@ from local_lib.models.gradtts.alignment import (
     path_from_durations,
 )
 from local_lib.config import ConfigError, load_config
-from local_lib.models.gradtts.recipe_config import GradTTSRecipeConfig
+from local_lib.models.gradtts.recipe_config import GradTTSRecipeConfig, GradTTSSynthConfig
 from tiny_gradtts import TINY_GRADTTS as TINY
 
 CONF = Path(__file__).resolve().parents[2] / "egs" / "esd" / "easpo" / "conf"
@@ -126,6 +126,25 @@ def test_synthesis_shapes(ode: bool) -> None:
     # the same seed gives the same SDE sample; the ODE is deterministic given the prior draw
     again, _ = synthesise()
     assert torch.equal(mel, again)
+
+
+def test_zero_steps_give_the_prior_mean_alone() -> None:
+    torch.manual_seed(0)
+    model = GradTTS(TINY, vocab_size=12, n_speakers=2, n_emotions=3).eval()
+    b = toy_batch()
+    args = (b["text"], b["text_lengths"], b["speaker"], b["emotion"])
+    mel, lengths = model.synthesise(*args, n_steps=0, temperature=0.7)
+    with torch.no_grad():
+        mu, mask, mu_lengths = model.expand_prior(model.encode(*args), 1.0)
+    assert torch.equal(lengths, mu_lengths)
+    torch.testing.assert_close(mel, mu * mask.to(mu.dtype).unsqueeze(-1), rtol=0, atol=1e-6)
+    assert not torch.equal(mel, model.synthesise(*args, n_steps=1, ode=True)[0])
+
+
+def test_synth_config_takes_zero_steps_and_rejects_negative() -> None:
+    assert GradTTSSynthConfig(n_steps=0).n_steps == 0
+    with pytest.raises(ValueError, match="n_steps must be >= 0"):
+        GradTTSSynthConfig(n_steps=-1)
 
 
 def test_bad_inputs_raise() -> None:

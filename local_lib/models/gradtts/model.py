@@ -235,9 +235,14 @@ class GradTTS(nn.Module):
         length_scale: float = 1.0,
         generator: torch.Generator | None = None,
     ) -> tuple[Tensor, Tensor]:
-        """Log-mel ``[B, frames, n_mels]`` (zero past each length) and the frame counts."""
+        """Log-mel ``[B, frames, n_mels]`` (zero past each length) and the frame counts.
+
+        ``n_steps=0`` returns the prior mean μ itself, no noise and no decoder: the reference
+        point that says what the decoder adds."""
         enc = self.encode(text, text_lengths, speaker, emotion)
         mu_y, mel_mask, mel_lengths = self.expand_prior(enc, length_scale)
+        if n_steps == 0:
+            return mu_y * mel_mask.to(mu_y.dtype).unsqueeze(-1), mel_lengths
         x = prior_sample(mu_y, mel_mask, temperature, generator)
 
         def score_fn(x_t: Tensor, t: Tensor) -> Tensor:

@@ -48,7 +48,8 @@ class GradTTSTrainSection(TrainSection):
 
 @dataclass(frozen=True)
 class GradTTSSynthConfig:
-    """Stage-6 reverse diffusion (Grad-TTS's temperature: prior noise divided by it) and vocoder."""
+    """Stage-6 reverse diffusion (Grad-TTS's temperature: prior noise divided by it) and vocoder;
+    ``n_steps: 0`` vocodes the prior mean μ alone (what the decoder adds, measured on dev)."""
 
     n_steps: int = 10
     temperature: float = 1.5
@@ -57,9 +58,10 @@ class GradTTSSynthConfig:
     vocoder_iters: int = 32
 
     def __post_init__(self) -> None:
-        if self.n_steps < 1 or self.vocoder_iters < 1:
+        if self.n_steps < 0 or self.vocoder_iters < 1:
             raise ValueError(
-                f"n_steps and vocoder_iters must be >= 1, got {self.n_steps}, {self.vocoder_iters}"
+                f"n_steps must be >= 0 and vocoder_iters >= 1, got {self.n_steps}, "
+                f"{self.vocoder_iters}"
             )
         if self.temperature <= 0 or self.length_scale <= 0:
             raise ValueError(
