@@ -19,12 +19,11 @@ class FakeClock:
 
 def test_sections_sum_per_step_and_over_the_run() -> None:
     timer = StepTimer(FakeClock(0.0, 1.5, 2.0, 2.25, 3.0, 3.5, 10.0, 14.0))
-    with timer("time/rollout"):  # 1.5 s
-        pass
-    with timer("time/score"):  # 0.25 s
-        pass
-    with timer("time/rollout"):  # 0.5 s more
-        pass
+    ran = []
+    for name in ("time/rollout", "time/score", "time/rollout"):  # 1.5 s, 0.25 s, 0.5 s more
+        with timer(name):
+            ran.append(name)
+    assert ran == ["time/rollout", "time/score", "time/rollout"]
     assert timer.take() == {"time/rollout": 2.0, "time/score": 0.25}
     with pytest.raises(RuntimeError), timer("time/update"):  # 4 s, counted though it raised
         raise RuntimeError("a failing part still spent its time")
