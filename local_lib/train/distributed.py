@@ -80,6 +80,10 @@ def init_distributed(backend: str | None = None, timeout_s: float = 1800.0) -> D
 
 
 def cleanup() -> None:
-    """Leave the process group (a no-op for a single process)."""
+    """Leave the process group once every rank has arrived (a no-op for a single process).
+
+    The barrier matters: a gloo rank that tears its group down while a peer is still working
+    (rank 0 writing the last checkpoint, say) can abort at exit with SIGABRT."""
     if dist.is_available() and dist.is_initialized():
+        dist.barrier()
         dist.destroy_process_group()

@@ -23,6 +23,7 @@ from local_lib.rl.dpo_loop import DPOLoop, DPOLoopConfig
 from local_lib.rl.rollout import RolloutConfig, SpeechRenderer, mean_over_ranks
 from local_lib.train.config import TrainSection
 from local_lib.train.trainer import Trainer, TrainerConfig, read_metrics
+from local_lib.train.distributed import cleanup
 
 tokenizer = test_grpo_loop.tokenizer  # its module-scoped fixture: a tiny trained tokenizer
 TEMPLATE = Path(__file__).resolve().parents[2] / "egs" / "TEMPLATE" / "conf"
@@ -241,7 +242,7 @@ def _mean_over_two_ranks(rank: int, root: Path) -> None:
     dist.init_process_group("gloo", init_method=f"file://{root / 'init'}", rank=rank, world_size=2)
     stats = {"dpo/pairs": 2.0 + rank, "loss": 1.0 + 2 * rank}
     (root / f"rank{rank}.json").write_text(json.dumps(mean_over_ranks(stats, 2, ("dpo/pairs",))))
-    dist.destroy_process_group()
+    cleanup()
 
 
 def test_mean_over_ranks_sums_the_named_counts(tmp_path) -> None:

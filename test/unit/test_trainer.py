@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from local_lib.train.distributed import DistInfo
+from local_lib.train.distributed import DistInfo, cleanup
 from local_lib.train.trainer import (
     METRICS_FILE,
     Trainer,
@@ -138,7 +138,7 @@ def _ddp_worker(rank: int, init_file: str, out_dir: str, result_file: str) -> No
     half = slice(rank * 8, rank * 8 + 8)  # each rank sees different data
     trainer.fit(lambda m, b: ((m(b[0]) - b[1]) ** 2).mean(), lambda i: (DATA_X[half], DATA_Y[half]))
     torch.save(model.state_dict(), f"{result_file}.{rank}")
-    torch.distributed.destroy_process_group()
+    cleanup()
 
 
 @pytest.mark.slow  # two spawned processes each import torch: tens of seconds on 2 cores

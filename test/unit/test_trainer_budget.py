@@ -11,7 +11,7 @@ from torch import nn
 
 from local_lib.train.checkpoint import latest_checkpoint, load_checkpoint
 from local_lib.train.config import TrainSection
-from local_lib.train.distributed import DistInfo
+from local_lib.train.distributed import DistInfo, cleanup
 from local_lib.train.trainer import METRICS_FILE, Trainer, TrainerConfig, read_metrics
 
 SINGLE = DistInfo(rank=0, world_size=1, local_rank=0, device=torch.device("cpu"))
@@ -128,7 +128,7 @@ def _ddp_worker(rank: int, init_file: str, out_dir: str, result_file: str) -> No
     trainer = Trainer(model, torch.optim.SGD(model.parameters(), lr=0.01), cfg, dist_info=info,
                       cpu_clock=clock)  # fmt: skip
     Path(f"{result_file}.{rank}").write_text(str(trainer.fit(clock.loss, _batch)))
-    torch.distributed.destroy_process_group()
+    cleanup()
 
 
 @pytest.mark.slow  # two spawned processes each import torch
