@@ -5,7 +5,8 @@ has a table of every metric present (value [95 % bootstrap interval]); the paire
 of each system against --baseline, and of any --pair SYSTEM:OTHER (an ablation against its
 full method), marked better / worse when its interval excludes zero; a bar chart of the
 metrics with interval whiskers; and optionally training curves from metrics.jsonl files,
-per-utterance scatter plots and extra figures.
+per-utterance scatter plots and extra figures. --seed-mean adds the mean over one method's
+training seeds as one more system.
 
 GRPO against its base model::
 
@@ -36,7 +37,7 @@ import sys
 from pathlib import Path
 
 from local_lib.eval.report import METRIC_SETS, ReportRequest, build_report
-from local_lib.eval.report_inputs import parse_named_path, parse_pair
+from local_lib.eval.report_inputs import parse_named_path, parse_pair, parse_seed_mean
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -64,6 +65,15 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SYSTEM:OTHER",
         help="also report the paired difference SYSTEM − OTHER (e.g. an ablation against the "
         "full method: easpo_k2:easpo)",
+    )
+    p.add_argument(
+        "--seed-mean",
+        nargs="+",
+        action="extend",
+        default=[],
+        metavar="NAME=A,B,...",
+        help="one more system NAME: the per-utterance mean of systems A, B, ... (one method "
+        "trained with several seeds); paired with the baseline like the others",
     )
     p.add_argument(
         "--curves",
@@ -143,6 +153,7 @@ def main(argv: list[str] | None = None) -> None:
             curve_smooth=args.curve_smooth,
             scatter=args.scatter,
             pairs=[parse_pair(spec) for spec in args.pair],
+            seed_means=[parse_seed_mean(spec) for spec in args.seed_mean],
             figures=args.figure,
             metric_set=args.metric_set,
             common_utterances=args.common_utterances,

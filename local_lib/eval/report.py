@@ -26,6 +26,7 @@ from local_lib.eval.report_inputs import (
     load_systems,
     numeric_column,
     restrict_to_common,
+    seed_mean_system,
 )
 from local_lib.eval.report_plots import plot_bars, plot_curves, plot_scatter
 from local_lib.eval.score_table import CORPUS_METRICS, SEEDTTS_METRICS, Metric, compare, summarise
@@ -65,6 +66,7 @@ class ReportRequest:
     curve_smooth: int = 1
     scatter: list[str] = field(default_factory=list)
     pairs: list[tuple[str, str]] = field(default_factory=list)
+    seed_means: list[tuple[str, list[str]]] = field(default_factory=list)  # NAME, its members
     figures: list[Path] = field(default_factory=list)
     metric_set: str = "corpus"
     common_utterances: bool = False
@@ -175,11 +177,12 @@ def _systems_section(
     ]
     for system in systems:
         results = system.directory / RESULTS_FILE
-        details = (
-            f"[{RESULTS_FILE}]({_link(results, out_dir)})"
-            if results.is_file()
-            else f"[{SCORES_FILE}]({_link(system.directory / SCORES_FILE, out_dir)})"
-        )
+        if system.members:
+            details = "mean of " + ", ".join(system.members)
+        elif results.is_file():
+            details = f"[{RESULTS_FILE}]({_link(results, out_dir)})"
+        else:
+            details = f"[{SCORES_FILE}]({_link(system.directory / SCORES_FILE, out_dir)})"
         cells = [
             _interval_cell(table[system.name].get(m.name), _decimals(m)) for m in metrics
         ]
@@ -317,6 +320,12 @@ def _checked_inputs(req: ReportRequest) -> _Inputs:
     if req.metric_set not in METRIC_SETS:
         raise ValueError(f"unknown metric set {req.metric_set!r}; known: {sorted(METRIC_SETS)}")
     systems = load_systems(req.systems)
+    for name, member_names in req.seed_means:
+        if any(s.name == name for s in systems):
+            raise ValueError(f"--seed-mean {name}: the name is also given to a --system")
+        members = [find_system(systems, m, "--seed-mean") for m in member_names]
+        # the mean stands right after its last member
+        systems.insert(max(systems.index(m) for m in members) + 1, seed_mean_system(name, members))
     baseline = find_system(systems, req.baseline, "--baseline")
     for first, second in req.pairs:
         find_system(systems, first, "--pair")
@@ -344,6 +353,17 @@ def _takes_note(systems: list[System]) -> str:
     )
 
 
+def _seeds_note(systems: list[System]) -> str:
+    means = [s.name for s in systems if s.members]
+    if not means:
+        return ""
+    return (
+        f" {', '.join(means)}: each utterance's numbers averaged over the same method trained "
+        "with different seeds (the systems in its details cell); its interval is over "
+        "utterances, so training noise shows in how far apart its members' rows are."
+    )
+
+
 def _method_note(metrics: list[Metric], seed: int, systems: list[System]) -> list[str]:
     corpus = [m.name for m in metrics if m.den is not None]
     level = (
@@ -357,7 +377,7 @@ def _method_note(metrics: list[Metric], seed: int, systems: list[System]) -> lis
         f"Percentile bootstrap over utterances, 1000 resamples, seed {seed} (the same "
         f"functions as each system's RESULTS.md). {level}means over the utterances where the "
         "metric is defined. Set-level numbers such as speaker-verification EER are in each "
-        "system's RESULTS.md." + _takes_note(systems),
+        "system's RESULTS.md." + _takes_note(systems) + _seeds_note(systems),
     ]
 
 

@@ -25,6 +25,7 @@ class System:
     directory: Path
     rows: dict[str, dict[str, str]]
     takes: int = 1  # takes per utterance behind each row (stage 6 --synth_samples)
+    members: tuple[str, ...] = ()  # the systems averaged into this one (--seed-mean)
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,50 @@ def load_systems(specs: list[tuple[str, Path]]) -> list[System]:
     return systems
 
 
+def parse_seed_mean(spec: str) -> tuple[str, list[str]]:
+    """Split ``--seed-mean NAME=A,B,...`` into the new system's name and its members."""
+    name, sep, members = spec.partition("=")
+    names = [m.strip() for m in members.split(",") if m.strip()]
+    if not sep or not name.strip() or len(names) < 2:
+        raise ValueError(
+            f"--seed-mean {spec!r}: expected NAME=SYSTEM,SYSTEM[,...] (two or more systems)"
+        )
+    if len(set(names)) != len(names):
+        raise ValueError(f"--seed-mean {spec!r}: a system is named twice")
+    return name.strip(), names
+
+
+def _mean_cell(values: list[str]) -> str:
+    """The mean when every value is a finite number, else empty (text, or a member lacks it)."""
+    try:
+        numbers = [float(v) for v in values]
+    except ValueError:
+        return ""
+    if not all(math.isfinite(x) for x in numbers):
+        return ""
+    return repr(sum(numbers) / len(numbers))
+
+
+def seed_mean_system(name: str, members: list[System]) -> System:
+    """The members (one method trained with several seeds) as one system whose every number is
+    the per-utterance mean over them: its paired interval against a baseline is then over the
+    utterances of the seed-averaged method, and a corpus-level rate is the mean of the members'
+    rates (their reference counts are equal)."""
+    first = members[0]
+    for other in members[1:]:
+        odd = sorted(set(first.rows) ^ set(other.rows))
+        if odd:
+            raise ValueError(
+                f"--seed-mean {name}: {first.name} and {other.name} are not scored on the same "
+                f"utterances ({len(odd)} differ, e.g. {odd[0]})"
+            )
+    rows = {
+        utt: {col: _mean_cell([m.rows[utt].get(col, "") for m in members]) for col in row}
+        for utt, row in first.rows.items()
+    }
+    return System(name, first.directory, rows, first.takes, tuple(m.name for m in members))
+
+
 def find_system(systems: list[System], name: str, option: str) -> System:
     """The system called ``name``; ``option`` is the command-line option that named it."""
     for system in systems:
@@ -114,7 +159,8 @@ def restrict_to_common(systems: list[System]) -> tuple[list[System], dict[str, i
     if not common:
         raise ValueError("--common-utterances: the systems share no utterance")
     kept = [
-        System(s.name, s.directory, {u: r for u, r in s.rows.items() if u in common})
+        System(s.name, s.directory, {u: r for u, r in s.rows.items() if u in common}, s.takes,
+               s.members)  # fmt: skip
         for s in systems
     ]
     dropped = {s.name: len(s.rows) - len(common) for s in systems}

@@ -324,3 +324,36 @@ def test_systems_with_several_takes_are_named_in_the_method_note(systems, tmp_pa
     note = "is the mean of its takes (how many in brackets; stage 6 `--synth_samples`): good (3)."
     assert note in text
     assert [s.takes for s in load_systems(list(systems.items()))] == [1, 3, 1]
+
+
+def test_seed_mean_averages_each_utterance_over_its_members_by_hand(systems, tmp_path):
+    # good and mixed as two seeds of one method: errors (0+3)/2, (0+0)/2, (1+4)/2, (0+0)/2 =
+    # 1.5, 0, 2.5, 0 -> 4 of 40 words, 10 % WER (the mean of 2.5 % and 17.5 %), 3 fewer errors
+    # than base's 7 (-7.5 points); SIM (0.7+0.4)/2 ... -> 0.55, 0.6, 0.75, 0.8, mean 0.675.
+    req = _request(systems, seed_means=[("method_mean", ["good", "mixed"])])
+    text = build_report(req, tmp_path / "r")
+    row = _table_row(text, "Systems", "method_mean")
+    assert row[2].startswith("10.00 [") and row[-1] == "mean of good, mixed"
+    systems_rows = text.split("## Systems", 1)[1].split("\n## ", 1)[0]
+    assert systems_rows.index("| mixed |") < systems_rows.index("| method_mean |")
+    diff = _table_row(text, "Paired differences against base", "method_mean − base")
+    assert diff[1].startswith("-7.50 [")
+    assert len([c for c in diff if c.startswith("+0.025 [")]) == 1  # speaker SIM
+    assert "method_mean: each utterance's numbers averaged over the same method" in text
+
+
+def test_seed_mean_errors_name_what_is_wrong(systems, tmp_path):
+    out = ["--out-dir", str(tmp_path / "r"), "--title", "t", "--baseline", "base"]
+    three = ["--system", *(f"{k}={v}" for k, v in systems.items())]
+    msg = _cli_error(out + three + ["--seed-mean", "m=good"])
+    assert "--seed-mean 'm=good': expected NAME=SYSTEM,SYSTEM[,...]" in msg
+    assert "named twice" in _cli_error(out + three + ["--seed-mean", "m=good,good"])
+    msg = _cli_error(out + three + ["--seed-mean", "m=good,grpo"])
+    assert "--seed-mean 'grpo' is not one of the --system names" in msg
+    msg = _cli_error(out + three + ["--seed-mean", "good=base,mixed"])
+    assert "--seed-mean good: the name is also given to a --system" in msg
+    _write_system(tmp_path / "short", [0, 0, 0], [0.5] * 3, utts=UTTS[:3])
+    short = [f"short={tmp_path / 'short'}", "--common-utterances", "--seed-mean", "m=good,short"]
+    msg = _cli_error(out + three + short)
+    assert "--seed-mean m: good and short are not scored on the same utterances" in msg
+    assert "(1 differ, e.g. u4)" in msg
