@@ -8,8 +8,8 @@
 #        -> dump/speech_tokenizer/tokenizer.pt, dump/<set>/speech_tokens
 #   3  (the reward models that are not evaluators also get the tokenizer and the speech tokens)
 #   4  base codec LM (supervised, zero-shot prompted)      -> exp/tts_base<tag>/model/
-#   5  the method, for each of ${method_systems}: local_lib.bin.train_<method> (the one command
-#      every codec-LM method takes, see family_stage5)      -> exp/tts_<system><tag>/model/
+#   5  the method, for each of ${method_systems} side by side: local_lib.bin.train_<method> (the
+#      one command every codec-LM method takes, see family_stage5) -> exp/tts_<system><tag>/model/
 #   6  synthesis of each natural test set by base and every trained system, and resynthesis of
 #      the natural audio through the tokenizer (JOB arrays)
 #        -> exp/tts_<system><tag>/synth/<set>/, exp/tokenizer_resynth/<set>/
@@ -87,25 +87,25 @@ family_stage2() {
   done
 }
 
-# train_system <out dir> <module> <args...>: one (DDP) training job, skipped when done with
-# the same inputs, and refused when its checkpoints were made from other inputs. Each
+# train_system <out dir> <seed> <module> <args...>: one (DDP) training job, skipped when done
+# with the same inputs, and refused when its checkpoints were made from other inputs. Each
 # process computes single-threaded (intra-op threads on a shared CPU cost far more than they
 # gain); --nproc N puts N cores to work through DDP instead.
 train_system() {
-  local out=$1 module=$2
-  shift 2
-  local args=("${module}" --seed "${seed}" "$@")
+  local out=$1 train_seed=$2 module=$3
+  shift 3
+  local args=("${module}" --seed "${train_seed}" "$@")
   stage_is_done "${current_stage}" "${out}/.done" --output "${out}/model" -- "${args[@]}" && return 0
   stage_begin "${out}/.done" --resume-dir "${out}/checkpoints" -- "${args[@]}"
   log "stage ${current_stage}: ${module} -> ${out} (${nproc} process(es); log ${out}/log/train.log)"
   ${cuda_cmd} --gpu "${ngpu}" "${out}/log/train.log" utils/launch.sh --nproc "${nproc}" -- \
-    "local_lib.bin.${module}" --seed "${seed}" --num-threads 1 --out-dir "${out}" "$@"
+    "local_lib.bin.${module}" --seed "${train_seed}" --num-threads 1 --out-dir "${out}" "$@"
   stage_finish "${out}/.done"
 }
 
 family_stage4() {
   current_stage=4
-  train_system "exp/tts_base${tag_suffix}" train_codec_lm --config "conf/codec_lm${config_suffix}.yaml" \
+  train_system "exp/tts_base${tag_suffix}" "${seed}" train_codec_lm --config "conf/codec_lm${config_suffix}.yaml" \
     --tokenizer "${speech_tokenizer}" \
     --train-dir "data/${train_set}" --train-tokens "dump/${train_set}/speech_tokens" \
     --valid-dir "data/${dev_set}" --valid-tokens "dump/${dev_set}/speech_tokens" \
@@ -116,18 +116,23 @@ family_stage4() {
 # only changes the config), with one command (local_lib/train/method_entry.py parses it): the
 # base, the tokenizer, the training prompts and their speech tokens, and each of --reward_models
 # in order as --reward-model NAME=exp/NAME/model.pt.
+# The systems train side by side, one job each (as stage 3's models do), and the stage fails
+# naming the logs of those that failed.
 family_stage5() {
   current_stage=5
-  local sys name conf_name reward_opts=()
+  local sys name conf_name i failed="" reward_opts=() pids=() outs=()
   for name in ${reward_models}; do reward_opts+=(--reward-model "${name}=exp/${name}/model.pt"); done
   for sys in ${method_systems}; do
     # the method itself may train with another config (--method_config); its variants never do
-    conf_name=${sys}
-    [ "${sys}" != "${method}" ] || conf_name=${method_config:-${method}}
-    train_system "exp/tts_${sys}${tag_suffix}" "train_${method}" --config "conf/${conf_name}${config_suffix}.yaml" \
+    conf_name=$(system_source "${sys}")
+    [ "${conf_name}" != "${method}" ] || conf_name=${method_config:-${method}}
+    train_system "exp/tts_${sys}${tag_suffix}" "$(system_seed "${sys}")" "train_${method}" --config "conf/${conf_name}${config_suffix}.yaml" \
       --base-dir "exp/tts_base${tag_suffix}/model" --tokenizer "${speech_tokenizer}" \
-      --train-dir "data/${train_set}" --tokens "dump/${train_set}/speech_tokens" "${reward_opts[@]}"
+      --train-dir "data/${train_set}" --tokens "dump/${train_set}/speech_tokens" "${reward_opts[@]}" &
+    pids+=($!) outs+=("exp/tts_${sys}${tag_suffix}")
   done
+  for i in "${!pids[@]}"; do wait "${pids[$i]}" || failed+=" ${outs[$i]}/log/train.log"; done
+  [ -z "${failed}" ] || { echo "$0: stage 5 failed, see${failed}" >&2; exit 1; }
 }
 
 # synth_set <out dir> <synth_codec_lm args...>: one test set ${dset} as a JOB array.
@@ -215,7 +220,8 @@ family_stage7() {
 
 family_stage8() {
   local dset sys opts report reward_report figure scps figures contoured
-  local curves=() curve_opts=() keys metrics
+  local curves=() curve_opts=() keys metrics seed_means
+  seed_means=$(seed_mean_opts $(tts_systems))
   for sys in ${method_systems}; do
     metrics="exp/tts_${sys}${tag_suffix}/metrics.jsonl"
     if [ -f "${metrics}" ]; then curves+=("${metrics}"); curve_opts+=(--curves "${sys}=${metrics}"); fi
@@ -242,7 +248,7 @@ family_stage8() {
     emotion_contours "${dset}" "${report}" "${contoured[@]}"
     ${train_cmd} "${report}/log/report.log" python -m local_lib.bin.report --out-dir "${report}" \
       --title "${method}${tag:+ (${tag})}: ${dset}" "${opts[@]}" "${curve_opts[@]}" --baseline base \
-      --scatter wer --seed "${seed}" ${figures[@]:+--figure "${figures[@]}"}
+      --scatter wer --seed "${seed}" ${figures[@]:+--figure "${figures[@]}"} ${seed_means}
     log "stage 8: ${report}/REPORT.md"
     [ -n "${reward_models}" ] && [ "${method_reward_asr_view}" = true ] || continue
     reward_report=$(report_dir report_reward_asr "${dset}")
@@ -260,7 +266,7 @@ family_stage8() {
     fi
     ${train_cmd} "${reward_report}/log/report.log" python -m local_lib.bin.report \
       --out-dir "${reward_report}" --title "${method}${tag:+ (${tag})}: ${dset}, scored by the reward ASR" \
-      --system "${opts[@]}" --baseline base --scatter wer --seed "${seed}" "${figure[@]}"
+      --system "${opts[@]}" --baseline base --scatter wer --seed "${seed}" "${figure[@]}" ${seed_means}
     log "stage 8: ${reward_report}/REPORT.md"
   done
 }

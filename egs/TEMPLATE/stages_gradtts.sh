@@ -44,7 +44,7 @@ given_base_model() {
 # variant_scorers: the names easpm_V of those EASPMs, one a line.
 variant_scorers() {
   local system variant
-  for system in ${method_systems}; do
+  for system in ${source_systems}; do
     variant=${system#"${method}"_}
     if [ "${system}" != "${method}" ] && [ -f "conf/easpm_${variant}${config_suffix}.yaml" ]; then
       echo "easpm_${variant}"
@@ -82,7 +82,8 @@ gradtts_train_systems() {
   local pids=() systems=() system out args
   for system in "$@"; do
     out=$(gradtts_out_dir "${system}")
-    args=("${tool}" $(gradtts_train_args "${system}") --seed "${seed}" --train-dir "data/${train_set}")
+    args=("${tool}" $(gradtts_train_args "${system}") --seed "$(system_seed "${system}")"
+      --train-dir "data/${train_set}")
     stage_is_done "${stage}" "${out}/.done" --output "${out}/model.pt" -- "${args[@]}" && continue
     stage_begin "${out}/.done" --resume-dir "${out}/checkpoints" -- "${args[@]}"
     ${cuda_cmd} --gpu "${ngpu}" "${out}/log/train.log" utils/launch.sh --nproc "${nproc}" -- \
@@ -107,9 +108,10 @@ gradtts_train_args() {
     easpm_*)
       echo "--config conf/$1${config_suffix}.yaml --base-model exp/tts_base${tag_suffix}/model.pt" \
         "--valid-dir data/${dev_set}" ;;
-    *)
-      echo "--config conf/$1${config_suffix}.yaml --base-model exp/tts_base${tag_suffix}/model.pt" \
-        "--easpm $(system_scorer "$1") --feats-dir dump/${train_set}" ;;
+    *)  # a method system; S_seed<s> trains with S's config and EASPM (tts_rl.sh --train_seeds)
+      echo "--config conf/$(system_source "$1")${config_suffix}.yaml" \
+        "--base-model exp/tts_base${tag_suffix}/model.pt" \
+        "--easpm $(system_scorer "$(system_source "$1")") --feats-dir dump/${train_set}" ;;
   esac
 }
 
@@ -183,7 +185,9 @@ gradtts_report() {
     systems+=("${system}=exp/tts_${system}${tag_suffix}/synth/${dset}")
     metrics+=("exp/tts_${system}${tag_suffix}/metrics.jsonl")
     curves+=("${system}=${metrics[-1]}")
-    [ "${system}" = "${method}" ] || pairs+=("${system}:${method}")
+    # each variant against the method itself, seed by seed: S_seed<s> against method_seed<s>
+    [ "$(system_source "${system}")" = "${method}" ] ||
+      pairs+=("${system}:$(seeded_name "${method}" "$(system_seed "${system}")")")
   done
   keys=$(logged_curve_keys "${metrics[@]}")
   emotion_contours "${dset}" "${report}" base "${method}"
@@ -192,6 +196,6 @@ gradtts_report() {
     --title "${method} on ${dset}: Grad-TTS base vs ${method_systems}" \
     --system "${systems[@]}" --baseline base ${pairs[@]:+--pair "${pairs[@]}"} \
     --curves "${curves[@]}" ${keys:+--curve-keys "${keys}"} --scatter emo_sim emo_correct f0_rmse_hz \
-    ${figures[@]:+--figure "${figures[@]}"}
+    ${figures[@]:+--figure "${figures[@]}"} $(seed_mean_opts ${method_systems})
   log "stage 8: ${report}/REPORT.md"
 }

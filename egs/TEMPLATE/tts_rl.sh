@@ -49,6 +49,7 @@ test_sets="test"
 synth_samples=1
 config_suffix=auto
 method_variants=""
+train_seeds=1
 method_config=""
 reward_models=""
 evaluators="eval_asr eval_speaker"
@@ -84,6 +85,11 @@ help_message="Usage: $0 --method <name> [options]
   --method_variants \"A B\"      extra stage-5 runs (ablations): variant A trains with
                                conf/<method>_A\${S}.yaml into exp/tts_<method>_A, and stages 6-8
                                treat it as one more system
+  --train_seeds N              stage 5 trains each method system with N seeds from the same base:
+                               --seed keeps the system's name, seed s > --seed trains S_seed<s>
+                               (S's config), one more system of stages 6-8; stage 8 adds
+                               S_seedmean, each utterance's scores averaged over S's seeds
+                               (default ${train_seeds})
   --method_config NAME         stage 5 trains the method itself with conf/NAME\${S}.yaml instead
                                of conf/<method>\${S}.yaml (codec LM; egs/libritts/compare)
   --reward_models \"A B\"        stage 3 reward models (conf/<name>*.yaml)
@@ -121,7 +127,7 @@ help_message+="
 [ -n "${method}" ] || { echo "$0: --method is required" >&2; exit 1; }
 [[ "${progress_every}" =~ ^[0-9]+$ ]] || { echo "$0: --progress_every must be a number of seconds, got '${progress_every}'" >&2; exit 1; }
 # A mistyped number must stop the run before any stage does work, not when a stage reaches it.
-for opt in stage stop_stage nj ngpu nproc seed; do
+for opt in stage stop_stage nj ngpu nproc seed train_seeds; do
   [[ "${!opt}" =~ ^[0-9]+$ ]] || { echo "$0: --${opt} must be a non-negative integer, got '${!opt}'" >&2; exit 1; }
 done
 for opt in stage stop_stage; do
@@ -129,6 +135,7 @@ for opt in stage stop_stage; do
 done
 [ "${stage}" -le "${stop_stage}" ] || { echo "$0: --stop_stage ${stop_stage} comes before --stage ${stage}" >&2; exit 1; }
 [ "${nj}" -ge 1 ] || { echo "$0: --nj must be at least 1" >&2; exit 1; }
+[ "${train_seeds}" -ge 1 ] || { echo "$0: --train_seeds must be at least 1" >&2; exit 1; }
 [[ "${token_type}" =~ ^(|char|bpe)$ ]] || { echo "$0: --token_type must be char or bpe, got '${token_type}'" >&2; exit 1; }
 [[ "${nbpe}" =~ ^([1-9][0-9]*)?$ ]] || { echo "$0: --nbpe must be a positive integer, got '${nbpe}'" >&2; exit 1; }
 [[ "${bpemode}" =~ ^(|unigram|bpe)$ ]] || { echo "$0: --bpemode must be unigram or bpe, got '${bpemode}'" >&2; exit 1; }
@@ -192,9 +199,38 @@ else
   log "configs: conf/<name>${config_suffix}.yaml (--config_suffix ${config_suffix:-\"\"})"
 fi
 all_sets="${train_set} ${dev_set} ${test_sets}"
-# The optimised systems of stages 5-8: the method itself, then each variant.
-method_systems="${method}"
-for v in ${method_variants}; do method_systems+=" ${method}_${v}"; done
+# The optimised systems of stages 5-8: the method itself, then each variant (source_systems),
+# each followed by its copies trained with the further --train_seeds (S_seed<s>).
+source_systems="${method}"
+for v in ${method_variants}; do
+  [[ ! "${v}" =~ _seed[0-9]+$ ]] || { echo "$0: --method_variants ${v}: a variant name may not end in _seed<N> (--train_seeds names its systems so)" >&2; exit 1; }
+  source_systems+=" ${method}_${v}"
+done
+# seeded_name S SEED: the system that is S trained with training seed SEED.
+seeded_name() { if [ "$2" -eq "${seed}" ]; then echo "$1"; else echo "$1_seed$2"; fi; }
+method_systems=""
+for sys in ${source_systems}; do
+  for s in $(seq "${seed}" $((seed + train_seeds - 1))); do method_systems+=" $(seeded_name "${sys}" "${s}")"; done
+done
+method_systems=${method_systems# }
+# system_source SYS: the system whose config SYS trains with; system_seed SYS: its training seed.
+system_source() { if [[ "$1" =~ ^(.+)_seed[0-9]+$ ]]; then echo "${BASH_REMATCH[1]}"; else echo "$1"; fi; }
+system_seed() { if [[ "$1" =~ _seed([0-9]+)$ ]]; then echo "${BASH_REMATCH[1]}"; else echo "${seed}"; fi; }
+# seed_mean_opts SYSTEM...: stage 8's report options (--seed-mean S_seedmean=S,S_seed<s>,...) for
+# each source system with at least two of its seeds among SYSTEM... (the trained ones).
+seed_mean_opts() {
+  local sys s name members n opts=() present=" $* "
+  [ "${train_seeds}" -gt 1 ] || return 0
+  for sys in ${source_systems}; do
+    members="" n=0
+    for s in $(seq "${seed}" $((seed + train_seeds - 1))); do
+      name=$(seeded_name "${sys}" "${s}")
+      if [[ "${present}" == *" ${name} "* ]]; then members+=",${name}"; n=$((n + 1)); fi
+    done
+    [ "${n}" -lt 2 ] || opts+=("${sys}_seedmean=${members#,}")
+  done
+  [ "${#opts[@]}" -eq 0 ] || echo "--seed-mean ${opts[*]}"
+}
 
 # --pretrained, checked before any stage runs: given[NAME] is the absolute path of a stage-3
 # model, given_base that of the base (the family's given_base_model checks DIR).

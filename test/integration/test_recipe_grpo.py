@@ -1,8 +1,9 @@
 """The GRPO recipe (egs/libritts/grpo) end to end, stages 1-8, with the debug configs.
 
-One run of ./run.sh --nj 2 --config_suffix _debug (CI budget: 5 minutes on two idle cores);
-the tests then check what each stage left behind, that a re-run skips finished work, and that
-stage 4 resumes from its last checkpoint after an interruption.
+One run of ./run.sh --nj 2 --config_suffix _debug --train_seeds 2 (CI budget: 5 minutes on two
+idle cores; the second training seed adds the system grpo_seed1); the tests then check what
+each stage left behind, that a re-run skips finished work, and that stage 4 resumes from its
+last checkpoint after an interruption.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from local_lib.models.speech_tokenizer import load_speech_tokenizer
 # 5 minutes on two idle cores; the generous limits only catch a hang on a shared, loaded CPU.
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(3600)]
 SETS = ("train", "dev", "test")
+DEBUG = ("--nj", "2", "--config_suffix", "_debug", "--train_seeds", "2")
 
 
 def read_scores(path: Path) -> list[dict[str, str]]:
@@ -38,7 +40,7 @@ def utts_of(recipe_dir: Path, dset: str) -> list[str]:
 @pytest.fixture(scope="module")
 def recipe(tmp_path_factory) -> tuple[Path, str]:
     recipe_dir = make_sandbox(tmp_path_factory.mktemp("grpo"), "libritts/grpo")
-    result = run_recipe(recipe_dir, "--nj", "2", "--config_suffix", "_debug", timeout=3600)
+    result = run_recipe(recipe_dir, *DEBUG, timeout=3600)
     print(f"libritts/grpo stages 1-8 (debug configs) took {result.seconds:.1f} s")
     assert result.returncode == 0, result.output
     return recipe_dir, result.output
@@ -125,11 +127,26 @@ def test_stage_8_reports_every_system(recipe):
     assert "scored by the reward ASR" in reward_report and "grpo" in reward_report
 
 
+def test_a_second_training_seed_is_one_more_system_and_the_report_averages_them(recipe):
+    recipe_dir, _ = recipe
+    runs = {}
+    for sys, seed in (("grpo", "0"), ("grpo_seed1", "1")):
+        command = (recipe_dir / f"exp/tts_{sys}/command.sh").read_text()
+        # the seed's copy trains the same config from the same base
+        assert f" --seed {seed} " in command and "--config conf/grpo_debug.yaml" in command, sys
+        assert "--base-dir exp/tts_base/model" in command, sys
+        metrics = recipe_dir / f"exp/tts_{sys}/metrics.jsonl"
+        runs[sys] = [json.loads(line)["reward/mean"] for line in metrics.open()]
+    assert runs["grpo"] != runs["grpo_seed1"]  # another seed samples other completions
+    for report in ("exp/report/REPORT.md", "exp/report_reward_asr/REPORT.md"):
+        text = (recipe_dir / report).read_text()
+        assert "| grpo_seed1 |" in text and "| grpo_seedmean − base |" in text, report
+        assert "| mean of grpo, grpo_seed1 |" in text, report
+
+
 def test_rerun_skips_finished_work(recipe):
     recipe_dir, _ = recipe
-    result = run_recipe(
-        recipe_dir, "--stage", "2", "--stop-stage", "6", "--nj", "2", "--config_suffix", "_debug"
-    )
+    result = run_recipe(recipe_dir, "--stage", "2", "--stop-stage", "6", *DEBUG)
     assert result.returncode == 0, result.output
     for done in (
         "dump/speech_tokenizer/.done", "dump/test/.speech_tokens.done", "exp/tts_base/.done",
