@@ -78,3 +78,16 @@ def test_one_report_compares_them(recipe):
         method = directory.name[len("tts_base_"):].split("_at")[0]
         row = next(line for line in points.splitlines() if line.startswith(f"| {method} |"))
         assert row.count("(") >= 3, row  # base, the checkpoint(s), the final model
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [(["--tag", "x"], "--tag is set by this recipe per method"),
+     (["--train_seeds", "3"], "--train_seeds: local_lib.bin.compare_methods compares one training "
+      "seed per method")],
+)  # fmt: skip
+def test_options_it_sets_or_cannot_compare_are_refused_before_any_stage(tmp_path, args, message):
+    recipe_dir = make_sandbox(tmp_path, "libritts/compare")
+    result = run_recipe(recipe_dir, *args)
+    assert result.returncode != 0 and message in result.output
+    assert not (recipe_dir / "data").exists()

@@ -29,6 +29,8 @@ while [ $# -gt 0 ]; do
     --seed) seed=${value} ;;
     --method | --method_variants | --method_config | --reward_models | --tag | --test_sets)
       echo "$0: ${opt} is set by this recipe per method (see README.md)" >&2; exit 1 ;;
+    --train_seeds)
+      echo "$0: --train_seeds: local_lib.bin.compare_methods compares one training seed per method" >&2; exit 1 ;;
     *) pass+=("${opt}" "${value}") ;;
   esac
 done
