@@ -10,7 +10,8 @@ Whisper directory). Its aligning heads are read from ``<model>.heads.json``
 (``local_lib.bin.select_attention_heads``). When that file is missing and the config's
 ``reward.select_heads_utts`` is above 0, they are chosen here on that many utterances of
 ``--train-dir`` and the file is written (so the recipe needs no extra stage, and every variant
-of stage 5 reads the same heads); otherwise a missing file is an error naming the command.
+of stage 5 reads the same heads: the systems training side by side wait on a lock file beside it
+while the first chooses); otherwise a missing file is an error naming the command.
 Writes what every codec-LM method writes under ``--out-dir`` (``local_lib.train.method_entry``).
 """
 
@@ -27,6 +28,7 @@ from local_lib.bin.select_attention_heads import (
     select_heads,
 )
 from local_lib.bin.train_grpo import checked_reward_asr
+from local_lib.file_lock import exclusive_lock
 from local_lib.models.asr_reward import RewardASR
 from local_lib.rl.rollout import SpeechRenderer
 from local_lib.rl.w3ar_loop import W3ARLoop, W3ARLoopConfig
@@ -41,14 +43,23 @@ def reward_heads(
     """The chosen heads of ``asr``: from its heads file, or chosen on the training data."""
     reward = cfg.reward
     if heads_file(model).is_file() or reward.select_heads_utts == 0:
-        heads = read_heads(model)
-        LOG.info("attention heads %s (%s)", heads, heads_file(model))
-        return heads
-    LOG.info("%s does not exist: choosing the heads on --train-dir", heads_file(model))
-    return select_heads(
-        asr, model, ctx.args.train_dir, reward.select_heads_utts, reward.heads_top_k, reward,
-        write=ctx.dist.is_main,
-    )  # fmt: skip
+        return _read_heads(model)
+    # stage 5 trains its systems side by side: the first to get here chooses, the others wait
+    # and read what it wrote
+    with exclusive_lock(heads_file(model).with_suffix(".lock"), str(heads_file(model))):
+        if heads_file(model).is_file():
+            return _read_heads(model)
+        LOG.info("%s does not exist: choosing the heads on --train-dir", heads_file(model))
+        return select_heads(
+            asr, model, ctx.args.train_dir, reward.select_heads_utts, reward.heads_top_k, reward,
+            write=ctx.dist.is_main,
+        )  # fmt: skip
+
+
+def _read_heads(model: Path) -> list[Head]:
+    heads = read_heads(model)
+    LOG.info("attention heads %s (%s)", heads, heads_file(model))
+    return heads
 
 
 def build(ctx: MethodContext, cfg: W3ARLoopConfig) -> W3ARLoop:

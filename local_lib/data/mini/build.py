@@ -7,13 +7,13 @@ A lock file serialises concurrent builders of the same `DIR` (parallel recipes, 
 
 from __future__ import annotations
 
-import fcntl
 import json
 import logging
 import shutil
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from pathlib import Path
+
+from local_lib.file_lock import exclusive_lock
 
 log = logging.getLogger(__name__)
 DONE_MARKER = ".done"
@@ -21,22 +21,6 @@ DONE_MARKER = ".done"
 
 class MiniCorpusError(RuntimeError):
     """An output directory that cannot be used for this build; the message says why."""
-
-
-@contextmanager
-def _locked(out_dir: Path) -> Iterator[None]:
-    """Hold an exclusive lock on `DIR.lock` for the duration of the build."""
-    lock_path = out_dir.with_name(out_dir.name + ".lock")
-    with lock_path.open("w") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            log.info("waiting for another process building %s (%s)", out_dir, lock_path)
-            fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def finished_signature(out_dir: Path) -> dict | None:
@@ -58,7 +42,7 @@ def build_once(
     out_dir = out_dir.absolute()
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     wanted = json.loads(json.dumps(dict(signature), sort_keys=True))
-    with _locked(out_dir):
+    with exclusive_lock(out_dir.with_name(out_dir.name + ".lock"), str(out_dir)):
         if out_dir.exists():
             found = finished_signature(out_dir)
             if found == wanted:
