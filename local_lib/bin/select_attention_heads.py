@@ -182,7 +182,7 @@ def read_heads(model: Path) -> list[Head]:
     if not path.is_file():
         raise HeadsFileError(
             f"{path}: no attention heads chosen for {model}; make them with: {command} (or let "
-            "train_w3ar choose them on its training data: reward.select_heads_utts > 0)"
+            "train_w3ar choose them: reward.select_heads_utts > 0)"
         )
     record = json.loads(path.read_text(encoding="utf-8"))
     if record.get("fingerprint") != model_fingerprint(model):

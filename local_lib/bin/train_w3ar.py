@@ -9,7 +9,8 @@ The first ``--reward-model`` is the attention reward ASR (train_reward_asr's ESP
 Whisper directory). Its aligning heads are read from ``<model>.heads.json``
 (``local_lib.bin.select_attention_heads``). When that file is missing and the config's
 ``reward.select_heads_utts`` is above 0, they are chosen here on that many utterances of
-``--train-dir`` and the file is written (so the recipe needs no extra stage, and every variant
+``reward.select_heads_dir`` (natural held-out speech; empty: ``--train-dir``) and the file is
+written (so the recipe needs no extra stage, and every variant
 of stage 5 reads the same heads: the systems training side by side wait on a lock file beside it
 while the first chooses); otherwise a missing file is an error naming the command.
 Writes what every codec-LM method writes under ``--out-dir`` (``local_lib.train.method_entry``).
@@ -40,7 +41,7 @@ LOG = logging.getLogger("train_w3ar")
 def reward_heads(
     ctx: MethodContext, model: Path, asr: RewardASR, cfg: W3ARLoopConfig
 ) -> list[Head]:
-    """The chosen heads of ``asr``: from its heads file, or chosen on the training data."""
+    """The chosen heads of ``asr``: from its heads file, or chosen on natural speech."""
     reward = cfg.reward
     if heads_file(model).is_file() or reward.select_heads_utts == 0:
         return _read_heads(model)
@@ -49,9 +50,10 @@ def reward_heads(
     with exclusive_lock(heads_file(model).with_suffix(".lock"), str(heads_file(model))):
         if heads_file(model).is_file():
             return _read_heads(model)
-        LOG.info("%s does not exist: choosing the heads on --train-dir", heads_file(model))
+        data_dir = Path(reward.select_heads_dir) if reward.select_heads_dir else ctx.args.train_dir
+        LOG.info("%s does not exist: choosing the heads on %s", heads_file(model), data_dir)
         return select_heads(
-            asr, model, ctx.args.train_dir, reward.select_heads_utts, reward.heads_top_k, reward,
+            asr, model, data_dir, reward.select_heads_utts, reward.heads_top_k, reward,
             write=ctx.dist.is_main,
         )  # fmt: skip
 

@@ -46,8 +46,12 @@ class W3ARRewardConfig:
     beta: float = 0.1  # the paper's beta_m in tanh(beta_m * peak step)
     heads_top_k: int = 2  # heads chosen when train_w3ar chooses them (select_heads_utts > 0)
     # With no heads file beside the reward ASR, choose the heads on this many (evenly spaced)
-    # utterances of --train-dir and write the file; 0: a missing file is an error.
+    # utterances of natural speech and write the file; 0: a missing file is an error.
     select_heads_utts: int = 0
+    # The data dir those utterances come from (relative to the run directory). Held-out speech
+    # (the recipes: data/dev) says how the heads align speech the reward ASR was not trained on,
+    # as the TTS output is; empty: --train-dir.
+    select_heads_dir: str = ""
 
     def __post_init__(self) -> None:
         if not (self.use_purity or self.use_monotonicity):

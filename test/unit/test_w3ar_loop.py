@@ -4,6 +4,7 @@ and the configs."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -16,7 +17,7 @@ from local_lib.bin.select_attention_heads import HeadsFileError, heads_file
 from local_lib.config import ConfigError, load_config
 from local_lib.data.audio import save_audio
 from local_lib.data.features import LogMelConfig
-from local_lib.data.kaldi_dir import write_data_dir
+from local_lib.data.kaldi_dir import DataDirError, write_data_dir
 from local_lib.data.speech_tokens import PromptPool
 from local_lib.data.text_tokenizer import CharTokenizer
 from local_lib.models.asr_units import AsrUnits
@@ -158,15 +159,15 @@ def test_head_attention_matches_cross_attention_on_espnet(asr) -> None:
         assert g.tokens == w.tokens and g.heads == [(1, 0)]
 
 
-def _speech_dir(root: Path) -> Path:
+def _speech_dir(root: Path, name: str = "train", texts: dict[str, str] = TEXTS) -> Path:
     rng = np.random.default_rng(4)
-    for utt in TEXTS:
+    for utt in texts:
         save_audio(root / f"{utt}.wav", 0.1 * rng.standard_normal(6000).astype(np.float32))
-    write_data_dir(root / "train", {
-        "wav.scp": {u: str(root / f"{u}.wav") for u in TEXTS}, "text": TEXTS,
-        "utt2spk": {u: u[0] for u in TEXTS},
+    write_data_dir(root / name, {
+        "wav.scp": {u: str(root / f"{u}.wav") for u in texts}, "text": texts,
+        "utt2spk": {u: u[0] for u in texts},
     })  # fmt: skip
-    return root / "train"
+    return root / name
 
 
 def test_train_w3ar_reads_the_heads_file_or_chooses_heads_when_asked(asr, tmp_path) -> None:
@@ -182,6 +183,26 @@ def test_train_w3ar_reads_the_heads_file_or_chooses_heads_when_asked(asr, tmp_pa
     assert len(chosen) == 3 and heads_file(model).is_file()
     assert "3 utterances of" in heads_file(model).read_text()
     assert train_w3ar.reward_heads(ctx, model, asr, _cfg()) == chosen  # read back, not redone
+
+
+def test_train_w3ar_chooses_the_heads_on_the_configured_held_out_dir(asr, tmp_path) -> None:
+    model = tmp_path / "reward_asr" / "model.pt"
+    model.parent.mkdir()
+    torch.save(asr.checkpoint(), model)
+    ctx = SimpleNamespace(
+        args=SimpleNamespace(train_dir=_speech_dir(tmp_path)), dist=SimpleNamespace(is_main=True)
+    )
+    dev = _speech_dir(tmp_path, "dev", {"c_1": "the mat", "c_2": "a cat sat"})
+    train_w3ar.reward_heads(
+        ctx, model, asr, _cfg(select_heads_utts=5, select_heads_dir=str(dev))
+    )
+    record = json.loads(heads_file(model).read_text())
+    assert record["source"] == f"2 utterances of {dev}"  # both dev ones, none of the 4 training
+    with pytest.raises(DataDirError, match="nowhere: missing required file"):
+        train_w3ar.reward_heads(
+            ctx, tmp_path / "other.pt", asr,
+            _cfg(select_heads_utts=2, select_heads_dir=str(tmp_path / "nowhere")),
+        )  # fmt: skip
 
 
 def test_config_errors(tmp_path) -> None:
@@ -209,3 +230,4 @@ def test_template_configs_load_with_their_switches(conf: Path) -> None:
     r = cfg.reward
     assert (r.use_purity, r.use_monotonicity, r.group_relative) == switches[name]
     assert r.select_heads_utts > 0  # the recipe has no separate head-selection stage
+    assert r.select_heads_dir == "data/dev"  # held-out natural speech
