@@ -52,7 +52,7 @@ def test_stage_5_chooses_the_reward_asrs_heads_once(recipe):
     assert table.count("| yes |") == 1
     # the systems train side by side: the first to take the lock chooses, the others read its file
     logs = {sys: (recipe_dir / f"exp/tts_{sys}/log/train.log").read_text() for sys in SYSTEMS}
-    chose = [sys for sys, log in logs.items() if "choosing the heads on --train-dir" in log]
+    chose = [sys for sys, log in logs.items() if "choosing the heads on data/dev" in log]
     assert len(chose) == 1, chose
     for sys in set(SYSTEMS) - set(chose):
         assert "model.pt.heads.json)" in logs[sys], sys
@@ -84,7 +84,7 @@ def test_stage_8_reports_w3ar_and_its_ablations(recipe):
     reward_report = (recipe_dir / "exp/report_reward_asr/REPORT.md").read_text()
     assert all(sys in reward_report for sys in SYSTEMS)
     heads = json.loads((recipe_dir / "exp/reward_asr/model.pt.heads.json").read_text())
-    assert heads["source"].endswith("utterances of data/train")
+    assert heads["source"].endswith("utterances of data/dev")  # held-out natural speech
 
 
 def test_the_reward_asr_view_has_attention_metrics_and_the_figure(recipe):
