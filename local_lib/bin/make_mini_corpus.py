@@ -1,5 +1,7 @@
 """Synthesise a built-in mini corpus (ESD, LibriTTS or seed-tts-eval layout) with espeak-ng.
 
+mini_asr is an ASR-only LibriTTS subset (train-clean-360) for the reward ASRs.
+
 Usage: python -m local_lib.bin.make_mini_corpus --corpus mini_esd --out-dir DIR --seed 0 --nj 2
 A finished DIR is left alone; an interrupted build is redone from scratch.
 """

@@ -5,6 +5,8 @@ Usage:
       [--n-dev 20 --n-test 30]                              -> data/{train,dev,test}
   python -m local_lib.bin.prepare_data --corpus libritts --root R --out-dir data
       [--train-sets train-clean-100,train-clean-360 --dev-set dev-clean --test-set test-clean]
+  python -m local_lib.bin.prepare_data --corpus libritts --root R --train-only \
+      --train-sets train-clean-360 --out-dir data/train_asr    -> data/train_asr only
   python -m local_lib.bin.prepare_data --corpus seedtts --root R --lang en --out-dir data/test
 """
 
@@ -17,7 +19,11 @@ from pathlib import Path
 
 from local_lib.data.corpora.common import CorpusError
 from local_lib.data.corpora.esd import parse_speakers, prepare_esd
-from local_lib.data.corpora.libritts import DEFAULT_TRAIN_SETS, prepare_libritts
+from local_lib.data.corpora.libritts import (
+    DEFAULT_TRAIN_SETS,
+    prepare_libritts,
+    prepare_libritts_subsets,
+)
 from local_lib.data.corpora.seedtts import LANGUAGES, prepare_seedtts
 from local_lib.data.kaldi_dir import DataDirError
 
@@ -32,7 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--corpus", choices=("esd", "libritts", "seedtts"), required=True)
     parser.add_argument("--root", type=Path, required=True, help="corpus root folder")
     parser.add_argument("--out-dir", type=Path, required=True,
-                        help="parent of train/dev/test (esd, libritts) or the data dir (seedtts)")
+                        help="parent of train/dev/test (esd, libritts) or the data dir (seedtts, "
+                        "libritts --train-only)")
     esd = parser.add_argument_group("esd")
     esd.add_argument("--speakers", help="e.g. 0011-0020 or 0011,0012 (default: 0011-0020 present)")
     esd.add_argument("--n-dev", type=int, default=20, help="first N per (speaker, emotion) -> dev")
@@ -42,6 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
                           help="comma-separated subsets merged into train")
     libritts.add_argument("--dev-set", default="dev-clean")
     libritts.add_argument("--test-set", default="test-clean")
+    libritts.add_argument("--train-only", action="store_true",
+                          help="write --out-dir itself from --train-sets alone (no dev/test): "
+                          "an extra training set such as the reward ASR's")
     seedtts = parser.add_argument_group("seedtts")
     seedtts.add_argument("--lang", choices=LANGUAGES, default="en")
     return parser
@@ -54,6 +64,9 @@ def run(args: argparse.Namespace) -> dict[str, int]:
         return prepare_esd(args.root, args.out_dir, speakers, args.n_dev, args.n_test)
     if args.corpus == "libritts":
         train_sets = [name for name in args.train_sets.split(",") if name]
+        if args.train_only:
+            count = prepare_libritts_subsets(args.root, args.out_dir, train_sets)
+            return {str(args.out_dir): count}
         return prepare_libritts(args.root, args.out_dir, train_sets, args.dev_set, args.test_set)
     return {str(args.out_dir): prepare_seedtts(args.root, args.out_dir, args.lang)}
 

@@ -88,3 +88,9 @@ def prepare_libritts(
         split: write_checked_dir(Path(out_dir) / split, merge_subsets(Path(root), subsets))
         for split, subsets in plan.items()
     }
+
+
+def prepare_libritts_subsets(root: Path, out_dir: Path, subsets: list[str]) -> int:
+    """Write one data dir ``out_dir`` from ``subsets`` merged (an extra training set such as the
+    reward ASR's); returns its number of utterances."""
+    return write_checked_dir(Path(out_dir), merge_subsets(Path(root), subsets))

@@ -1,4 +1,4 @@
-"""The three mini corpora by name, and the one call that builds any of them."""
+"""The mini corpora by name, and the one call that builds any of them."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from local_lib.data.mini.asr import plan_asr
 from local_lib.data.mini.build import build_once
 from local_lib.data.mini.esd import plan_esd
 from local_lib.data.mini.espeak import require_espeak
@@ -17,6 +18,7 @@ from local_lib.data.mini.seedtts import plan_seedtts
 log = logging.getLogger(__name__)
 
 CORPORA: dict[str, Callable[[int, int | None], CorpusPlan]] = {
+    "mini_asr": plan_asr,
     "mini_esd": plan_esd,
     "mini_libritts": plan_libritts,
     "mini_seedtts": plan_seedtts,

@@ -63,14 +63,17 @@ def plan_libritts(seed: int, max_sentences: int | None = None) -> CorpusPlan:
             for c in range(n_chapters):
                 chapter = f"{speaker.id}{c + 1:02d}"
                 texts = [next(pool) for _ in range(per_chapter)][:max_sentences]
-                _add_chapter(plan, Path(subset, speaker.id, chapter), speaker.voice, texts)
+                add_chapter(plan, Path(subset, speaker.id, chapter), speaker.voice, texts)
     header = "READER\tGENDER\tSUBSET\tNAME\n"
     plan.texts[Path("speakers.tsv")] = header + tsv_lines(speakers_tsv)
     return plan
 
 
-def _add_chapter(plan: CorpusPlan, folder: Path, voice: Voice, texts: list[str]) -> None:
-    """One chapter: wav + .normalized.txt + .original.txt per utterance, and trans.tsv."""
+def add_chapter(plan: CorpusPlan, folder: Path, voice: Voice, texts: list[str]) -> None:
+    """One chapter: wav + .normalized.txt + .original.txt per utterance, and trans.tsv.
+
+    Shared with mini_asr, whose subset the LibriTTS preparer reads the same way.
+    """
     spk, chapter = folder.parts[-2:]
     rows = []
     for i, text in enumerate(texts):

@@ -63,15 +63,20 @@ def oov_rate(train: Iterable[str], test: Iterable[str]) -> float:
 
 
 def split_sentences(
-    seed: int, n_train: int, held_out: Mapping[str, int], salt: str = ""
+    seed: int,
+    n_train: int,
+    held_out: Mapping[str, int],
+    salt: str = "",
+    exclude: Iterable[str] = (),
 ) -> dict[str, list[str]]:
     """Return {"train": [...], <name>: [...] for each held-out set}, all pairwise disjoint.
 
-    Deterministic for (seed, salt, sizes). Held-out sets are drawn in the order given, after
-    the training set, and keep only sentences whose words all occur in training.
+    Deterministic for (seed, salt, sizes, exclude). Held-out sets are drawn in the order given,
+    after the training set, and keep only sentences whose words all occur in training. No split
+    contains a sentence of `exclude` (another corpus's held-out sentences).
     """
     rng = random.Random(f"mini-sentences:{salt}:{seed}")
-    seen: set[str] = set()
+    seen: set[str] = set(exclude)
 
     def draw(accept: Callable[[str], bool]) -> str:
         for _ in range(MAX_MISSES):
@@ -83,7 +88,8 @@ def split_sentences(
                 return sentence
         raise SentenceError(
             f"grammar exhausted: no new sentence in {MAX_MISSES} draws after {len(seen)} "
-            f"(wanted {n_train} training and {dict(held_out)} held-out, seed {seed})"
+            f"(wanted {n_train} training and {dict(held_out)} held-out, seed {seed}, "
+            f"salt {salt!r})"
         )
 
     splits = {"train": [draw(lambda s: True) for _ in range(n_train)]}

@@ -1,13 +1,15 @@
 """The synthetic speakers of the mini corpora.
 
 Each corpus and split gets its own speakers, so dev/test and seed-tts-eval prompts come from
-voices never heard in training (as in LibriTTS and seed-tts-eval). Voices are named by their
-file (`gmw/en-US`) plus a variant (`+m3`): file names can be checked against `espeak-ng --voices`
-and, unlike some language aliases (`en-gb`), always take the variant.
+voices never heard in training (as in LibriTTS and seed-tts-eval); mini_asr's speakers use
+file+variant pairs that no other corpus uses. Voices are named by their file (`gmw/en-US`) plus
+a variant (`+m3`): file names can be checked against `espeak-ng --voices` and, unlike some
+language aliases (`en-gb`), always take the variant.
 """
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass
 
 from local_lib.data.mini.espeak import Voice
@@ -65,3 +67,49 @@ SEEDTTS_SPEAKERS = _speakers((
     ("4003", "gmw/en-029+m8", 55, 170, "M"),
     ("4004", "gmw/en-GB-scotland+f3", 50, 165, "F"),
 ))
+
+# mini_asr's voices come from every espeak-ng English file with the male and female variants the
+# other corpora use; a file+variant pair any other mini corpus speaks with is never reused.
+ASR_VOICE_FILES = (
+    "gmw/en", "gmw/en-US", "gmw/en-US-nyc", "gmw/en-029", "gmw/en-GB-x-rp",
+    "gmw/en-GB-scotland", "gmw/en-GB-x-gbclan", "gmw/en-GB-x-gbcwmd",
+)
+ASR_VARIANTS = {"M": tuple(f"m{i}" for i in range(1, 9)), "F": tuple(f"f{i}" for i in range(1, 6))}
+ASR_SPEAKERS_PER_GENDER = 20
+ASR_FIRST_ID = 5001
+ASR_PITCHES = (40, 45, 50, 55, 60)
+ASR_SPEEDS = (145, 150, 155, 160, 165, 170, 175, 180)
+
+
+def tts_speakers() -> tuple[Speaker, ...]:
+    """Every speaker of mini_esd, mini_libritts (all subsets) and mini_seedtts."""
+    return (
+        ESD_SPEAKERS + tuple(s for group in LIBRITTS_SPEAKERS.values() for s in group)
+        + SEEDTTS_SPEAKERS
+    )
+
+
+def _asr_speakers() -> tuple[Speaker, ...]:
+    """Speakers 5001.. with unused file+variant pairs, alternating M and F, fixed for every seed.
+
+    Pairs, pitches and speeds are drawn with their own fixed RNG, so the corpus seed changes
+    only the sentences; the sorted candidate list keeps the draw independent of set order.
+    """
+    rng = random.Random("mini-asr-voices")
+    taken = {s.voice.name for s in tts_speakers()}  # file+variant
+    picked = {}
+    for gender, variants in ASR_VARIANTS.items():
+        free = sorted(
+            f"{file}+{v}" for file in ASR_VOICE_FILES for v in variants
+            if f"{file}+{v}" not in taken
+        )
+        picked[gender] = rng.sample(free, ASR_SPEAKERS_PER_GENDER)
+    speakers = []
+    for i in range(2 * ASR_SPEAKERS_PER_GENDER):
+        gender = "MF"[i % 2]
+        voice = Voice(picked[gender][i // 2], rng.choice(ASR_PITCHES), rng.choice(ASR_SPEEDS))
+        speakers.append(Speaker(str(ASR_FIRST_ID + i), voice, gender))
+    return tuple(speakers)
+
+
+ASR_SPEAKERS = _asr_speakers()
