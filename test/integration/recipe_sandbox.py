@@ -1,8 +1,8 @@
 """Run a recipe in a throw-away copy, so tests never write into the checkout's egs/.
 
-A sandbox mirrors the repository with symlinks (tools, utils, local_lib, egs/TEMPLATE) and copies
-the one recipe directory, so path.sh and the recipe's relative links resolve exactly as they do
-in a real checkout.
+A sandbox mirrors the repository with symlinks (tools, utils, local_lib, downloads, egs/TEMPLATE)
+and copies the one recipe directory, so path.sh and the recipe's relative links resolve exactly
+as they do in a real checkout.
 """
 
 from __future__ import annotations
@@ -35,6 +35,11 @@ def make_sandbox(root: Path, recipe: str, downloads: Path | None = None) -> Path
         link = root / name
         if not link.exists():
             link.symlink_to(REPO_ROOT / name)
+    # The corpora built once for every recipe (mini_asr) are the checkout's, as for its recipes:
+    # rendered once, not once per sandbox.
+    (REPO_ROOT / "downloads").mkdir(exist_ok=True)
+    if not (root / "downloads").exists():
+        (root / "downloads").symlink_to(REPO_ROOT / "downloads")
     (root / "egs").mkdir(exist_ok=True)
     template = root / "egs" / "TEMPLATE"
     if not template.exists():
