@@ -44,6 +44,7 @@ method=""
 family=""
 feats_config=conf/feats.yaml
 train_set=train
+reward_asr_train_set=""
 dev_set=dev
 test_sets="test"
 synth_samples=1
@@ -93,6 +94,10 @@ help_message="Usage: $0 --method <name> [options]
   --method_config NAME         stage 5 trains the method itself with conf/NAME\${S}.yaml instead
                                of conf/<method>\${S}.yaml (codec LM; egs/libritts/compare)
   --reward_models \"A B\"        stage 3 reward models (conf/<name>*.yaml)
+  --reward_asr_train_set NAME  stage 3 trains the reward models that read audio (*_ctc and
+                               reward_asr) on data/NAME, e.g. train_asr (the LibriTTS recipes'
+                               local/data.sh: train plus an ASR-only set); the evaluators and
+                               the other reward models keep --train_set (default: --train_set)
   --evaluators \"A B\"           stage 3 evaluators, eval_asr eval_speaker [eval_emotion]
   --pretrained \"NAME=FILE ...\"  stage 3 takes these reward models/evaluators as trained
                                (exp/NAME/model.pt links to FILE) instead of training them;
@@ -139,6 +144,8 @@ done
 [[ "${token_type}" =~ ^(|char|bpe)$ ]] || { echo "$0: --token_type must be char or bpe, got '${token_type}'" >&2; exit 1; }
 [[ "${nbpe}" =~ ^([1-9][0-9]*)?$ ]] || { echo "$0: --nbpe must be a positive integer, got '${nbpe}'" >&2; exit 1; }
 [[ "${bpemode}" =~ ^(|unigram|bpe)$ ]] || { echo "$0: --bpemode must be unigram or bpe, got '${bpemode}'" >&2; exit 1; }
+[[ "${reward_asr_train_set}" =~ ^[A-Za-z0-9._-]*$ ]] || { echo "$0: --reward_asr_train_set may hold only letters, digits, '.', '_' and '-', got '${reward_asr_train_set}'" >&2; exit 1; }
+reward_asr_train_set=${reward_asr_train_set:-${train_set}}
 # Stage 2's text units (local_lib/data/text_units.py), read by stages 3 and 4.
 token_list=dump/token_list
 [ "${nproc}" -ge 1 ] || nproc=$(( ngpu > 0 ? ngpu : 1 ))
@@ -256,6 +263,25 @@ for dset in ${all_sets}; do needs 2 1 "data/${dset}/wav.scp"; done
 to_train=""  # stage 3's models that are not given
 for name in ${reward_models} ${evaluators}; do [ -n "${given[${name}]:-}" ] || to_train+=" ${name}"; done
 [ -z "${to_train}" ] || needs 3 1 "data/${train_set}/wav.scp" "data/${dev_set}/wav.scp"
+# stage3_train_set NAME: the data set stage 3 trains model NAME on. The reward ASRs, whose
+# trainers read audio and text only, may take a larger set (--reward_asr_train_set).
+stage3_train_set() {
+  case "$1" in
+    eval_*) echo "${train_set}" ;;
+    *_ctc | reward_asr) echo "${reward_asr_train_set}" ;;
+    *) echo "${train_set}" ;;
+  esac
+}
+# asr_set_users: the models to train on --reward_asr_train_set when it is not --train_set.
+asr_set_users=""
+for name in ${to_train}; do
+  [ "$(stage3_train_set "${name}")" = "${train_set}" ] || asr_set_users+=" ${name}"
+done
+asr_set_hint="--reward_asr_train_set trains${asr_set_users} on it"
+if [ -n "${asr_set_users}" ]; then
+  needs 3 1 "data/${reward_asr_train_set}/wav.scp"
+  base_hint["data/${reward_asr_train_set}/wav.scp"]="'s local/data.sh; ${asr_set_hint}"
+fi
 for dset in ${test_sets}; do needs 6 1 "data/${dset}/wav.scp"; done
 for name in ${reward_models}; do [ -n "${given[${name}]:-}" ] || needs 5 3 "exp/${name}/model.pt"; done
 for name in ${evaluators}; do [ -n "${given[${name}]:-}" ] || needs 7 3 "exp/${name}/model.pt"; done
@@ -299,7 +325,15 @@ if run_stage 1; then
     stage_begin data/.done -- "${data_cmd[@]}" local ${given_roots}
     "${data_cmd[@]}" --nj "${nj}" data
     for dset in ${all_sets}; do validate_set "${dset}"; done
+    if [ -n "${asr_set_users}" ] && [ -d "data/${reward_asr_train_set}" ]; then
+      validate_set "${reward_asr_train_set}"
+    fi
     stage_finish data/.done
+  fi
+  # Checked before any stage when stage 1 is not asked for (check_stage_inputs); here once it ran.
+  if run_stage 3 && [ -n "${asr_set_users}" ] && [ ! -f "data/${reward_asr_train_set}/wav.scp" ]; then
+    echo "$0: stage 1 wrote no data/${reward_asr_train_set}/wav.scp (${asr_set_hint}); no later stage has run" >&2
+    exit 1
   fi
 fi
 
@@ -348,7 +382,7 @@ if run_stage 3; then
     esac
     extra+=(--token-list "${token_list}")  # the ASRs' units; the other models ignore it
     train_args=(--config "conf/${name}${config_suffix}.yaml" --seed "${seed}"
-      --train-dir "data/${train_set}" --valid-dir "data/${dev_set}" --out-dir "exp/${name}"
+      --train-dir "data/$(stage3_train_set "${name}")" --valid-dir "data/${dev_set}" --out-dir "exp/${name}"
       "${extra[@]}")
     stage_is_done 3 "exp/${name}/.done" --output "exp/${name}/model.pt" -- "${tool}" "${train_args[@]}" &&
       continue

@@ -1,5 +1,6 @@
-"""tts_rl.sh's method, --family, --tag and --pretrained options: what each run checks before any
-stage, and what stages 3 and 4 do with given models. Each run here trains nothing."""
+"""tts_rl.sh's method, --family, --tag, --pretrained and --reward_asr_train_set options: what each
+run checks before any stage, and what stages 3 and 4 do with given models and sets. Each run here
+trains nothing."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from fake_corpora import make_data_dir
 from recipe_sandbox import make_sandbox, run_recipe
 
 from local_lib.rl.method_spec import known_methods
@@ -75,7 +77,9 @@ def test_a_method_not_built_yet_is_declared_with_its_family(tmp_path):
      (["--pretrained", "tts_base=/no/such"],
       "--pretrained tts_base=/no/such: not a codec LM model directory (no /no/such/config.json"),
      (["--pretrained", "eval_emotion=/dev/null"],
-      "NAME one of: reward_ctc eval_asr eval_speaker, or tts_base=DIR")],
+      "NAME one of: reward_ctc eval_asr eval_speaker, or tts_base=DIR"),
+     (["--reward_asr_train_set", "a/b"],
+      "--reward_asr_train_set may hold only letters, digits, '.', '_' and '-', got 'a/b'")],
 )  # fmt: skip
 def test_a_bad_option_stops_the_run_before_any_stage(tmp_path, args, message):
     recipe_dir = grpo_sandbox(tmp_path)
@@ -169,3 +173,45 @@ def test_stage_3_gives_the_codec_lm_reward_models_the_speech_tokens(tmp_path):
     assert "local_lib.bin.train_reward_asr" in command and tokens in command
     command = (recipe_dir / "exp/eval_asr/log/train.log").read_text().splitlines()[0]
     assert "local_lib.bin.train_evaluator" in command and "--tokenizer" not in command
+
+
+def test_reward_asr_train_set_trains_only_the_audio_reward_asrs_on_it(tmp_path):
+    """The set must exist before any stage; then reward_ctc and reward_asr train on it and the
+    evaluator on data/train (each job's command read from its log; the jobs fail at once)."""
+    recipe_dir = grpo_sandbox(tmp_path)
+    fake_inputs(recipe_dir)
+    args = (*STAGE_3, "--reward_models", "reward_ctc reward_asr", "--evaluators", "eval_asr",
+            "--reward_asr_train_set", "train_asr")  # fmt: skip
+    result = run_recipe(recipe_dir, *args)
+    assert result.returncode != 0
+    assert "missing inputs, no stage has run:\n  stage 3 needs data/train_asr/wav.scp (written " \
+        "by stage 1's local/data.sh; --reward_asr_train_set trains reward_ctc reward_asr on it)" \
+        in result.output  # fmt: skip
+    assert not (recipe_dir / "exp").exists()
+    (recipe_dir / "data/train_asr").mkdir()
+    (recipe_dir / "data/train_asr/wav.scp").touch()
+    result = run_recipe(recipe_dir, *args)
+    assert result.returncode != 0
+    for name, tool, train_dir in (("reward_ctc", "train_evaluator", "data/train_asr"),
+                                  ("reward_asr", "train_reward_asr", "data/train_asr"),
+                                  ("eval_asr", "train_evaluator", "data/train")):  # fmt: skip
+        command = (recipe_dir / f"exp/{name}/log/train.log").read_text().splitlines()[0]
+        assert f"local_lib.bin.{tool} " in command, name
+        assert f" --train-dir {train_dir} --valid-dir data/dev " in command, name
+
+
+def test_reward_asr_train_set_that_stage_1_does_not_write_stops_the_run_after_it(tmp_path):
+    """With stage 1 in the range the set cannot exist beforehand: it is checked once stage 1 ran,
+    before stage 2 (here local/data.sh copies small ready-made dirs and writes no train_asr)."""
+    recipe_dir = grpo_sandbox(tmp_path)
+    for dset in ("train", "dev", "test"):
+        make_data_dir(tmp_path / "ready" / dset, tmp_path / "wavs" / dset, count=4)
+    (recipe_dir / "local/data.sh").write_text(
+        "#!/usr/bin/env bash\nset -eu\nout=${@: -1}\nmkdir -p \"$out\"\n"
+        f"cp -r {tmp_path / 'ready'}/. \"$out\"/\n"
+    )
+    result = run_recipe(recipe_dir, "--stop-stage", "3", "--reward_asr_train_set", "train_asr")
+    assert result.returncode != 0
+    assert "stage 1 wrote no data/train_asr/wav.scp (--reward_asr_train_set trains reward_ctc on " \
+        "it); no later stage has run" in result.output  # fmt: skip
+    assert "stage 2:" not in result.output and not (recipe_dir / "dump").exists()
