@@ -497,14 +497,16 @@ class CodecLM:
         temperature: float = 1.0,
         straight_through: bool = False,
         generator: torch.Generator | None = None,
+        given_completion: bool = False,
     ) -> SoftRollout:
         """Gumbel-softmax soft tokens at given completions' positions, differentiable into the
         weights (DiffRO, HPRO); see ``local_lib.models.soft_tokens``."""
         from local_lib.models.soft_tokens import soft_tokens_teacher_forced
 
         return soft_tokens_teacher_forced(
-            self, prompts, completion_ids, mask, tau, temperature, straight_through, generator
-        )
+            self, prompts, completion_ids, mask, tau, temperature, straight_through, generator,
+            given_completion,
+        )  # fmt: skip
 
     def soft_sample(
         self,

@@ -6,7 +6,10 @@ sampled ids, so its score reaches the policy by plain backprop, with no policy-g
 
 - teacher-forced: one forward pass over ``prompt + completion`` (the policy's own rollout for
   DiffRO, ground-truth tokens for HPRO); every completion position is soft-sampled from the
-  distribution there, so soft token t stays aligned with completion token t;
+  distribution there, so soft token t stays aligned with completion token t. The noise is
+  either fresh (the hard choice at t is a new draw given the completion's prefix) or drawn
+  given that its argmax is completion token t (``given_completion``), so the soft tokens relax
+  the completion itself;
 - free-running: autoregressive with a KV cache, each step's input the embedding ``ỹ @ E`` of the
   soft token (E: the LM's input embeddings of the speech vocabulary), so the gradient also runs
   through the earlier soft choices.
@@ -81,14 +84,38 @@ def policy_logprobs(
     return torch.log_softmax(logits.index_select(-1, columns).to(dtype) / temperature, dim=-1)
 
 
+def gumbel_noise_given_choice(
+    logp: torch.Tensor, choice: torch.Tensor, generator: torch.Generator | None
+) -> torch.Tensor:
+    """Gumbel noise g from its posterior given ``argmax(logp + g) == choice`` (the top-down
+    construction of the Gumbel-max trick): the maximum ``logsumexp(logp) + G₀`` sits at the
+    choice, and every other column is its own ``logp_i + G_i`` truncated below that maximum.
+    Two draws from ``generator``: ``[..., 1]`` for the maximum, then ``logp``'s shape. The
+    noise is a constant of the graph, as ``gumbel_noise`` is."""
+    logp = logp.detach()
+    top = torch.logsumexp(logp, dim=-1, keepdim=True)
+    top = top + gumbel_noise(top.shape, generator, logp.device, logp.dtype)
+    free = logp + gumbel_noise(logp.shape, generator, logp.device, logp.dtype)
+    perturbed = -torch.logaddexp(-top, -free)
+    perturbed = perturbed.scatter(-1, choice[..., None], top)
+    return perturbed - logp
+
+
 def gumbel_softmax(
-    logp: torch.Tensor, noise: torch.Tensor, tau: float, straight_through: bool
+    logp: torch.Tensor,
+    noise: torch.Tensor,
+    tau: float,
+    straight_through: bool,
+    choice: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(soft tokens, column of each hard choice). Straight-through: the forward value is the
-    one-hot of argmax(logp + noise), the gradient that of the softmax."""
+    one-hot of the hard choice, the gradient that of the softmax. The hard choice is
+    argmax(logp + noise), or ``choice`` where the noise was drawn given it (rounding could
+    otherwise tie the truncated columns with the maximum)."""
     perturbed = logp + noise
     soft = torch.softmax(perturbed / tau, dim=-1)
-    choice = perturbed.argmax(dim=-1)
+    if choice is None:
+        choice = perturbed.argmax(dim=-1)
     if straight_through:
         hard = torch.nn.functional.one_hot(choice, soft.shape[-1]).to(soft.dtype)
         soft = hard - soft.detach() + soft
@@ -104,10 +131,12 @@ def soft_tokens_teacher_forced(
     temperature: float = 1.0,
     straight_through: bool = False,
     generator: torch.Generator | None = None,
+    given_completion: bool = False,
 ) -> SoftRollout:
     """Soft tokens at every position of given completions (``[B, T]`` LM ids, right-padded,
     ``mask`` as ``Rollout.mask``), from one forward pass laid out as ``completion_logprobs``
-    lays it out; the noise is one ``[B, T, K]`` draw from ``generator``."""
+    lays it out; the noise is one ``[B, T, K]`` draw from ``generator``, or with
+    ``given_completion`` the posterior draw whose hard choices are the completion's tokens."""
     _check(tau, temperature)
     ids, attn = lm._left_pad(prompts)
     device = ids.device
@@ -122,8 +151,12 @@ def soft_tokens_teacher_forced(
     ).logits[:, :-1]
     columns = speech_vocab_ids(lm.layout, device)
     logp = policy_logprobs(logits, columns, temperature)
-    noise = gumbel_noise(logp.shape, generator, device, logp.dtype)
-    soft, choice = gumbel_softmax(logp, noise, tau, straight_through)
+    if given_completion:
+        given = _columns_of(completion_ids, mask, columns, logits.shape[-1])
+        noise = gumbel_noise_given_choice(logp, given, generator)
+    else:
+        given, noise = None, gumbel_noise(logp.shape, generator, device, logp.dtype)
+    soft, choice = gumbel_softmax(logp, noise, tau, straight_through, given)
     return _soft_rollout(lm.layout, soft, choice, mask, logp, columns, logits.shape[-1])
 
 
@@ -176,6 +209,19 @@ def soft_sample(
         lm.layout, torch.stack(softs, dim=1), torch.stack(choices, dim=1),
         torch.stack(masks, dim=1), torch.stack(logps, dim=1), columns, logits.shape[-1],
     )  # fmt: skip
+
+
+def _columns_of(
+    completion_ids: torch.Tensor, mask: torch.Tensor, columns: torch.Tensor, vocab_size: int
+) -> torch.Tensor:
+    """[B, T] soft-token column of each completion id (0 where not ``mask``); an id outside the
+    speech vocabulary under the mask is an error, since no noise can make it the choice."""
+    column_of = torch.full((vocab_size,), -1, dtype=torch.long, device=columns.device)
+    column_of[columns] = torch.arange(len(columns), device=columns.device)
+    given = column_of[completion_ids.clamp(0, vocab_size - 1)]
+    if bool((given[mask] < 0).any()):
+        raise ValueError("given_completion needs speech tokens or <speech end> under the mask")
+    return given.clamp_min(0)
 
 
 def _check(tau: float, temperature: float) -> None:

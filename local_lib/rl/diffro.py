@@ -32,6 +32,9 @@ class DiffROLossConfig:
     beta: float = 0.1  # KL weight; 0 builds no reference model
     tau: float = 1.0  # Gumbel-softmax temperature
     straight_through: bool = False  # forward the one-hot of the Gumbel argmax, soft gradient
+    # Gumbel noise drawn given that its argmax is the rollout's token (false: fresh noise, so a
+    # position's hard choice is a new draw given the rollout's prefix)
+    given_rollout: bool = False
 
     def __post_init__(self) -> None:
         if self.beta < 0:

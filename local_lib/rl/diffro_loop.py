@@ -87,7 +87,7 @@ class SoftTokenPolicy(nn.Module):
     ) -> SoftRollout:
         return self.codec_lm.soft_tokens_teacher_forced(
             prompts, completion_ids, mask, self.cfg.tau, self.temperature,
-            self.cfg.straight_through, generator,
+            self.cfg.straight_through, generator, self.cfg.given_rollout,
         )  # fmt: skip
 
     def train(self, mode: bool = True) -> SoftTokenPolicy:

@@ -3,13 +3,20 @@ policy distribution against teacher forcing, the noise and the restriction."""
 
 from collections.abc import Callable
 
+import numpy as np
 import pytest
 import torch
 from transformers.models.llama.modeling_llama import LlamaRMSNorm
 
 from local_lib.data.text_tokenizer import CharTokenizer
 from local_lib.models.codec_lm import CodecLM
-from local_lib.models.soft_tokens import SoftRollout, gumbel_noise, speech_vocab_ids
+from local_lib.models.soft_tokens import (
+    SoftRollout,
+    gumbel_noise,
+    gumbel_noise_given_choice,
+    gumbel_softmax,
+    speech_vocab_ids,
+)
 
 TINY = {
     "hidden_size": 16,
@@ -202,6 +209,82 @@ def test_seed_restriction_normalisation_and_low_tau(mode: str) -> None:
     torch.testing.assert_close(cold.soft[cold.mask], one_hot, atol=1e-3, rtol=0)
     if mode == "teacher_forced":  # same noise, same inputs: tau does not move the argmax
         assert torch.equal(cold.hard_ids, out.hard_ids)
+
+
+def _given_choice_numpy(
+    logp: np.ndarray, choice: np.ndarray, u_top: np.ndarray, u_free: np.ndarray
+) -> np.ndarray:
+    """The posterior Gumbel noise written out per row from its two uniform draws."""
+    noise = np.empty_like(logp)
+    for row in np.ndindex(logp.shape[:-1]):
+        top = np.log(np.exp(logp[row]).sum()) - np.log(-np.log(u_top[row][0]))
+        for i, lp in enumerate(logp[row]):
+            free = lp - np.log(-np.log(u_free[row][i]))
+            value = top if i == choice[row] else -np.log(np.exp(-top) + np.exp(-free))
+            noise[row][i] = value - lp
+    return noise
+
+
+def test_noise_given_choice_matches_numpy_and_keeps_the_choice() -> None:
+    logp = torch.log_softmax(torch.randn(3, 4, 6, generator=_gen(1), dtype=torch.float64), -1)
+    choice = torch.randint(0, 6, (3, 4), generator=_gen(2))
+    noise = gumbel_noise_given_choice(logp, choice, _gen(5))
+    uniforms = _gen(5)  # the maximum's draw first, then one per column
+    u_top = torch.rand((3, 4, 1), generator=uniforms).double().numpy()
+    u_free = torch.rand((3, 4, 6), generator=uniforms).double().numpy()
+    expected = _given_choice_numpy(logp.numpy(), choice.numpy(), u_top, u_free)
+    np.testing.assert_allclose(noise.numpy(), expected, rtol=1e-6, atol=1e-6)
+    assert torch.equal((logp + noise).argmax(-1), choice)
+    # a constant of the graph, like fresh noise: the gradient is the softmax's alone
+    assert not gumbel_noise_given_choice(logp.requires_grad_(), choice, _gen(5)).requires_grad
+    logp = logp.detach()
+    # the choice is forced even where the policy gives it almost nothing
+    unlikely = logp.argmin(-1)
+    forced = gumbel_noise_given_choice(logp, unlikely, _gen(6))
+    assert torch.equal((logp + forced).argmax(-1), unlikely)
+    _, hard = gumbel_softmax(logp, forced, 1.0, True, unlikely)
+    assert torch.equal(hard, unlikely)
+
+
+def test_noise_given_choice_is_the_conditional_of_fresh_noise() -> None:
+    # Monte Carlo: fresh draws whose argmax is column k must look like draws given k
+    logp = torch.log(torch.tensor([0.5, 0.3, 0.2], dtype=torch.float64))
+    n = 200_000
+    fresh = logp + gumbel_noise((n, 3), _gen(11), "cpu", torch.float64)
+    for k in range(3):
+        kept = fresh[fresh.argmax(-1) == k]
+        given = logp + gumbel_noise_given_choice(
+            logp.expand(n, 3), torch.full((n,), k), _gen(12 + k)
+        )
+        torch.testing.assert_close(given.mean(0), kept.mean(0), atol=0.02, rtol=0)
+        torch.testing.assert_close(given.std(0), kept.std(0), atol=0.02, rtol=0)
+        soft_given = torch.softmax(given, -1).mean(0)
+        torch.testing.assert_close(soft_given, torch.softmax(kept, -1).mean(0), atol=0.01, rtol=0)
+    # and the choice is what is conditioned on: without it the soft tokens would differ
+    assert (torch.softmax(fresh, -1).mean(0) - soft_given).abs().max() > 0.1
+
+
+def test_teacher_forced_given_completion_relaxes_the_completion() -> None:
+    lm = _tiny_lm()
+    prompts, ids, mask = _rollout_of(lm)
+    with torch.no_grad():
+        given = lm.soft_tokens_teacher_forced(
+            prompts, ids, mask, straight_through=True, generator=_gen(), given_completion=True
+        )
+        fresh = lm.soft_tokens_teacher_forced(
+            prompts, ids, mask, straight_through=True, generator=_gen()
+        )
+    assert torch.equal(given.hard_ids[mask], ids[mask])
+    assert (given.hard_ids[~mask] == lm.layout.pad_id).all()
+    assert not torch.equal(fresh.hard_ids[mask], ids[mask])  # fresh noise draws anew
+    columns = speech_vocab_ids(lm.layout, "cpu")
+    one_hot = (columns[None, :] == ids[mask][:, None]).float()
+    torch.testing.assert_close(given.soft[mask], one_hot)  # straight-through: the tokens
+    torch.testing.assert_close(given.logprobs, fresh.logprobs)
+    bad = ids.clone()
+    bad[0, 0] = lm.layout.pad_id
+    with pytest.raises(ValueError, match="given_completion"):
+        lm.soft_tokens_teacher_forced(prompts, bad, mask, given_completion=True)
 
 
 def test_rejects_bad_arguments() -> None:
