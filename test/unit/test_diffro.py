@@ -257,6 +257,23 @@ def test_straight_through_and_soft_share_samples_but_not_rewards(renderer) -> No
     assert soft_text != hard.loss(hard.policy, b)[1]["reward/text"]
 
 
+def test_given_rollout_straight_through_scores_the_rollouts_own_tokens(renderer) -> None:
+    loop = _loop(renderer, _cfg(beta=0.0, straight_through=True, given_rollout=True))
+    batch = loop.batch(0)
+    ro, texts = batch.scored.rollout, batch.scored.references.texts
+    _, stats = loop.loss(loop.policy, batch)
+    one_hot = torch.zeros(*ro.completion_ids.shape, NUM_SPEECH)
+    for row, tokens in zip(one_hot, ro.speech_tokens, strict=True):
+        row[torch.arange(len(tokens)), tokens] = 1.0
+    lens = torch.tensor([len(t) for t in ro.speech_tokens])
+    with torch.no_grad():
+        drawn = loop.reward_model.text_logp(loop.reward_model.run_probs(one_hot, lens), texts)
+    assert stats["reward/text"] == pytest.approx(drawn.values.mean().item(), rel=1e-5)
+    # fresh noise draws other tokens at some positions, so its reward is another one
+    fresh = _loop(renderer, _cfg(beta=0.0, straight_through=True))
+    assert fresh.loss(fresh.policy, fresh.batch(0))[1]["reward/text"] != stats["reward/text"]
+
+
 def test_labels_are_checked_before_any_sampling(renderer) -> None:
     with pytest.raises(ValueError, match="heads"):
         _loop(renderer, _cfg(mtr={"emotion": 1.0}))
