@@ -73,10 +73,19 @@ class SoftTokenPolicy(nn.Module):
     """The trainable LM as one module whose forward gives the soft tokens, so the Trainer's DDP
     wrapper sees the forward the loss backpropagates through."""
 
-    def __init__(self, lm: CodecLM, temperature: float, cfg: DiffROLossConfig) -> None:
+    def __init__(
+        self,
+        lm: CodecLM,
+        temperature: float,
+        tau: float,
+        straight_through: bool,
+        given_completion: bool = False,
+    ) -> None:
         super().__init__()
         self.lm_model = lm.model
-        self.codec_lm, self.temperature, self.cfg = lm, temperature, cfg
+        self.codec_lm, self.temperature = lm, temperature
+        self.tau, self.straight_through = tau, straight_through
+        self.given_completion = given_completion
 
     def forward(
         self,
@@ -86,8 +95,8 @@ class SoftTokenPolicy(nn.Module):
         generator: torch.Generator,
     ) -> SoftRollout:
         return self.codec_lm.soft_tokens_teacher_forced(
-            prompts, completion_ids, mask, self.cfg.tau, self.temperature,
-            self.cfg.straight_through, generator, self.cfg.given_rollout,
+            prompts, completion_ids, mask, self.tau, self.temperature,
+            self.straight_through, generator, self.given_completion,
         )  # fmt: skip
 
     def train(self, mode: bool = True) -> SoftTokenPolicy:
@@ -135,7 +144,9 @@ class DiffROLoop:
         ro = cfg.rollout
         prompts = PromptSource(lm, pool, seed, ro.prompts_per_step, ro.prompt_match)
         self.rollouts = Rollouts(lm, prompts, renderer, None, ro, seed, rank)
-        self.policy = SoftTokenPolicy(lm, ro.temperature, cfg.loss)
+        self.policy = SoftTokenPolicy(
+            lm, ro.temperature, cfg.loss.tau, cfg.loss.straight_through, cfg.loss.given_rollout
+        )
         self.reward_model = reward_model
         reward_model.net.to(lm.model.device).eval().requires_grad_(False)
         self.reference: CodecLM | None = None

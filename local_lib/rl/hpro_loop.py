@@ -208,7 +208,7 @@ class HPROLoop:
             )  # fmt: skip
         b = cfg.batch
         self.prompts = PromptSource(lm, pool, seed, b.prompts_per_step, b.prompt_match, targets)
-        self.policy = SoftTokenPolicy(lm, b.temperature, cfg.loss)
+        self.policy = SoftTokenPolicy(lm, b.temperature, cfg.loss.tau, cfg.loss.straight_through)
         codec.net.to(lm.model.device).eval().requires_grad_(False)
         self.reference: CodecLM | None = None
         if cfg.loss.beta > 0:
