@@ -62,18 +62,37 @@ class SpeechTokenizerConfig:
     decoder_kernel: int = 5
     decoder_steps: int = 300
     decoder_lr: float = 1e-3
+    decoder_dilation: int = 1  # layer i of the mel decoder dilates by decoder_dilation ** i
+    decoder_batch: int = 1  # utterances per decoder step
+    decoder_crop: int = 0  # tokens per utterance crop in a decoder step (0: whole utterances)
+
+    def __post_init__(self) -> None:
+        for key in ("decoder_dilation", "decoder_batch"):
+            if getattr(self, key) < 1:
+                raise ValueError(f"{key} must be >= 1, got {getattr(self, key)}")
+        if self.decoder_crop < 0:
+            raise ValueError(
+                f"decoder_crop must be >= 0 (0: whole utterances), got {self.decoder_crop}"
+            )
     seed: int = 0
     max_utts: int | None = None  # train on an evenly spaced subset of the utterances (None: all)
 
 
 class MelDecoder(nn.Module):
-    """Residual 1-D conv net: smooths the piecewise-constant centroid mel using context."""
+    """Residual 1-D conv net: smooths the piecewise-constant centroid mel using context.
+    Dilation growing by layer widens that context at no extra cost per frame."""
 
-    def __init__(self, n_mels: int, channels: int, layers: int, kernel: int) -> None:
+    def __init__(
+        self, n_mels: int, channels: int, layers: int, kernel: int, dilation: int = 1
+    ) -> None:
         super().__init__()
         blocks: list[nn.Module] = [nn.Conv1d(n_mels, channels, kernel, padding=kernel // 2)]
-        for _ in range(layers - 1):
-            blocks += [nn.GELU(), nn.Conv1d(channels, channels, kernel, padding=kernel // 2)]
+        for i in range(1, layers):
+            d = dilation**i
+            blocks += [
+                nn.GELU(),
+                nn.Conv1d(channels, channels, kernel, padding=d * (kernel // 2), dilation=d),
+            ]
         blocks += [nn.GELU(), nn.Conv1d(channels, n_mels, 1)]
         self.net = nn.Sequential(*blocks)
         nn.init.zeros_(self.net[-1].weight)  # starts as the identity on the centroid mel
@@ -128,9 +147,7 @@ class KMeansMelTokenizer:
         centroids = _kmeans((vectors - mean) / std, cfg.num_tokens, cfg.kmeans_iters, gen)
         with torch.random.fork_rng():  # seeded decoder init without touching the caller's RNG
             torch.manual_seed(cfg.seed)
-            decoder = MelDecoder(
-                mel_cfg.n_mels, cfg.decoder_channels, cfg.decoder_layers, cfg.decoder_kernel
-            )
+            decoder = _mel_decoder(cfg, mel_cfg)
             tok = cls(cfg, mel_cfg, centroids, mean, std, decoder)
             tok._fit_decoder(feats, gen)
         return tok
@@ -141,16 +158,17 @@ class KMeansMelTokenizer:
         pairs = [
             (self.lookup(self.encode(f)), _trim(torch.as_tensor(f), self.cfg.stack)) for f in feats
         ]
-        for step in range(self.cfg.decoder_steps):
-            coarse, target = pairs[int(torch.randint(len(pairs), (1,), generator=gen))]
-            loss = (self.decoder(coarse[None]) - target[None]).abs().mean()
+        cfg = self.cfg
+        for step in range(cfg.decoder_steps):
+            coarse, target = _decoder_batch(
+                pairs, cfg.decoder_batch, cfg.decoder_crop * cfg.stack, cfg.stack, gen
+            )
+            loss = (self.decoder(coarse) - target).abs().mean()
             opt.zero_grad()
             loss.backward()
             opt.step()
             if step % 100 == 0:
-                LOG.info(
-                    "mel decoder step %d/%d L1 %.4f", step, self.cfg.decoder_steps, loss.item()
-                )
+                LOG.info("mel decoder step %d/%d L1 %.4f", step, cfg.decoder_steps, loss.item())
         self.decoder.eval()
 
     def encode(self, audio_or_mel: np.ndarray | torch.Tensor) -> torch.Tensor:
@@ -204,12 +222,42 @@ class KMeansMelTokenizer:
     def from_state(cls, state: Mapping[str, Any]) -> KMeansMelTokenizer:
         cfg = SpeechTokenizerConfig(**state["config"])
         mel_cfg = LogMelConfig(**state["mel_config"])
-        decoder = MelDecoder(
-            mel_cfg.n_mels, cfg.decoder_channels, cfg.decoder_layers, cfg.decoder_kernel
-        )
+        decoder = _mel_decoder(cfg, mel_cfg)
         decoder.load_state_dict(state["decoder"])
         decoder.eval()
         return cls(cfg, mel_cfg, state["centroids"], state["mean"], state["std"], decoder)
+
+
+def _mel_decoder(cfg: SpeechTokenizerConfig, mel_cfg: LogMelConfig) -> MelDecoder:
+    return MelDecoder(
+        mel_cfg.n_mels,
+        cfg.decoder_channels,
+        cfg.decoder_layers,
+        cfg.decoder_kernel,
+        cfg.decoder_dilation,
+    )
+
+
+def _decoder_batch(
+    pairs: Sequence[tuple[torch.Tensor, torch.Tensor]],
+    batch: int,
+    crop_frames: int,
+    stack: int,
+    gen: torch.Generator,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``batch`` random utterances, each cut to one random crop of the same length (whole
+    stacks): ``crop_frames``, or the shortest picked utterance when that is shorter (or when
+    ``crop_frames`` is 0)."""
+    picked = [pairs[int(i)] for i in torch.randint(len(pairs), (batch,), generator=gen)]
+    shortest = min(len(coarse) for coarse, _ in picked)
+    length = min(crop_frames, shortest) if crop_frames else shortest
+    coarse_rows, target_rows = [], []
+    for coarse, target in picked:
+        starts = (len(coarse) - length) // stack + 1
+        start = int(torch.randint(starts, (1,), generator=gen)) * stack if starts > 1 else 0
+        coarse_rows.append(coarse[start : start + length])
+        target_rows.append(target[start : start + length])
+    return torch.stack(coarse_rows), torch.stack(target_rows)
 
 
 def _trim(mel: torch.Tensor, stack: int) -> torch.Tensor:
