@@ -18,7 +18,10 @@ by default, as stage 6 synthesises), and the winner (argmax) is compared with th
 * ``evaluator_gap``: the emotion evaluator's probability of the target emotion on the vocoded
   audio, winner − loser (does the evaluator agree?);
 * ``easpm_correct``, ``evaluator_correct``: the fraction of the finished candidates each one
-  labels with the target emotion (is there headroom a reward could use?).
+  labels with the target emotion (is there headroom a reward could use?);
+* ``evaluator_headroom``, ``accuracy_headroom``: what the evaluator's own pick among the k
+  gains over a random one, in its P(target) and in its accuracy: the most any preference model
+  could gain at this branch, however well it judged (is there diversity to choose from?).
 
 Writes ``agreement.tsv`` (a row per prompt and step, appended as prompts finish; a re-run skips
 the prompts it holds) and ``agreement.md`` (per step: how often each gap is positive, with 95 %
@@ -79,6 +82,8 @@ class Branch:
     evaluator_gap: float  # evaluator P(target emotion), winner − loser
     easpm_correct: float  # fraction of the finished candidates EASPM labels as the target
     evaluator_correct: float  # the same for the evaluator
+    evaluator_headroom: float  # evaluator P(target): best of the k − their mean
+    accuracy_headroom: float  # evaluator label right: any of the k − their mean
 
 
 @torch.no_grad()
@@ -138,6 +143,10 @@ def branch_outcomes(
                 evaluator_gap=float(prob[win] - prob[lose]),
                 easpm_correct=float(easpm_correct.double().mean()),
                 evaluator_correct=float(evaluator_correct.double().mean()),
+                evaluator_headroom=float(prob.max() - prob.double().mean()),
+                accuracy_headroom=float(
+                    evaluator_correct.double().max() - evaluator_correct.double().mean()
+                ),
             )
         )
     return out
@@ -179,7 +188,13 @@ def read_done(tsv: Path) -> set[str]:
     if not tsv.is_file():
         return set()
     with tsv.open() as f:
-        return {row["utt"] for row in csv.DictReader(f, delimiter="\t")}
+        reader = csv.DictReader(f, delimiter="\t")
+        if reader.fieldnames != COLUMNS:
+            raise ValueError(
+                f"{tsv}: columns {reader.fieldnames} are not this version's {COLUMNS}; "
+                "move it away to start afresh"
+            )
+        return {row["utt"] for row in reader}
 
 
 def summarise(tsv: Path) -> str:
@@ -190,8 +205,9 @@ def summarise(tsv: Path) -> str:
         raise ValueError(f"{tsv}: no rows to summarise")
     lines = [
         "| step | t | prompts | EASPM score spread | EASPM agrees with itself, % | "
-        "evaluator agrees, % | mean evaluator gap | EASPM accuracy, % | evaluator accuracy, % |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "evaluator agrees, % | mean evaluator gap | EASPM accuracy, % | evaluator accuracy, % | "
+        "evaluator's own pick − random: P(target) | … accuracy, points |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     groups = sorted({int(r["step"]) for r in rows})
     for step in [*groups, None]:
@@ -202,13 +218,17 @@ def summarise(tsv: Path) -> str:
             cells.append(f"{100 * ci.estimate:.0f} [{100 * ci.low:.0f}, {100 * ci.high:.0f}]")
         name = "all" if step is None else str(step)
         t = "" if step is None else f"{float(sel[0]['t']):.2f}"
-        spread, gap, easpm_acc, evaluator_acc = (
+        spread, gap, easpm_acc, evaluator_acc, headroom, acc_headroom = (
             np.mean([float(r[key]) for r in sel])
-            for key in ("score_spread", "evaluator_gap", "easpm_correct", "evaluator_correct")
-        )
+            for key in (
+                "score_spread", "evaluator_gap", "easpm_correct", "evaluator_correct",
+                "evaluator_headroom", "accuracy_headroom",
+            )
+        )  # fmt: skip
         lines.append(
             f"| {name} | {t} | {len(sel)} | {spread:.3f} | {cells[0]} | {cells[1]} | {gap:+.3f} "
-            f"| {100 * easpm_acc:.0f} | {100 * evaluator_acc:.0f} |"
+            f"| {100 * easpm_acc:.0f} | {100 * evaluator_acc:.0f} | {headroom:+.3f} "
+            f"| {100 * acc_headroom:+.1f} |"
         )
     return "\n".join(lines) + "\n"
 

@@ -64,6 +64,9 @@ def test_gaps_follow_the_judges() -> None:
         assert o.evaluator_gap == pytest.approx(-b.final_gap)
         assert b.score_gap > 0 and b.score_spread > 0
         assert b.evaluator_correct == b.easpm_correct and o.evaluator_correct == 0.0
+        # the loud judge calls only its best candidate right: picking it gains 1 − 1/3
+        assert b.accuracy_headroom == pytest.approx(2 / 3) and o.accuracy_headroom == 0.0
+        assert b.evaluator_headroom > 0 and o.evaluator_headroom > 0
     # The last step's candidates are already clean: the finished mel is the candidate itself.
     assert same[-1].final_gap == pytest.approx(same[-1].score_gap)
     assert [b.easpm_correct for b in same] == pytest.approx([1 / 3] * 3)
@@ -73,28 +76,30 @@ def test_gaps_follow_the_judges() -> None:
 
 def test_summary_by_hand(tmp_path: Path) -> None:
     tsv = tmp_path / "agreement.tsv"
-    rows = [  # step, final_gap, evaluator_gap, easpm_correct, evaluator_correct
-        (1, 0.5, 0.2, 1.0, 0.5), (1, -0.1, 0.3, 1.0, 0.25), (2, 0.0, -1.0, 0.5, 0.0),
-        (2, 1.0, -1.0, 1.0, 1.0),
+    rows = [  # step, final_gap, evaluator_gap, easpm_correct, evaluator_correct, headroom
+        (1, 0.5, 0.2, 1.0, 0.5, 0.1), (1, -0.1, 0.3, 1.0, 0.25, 0.3), (2, 0.0, -1.0, 0.5, 0.0, 0.0),
+        (2, 1.0, -1.0, 1.0, 1.0, 0.2),
     ]  # fmt: skip
     with tsv.open("w", newline="") as f:
         writer = csv.DictWriter(f, COLUMNS, delimiter="\t")
         writer.writeheader()
-        for n, (step, final, ev, easpm_ok, ev_ok) in enumerate(rows):
+        for n, (step, final, ev, easpm_ok, ev_ok, room) in enumerate(rows):
             writer.writerow({"utt": f"u{n}", "emotion": "Sad", "step": step, "t": 0.9 - 0.1 * step,
                              "score_spread": 0.1, "score_gap": 0.3, "final_gap": final,
                              "evaluator_gap": ev, "easpm_correct": easpm_ok,
-                             "evaluator_correct": ev_ok})  # fmt: skip
+                             "evaluator_correct": ev_ok, "evaluator_headroom": room,
+                             "accuracy_headroom": 1.0 - ev_ok})  # fmt: skip
     lines = summarise(tsv).splitlines()
     split = [[c.strip() for c in line.split("|")[1:-1]] for line in lines[2:]]
     cells = {row[0]: row[1:] for row in split}
     # step 1: EASPM 1 of 2 positive, evaluator 2 of 2; step 2: a tie counts as disagreement.
     assert cells["1"][:2] == ["0.80", "2"]
     assert cells["1"][3].startswith("50 ") and cells["1"][4].startswith("100 ")
-    assert cells["1"][5:] == ["+0.250", "100", "38"]
+    assert cells["1"][5:] == ["+0.250", "100", "38", "+0.200", "+62.5"]
     assert cells["2"][3].startswith("50 ") and cells["2"][4].startswith("0 ")
     assert cells["all"][1] == "4" and cells["all"][3].startswith("50 ")
-    assert cells["all"][4].startswith("50 ") and cells["all"][5:] == ["-0.375", "88", "44"]
+    assert cells["all"][4].startswith("50 ")
+    assert cells["all"][5:] == ["-0.375", "88", "44", "+0.150", "+56.2"]
 
 
 def test_cli_writes_resumes_and_extends(tmp_path: Path) -> None:
@@ -134,6 +139,13 @@ def test_cli_writes_resumes_and_extends(tmp_path: Path) -> None:
     third = run(3)
     assert third[:6] == first and {r["utt"] for r in third[6:]} == {"0012_000001"}
     assert "| all |" in (out / "agreement.md").read_text()
+    # a table from a version with other columns is refused, naming it, not appended to
+    old_tsv = (out / "agreement.tsv").read_text().replace("\taccuracy_headroom", "", 1)
+    (out / "agreement.tsv").write_text(old_tsv)
+    with pytest.raises(ValueError, match="agreement.tsv: columns .* not this version"):
+        run(3)
+    restored = old_tsv.replace("headroom", "headroom\taccuracy_headroom", 1)
+    (out / "agreement.tsv").write_text(restored)
     with pytest.raises(ValueError, match="--steps"):
         run(2, "--steps", "4")
     # A speaker model given as the emotion evaluator, and prompts without emotions, fail up front.
