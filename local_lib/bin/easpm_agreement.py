@@ -197,6 +197,15 @@ def read_done(tsv: Path) -> set[str]:
         return {row["utt"] for row in reader}
 
 
+def _mean_with_interval(values: list[float], fmt: str) -> str:
+    """``mean [low, high]`` (95 % bootstrap over prompts); a non-finite value shows as the bare
+    mean (nan) rather than failing the whole table."""
+    if not np.all(np.isfinite(values)):
+        return f"{np.mean(values):{fmt}}"
+    ci = bootstrap_interval(values)
+    return f"{ci.estimate:{fmt}} [{ci.low:{fmt}}, {ci.high:{fmt}}]"
+
+
 def summarise(tsv: Path) -> str:
     """Markdown table per step (and all steps): agreement rates with bootstrap intervals."""
     with tsv.open() as f:
@@ -218,17 +227,15 @@ def summarise(tsv: Path) -> str:
             cells.append(f"{100 * ci.estimate:.0f} [{100 * ci.low:.0f}, {100 * ci.high:.0f}]")
         name = "all" if step is None else str(step)
         t = "" if step is None else f"{float(sel[0]['t']):.2f}"
-        spread, gap, easpm_acc, evaluator_acc, headroom, acc_headroom = (
+        spread, gap, easpm_acc, evaluator_acc = (
             np.mean([float(r[key]) for r in sel])
-            for key in (
-                "score_spread", "evaluator_gap", "easpm_correct", "evaluator_correct",
-                "evaluator_headroom", "accuracy_headroom",
-            )
-        )  # fmt: skip
+            for key in ("score_spread", "evaluator_gap", "easpm_correct", "evaluator_correct")
+        )
+        room = _mean_with_interval([float(r["evaluator_headroom"]) for r in sel], "+.3f")
+        acc_room = _mean_with_interval([100 * float(r["accuracy_headroom"]) for r in sel], "+.1f")
         lines.append(
             f"| {name} | {t} | {len(sel)} | {spread:.3f} | {cells[0]} | {cells[1]} | {gap:+.3f} "
-            f"| {100 * easpm_acc:.0f} | {100 * evaluator_acc:.0f} | {headroom:+.3f} "
-            f"| {100 * acc_headroom:+.1f} |"
+            f"| {100 * easpm_acc:.0f} | {100 * evaluator_acc:.0f} | {room} | {acc_room} |"
         )
     return "\n".join(lines) + "\n"
 

@@ -95,11 +95,14 @@ def test_summary_by_hand(tmp_path: Path) -> None:
     # step 1: EASPM 1 of 2 positive, evaluator 2 of 2; step 2: a tie counts as disagreement.
     assert cells["1"][:2] == ["0.80", "2"]
     assert cells["1"][3].startswith("50 ") and cells["1"][4].startswith("100 ")
-    assert cells["1"][5:] == ["+0.250", "100", "38", "+0.200", "+62.5"]
+    assert cells["1"][5:8] == ["+0.250", "100", "38"]
+    assert cells["1"][8].startswith("+0.200 [+0.100, +0.300]")
+    assert cells["1"][9] == "+62.5 [+50.0, +75.0]"
     assert cells["2"][3].startswith("50 ") and cells["2"][4].startswith("0 ")
     assert cells["all"][1] == "4" and cells["all"][3].startswith("50 ")
     assert cells["all"][4].startswith("50 ")
-    assert cells["all"][5:] == ["-0.375", "88", "44", "+0.150", "+56.2"]
+    assert cells["all"][5:8] == ["-0.375", "88", "44"]
+    assert cells["all"][8].startswith("+0.150 [") and cells["all"][9].startswith("+56.2 [")
 
 
 def test_cli_writes_resumes_and_extends(tmp_path: Path) -> None:
@@ -156,3 +159,11 @@ def test_cli_writes_resumes_and_extends(tmp_path: Path) -> None:
     (data / "utt2emo").unlink()
     with pytest.raises(ValueError, match="no utt2emo"):
         run(2)
+
+
+def test_headroom_cell_by_hand() -> None:
+    """Mean and bootstrap interval over prompts; a non-finite value leaves the bare mean."""
+    assert easpm_agreement._mean_with_interval([0.1, 0.1, 0.1], "+.3f") == "+0.100 [+0.100, +0.100]"
+    cell = easpm_agreement._mean_with_interval([0.0, 1.0], "+.1f")
+    assert cell.startswith("+0.5 [+0.0, ") and cell.endswith("+1.0]")
+    assert easpm_agreement._mean_with_interval([1.0, float("nan")], "+.1f") == "+nan"
