@@ -198,7 +198,7 @@ def read_done(tsv: Path) -> set[str]:
 
 
 def _mean_with_interval(values: list[float], fmt: str) -> str:
-    """``mean [low, high]`` (95 % bootstrap over prompts); a non-finite value shows as the bare
+    """``mean [low, high]`` (95 % bootstrap over the rows); a non-finite value shows as the bare
     mean (nan) rather than failing the whole table."""
     if not np.all(np.isfinite(values)):
         return f"{np.mean(values):{fmt}}"

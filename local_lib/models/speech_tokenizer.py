@@ -65,6 +65,8 @@ class SpeechTokenizerConfig:
     decoder_dilation: int = 1  # layer i of the mel decoder dilates by decoder_dilation ** i
     decoder_batch: int = 1  # utterances per decoder step
     decoder_crop: int = 0  # tokens per utterance crop in a decoder step (0: whole utterances)
+    seed: int = 0
+    max_utts: int | None = None  # train on an evenly spaced subset of the utterances (None: all)
 
     def __post_init__(self) -> None:
         for key in ("decoder_dilation", "decoder_batch"):
@@ -74,8 +76,6 @@ class SpeechTokenizerConfig:
             raise ValueError(
                 f"decoder_crop must be >= 0 (0: whole utterances), got {self.decoder_crop}"
             )
-    seed: int = 0
-    max_utts: int | None = None  # train on an evenly spaced subset of the utterances (None: all)
 
 
 class MelDecoder(nn.Module):
