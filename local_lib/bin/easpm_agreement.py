@@ -10,7 +10,9 @@ step leads to speech the evaluator also finds more emotional. For each of ``--nu
 spaced utterances of ``--data-dir`` (its text, speaker and target emotion) and each branching step
 i (``--steps``; default: every step the rollout config makes eligible), the model's SDE chain runs
 to step i, draws ``k`` candidates from its Gaussian transition and scores them with EASPM at the
-candidates' time, exactly as a rollout does. Every candidate is then finished to t = 0 (the ODE
+candidates' time, exactly as a rollout does (with the config's ``judge: finished`` [ours], the
+preference model given as ``--easpm``, e.g. an emotion classifier, scores the ODE-finished mels
+instead, as that rollout does). Every candidate is then finished to t = 0 (the ODE
 by default, as stage 6 synthesises), and the winner (argmax) is compared with the loser (argmin):
 
 * ``final_gap``: EASPM's score of the finished mels, winner − loser (does EASPM agree with
@@ -47,7 +49,6 @@ from local_lib.data.features import LogMelConfig
 from local_lib.eval.bootstrap import bootstrap_interval
 from local_lib.eval.picks import evenly_spaced
 from local_lib.models.config_yaml import setup_logging
-from local_lib.models.easpm import EASPMBundle, load_easpm
 from local_lib.models.evaluators import ClassifierEvaluator, load_evaluator
 from local_lib.models.gradtts import (
     GradTTSBundle,
@@ -61,7 +62,12 @@ from local_lib.models.gradtts import (
 from local_lib.models.gradtts.data import load_tts_items
 from local_lib.models.vocoder import GriffinLimVocoder
 from local_lib.rl.easpo import EASPOConfig, Scorer, draw_candidates, eligible_steps, select_pair
-from local_lib.rl.easpo_loop import EASPORecipeConfig, easpm_scorer
+from local_lib.rl.easpo_loop import (
+    EASPORecipeConfig,
+    EmotionLogits,
+    load_emotion_logits,
+    target_scorer,
+)
 
 log = logging.getLogger("easpm_agreement")
 
@@ -126,11 +132,17 @@ def branch_outcomes(
         mean = transition_mean(x, mu, score_fn(x, torch.tensor([t_step])), beta_t, h)
         candidates = draw_candidates(mean, beta_t, h, k, mask, generator)[:, 0]
         t_next = 1.0 - (step + 1) * h
-        scores = scorer(candidates, torch.full((k,), t_next), mask_k, emo_k)
-        win, lose = (int(i) for i in select_pair(scores[:, None]))
         finished = reverse_diffusion(
             score_fn, candidates, mu_k, mask_k, n, model.schedule, finish_ode, generator, step + 1
         )
+        if cfg.judge == "finished":  # the rollout finishes by the ODE, whatever --finish says
+            judged = finished if finish_ode else reverse_diffusion(
+                score_fn, candidates, mu_k, mask_k, n, model.schedule, True, None, step + 1
+            )  # fmt: skip
+            scores = scorer(judged, torch.zeros(k), mask_k, emo_k)
+        else:
+            scores = scorer(candidates, torch.full((k,), t_next), mask_k, emo_k)
+        win, lose = (int(i) for i in select_pair(scores[:, None]))
         final, easpm_correct = easpm_judge(finished, emotion)
         prob, evaluator_correct = evaluator_judge(finished, emotion)
         out.append(
@@ -152,15 +164,15 @@ def branch_outcomes(
     return out
 
 
-def easpm_judge(easpm: EASPMBundle) -> Judge:
-    """EASPM on clean mels (t = 0): the target's scaled cosine (the rollout's score) and whether
-    the target is its best-scoring emotion."""
+def scorer_judge(logits: EmotionLogits, emotions: list[str]) -> Judge:
+    """The preference model on clean mels (t = 0): the target's score (the rollout's) and whether
+    the target is its best-scoring emotion among the TTS model's ``emotions``."""
 
     def judge(mels: Tensor, emotion: str) -> tuple[Tensor, Tensor]:
         t, mask = torch.zeros(mels.shape[0]), torch.ones(mels.shape[:2], dtype=torch.bool)
-        logits = easpm.model.logits(mels, t, mask)
-        target = easpm.emotion_id(emotion)
-        return logits[:, target], logits.argmax(-1) == target
+        scores = logits(mels, t, mask)
+        target = emotions.index(emotion)
+        return scores[:, target], scores.argmax(-1) == target
 
     return judge
 
@@ -213,8 +225,8 @@ def summarise(tsv: Path) -> str:
     if not rows:
         raise ValueError(f"{tsv}: no rows to summarise")
     lines = [
-        "| step | t | prompts | EASPM score spread | EASPM agrees with itself, % | "
-        "evaluator agrees, % | mean evaluator gap | EASPM accuracy, % | evaluator accuracy, % | "
+        "| step | t | prompts | scorer spread | scorer agrees with itself, % | "
+        "evaluator agrees, % | mean evaluator gap | scorer accuracy, % | evaluator accuracy, % | "
         "evaluator's own pick − random: P(target) | … accuracy, points |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
@@ -246,7 +258,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--config", type=Path, required=True, help="conf/easpo*.yaml (rollout section)")
     p.add_argument("--model", type=Path, required=True, help="Grad-TTS model.pt (base or tuned)")
-    p.add_argument("--easpm", type=Path, required=True, help="exp/easpm/model.pt")
+    p.add_argument("--easpm", type=Path, required=True, help="exp/easpm/model.pt or a classifier")
     p.add_argument("--emotion", type=Path, required=True, help="emotion evaluator model.pt")
     p.add_argument("--data-dir", type=Path, required=True, help="prompts: text, utt2spk, utt2emo")
     p.add_argument("--out-dir", type=Path, required=True)
@@ -275,14 +287,13 @@ def main(argv: list[str] | None = None) -> None:
     feats = LogMelConfig.from_yaml(args.feats_config) if args.feats_config else LogMelConfig()
     bundle = load_gradtts(args.model)
     bundle.model.eval()
-    easpm = load_easpm(args.easpm)
-    easpm.model.eval()
-    scorer = easpm_scorer(easpm, bundle.emotions)
+    logits = load_emotion_logits(args.easpm, bundle.emotions, cfg.judge)
+    scorer = target_scorer(logits)
     evaluator = load_evaluator(args.emotion)
     if not isinstance(evaluator, ClassifierEvaluator):
         raise ValueError(f"{args.emotion}: not an emotion evaluator")
     judges = (
-        easpm_judge(easpm),
+        scorer_judge(logits, bundle.emotions),
         evaluator_judge(
             evaluator, GriffinLimVocoder(feats, n_iter=args.vocoder_iters), feats.hop_length
         ),
@@ -322,8 +333,8 @@ def main(argv: list[str] | None = None) -> None:
             log.info("prompt %d/%d (%s) done", n, len(chosen), utt)
     table = summarise(tsv)
     (args.out_dir / "agreement.md").write_text(
-        f"# EASPM's branch picks vs the finished speech\n\n{args.model}, {args.config}, "
-        f"{args.data_dir}, finish by {args.finish}\n\n{table}"
+        f"# The scorer's branch picks vs the finished speech\n\n{args.model}, scorer "
+        f"{args.easpm}, {args.config}, {args.data_dir}, finish by {args.finish}\n\n{table}"
     )
     log.info("wrote %s\n%s", args.out_dir / "agreement.md", table)
 

@@ -24,16 +24,16 @@ from pathlib import Path
 import torch
 
 from local_lib.config import load_config, save_run_config
-from local_lib.models.easpm import load_easpm
 from local_lib.models.gradtts import GradTTSBundle, load_gradtts
 from local_lib.rl.easpo import freeze_for_easpo
 from local_lib.rl.easpo_loop import (
     EASPOPolicy,
     EASPORecipeConfig,
     PromptBatch,
-    easpm_scorer,
+    load_emotion_logits,
     load_prompts,
     prompt_batch,
+    target_scorer,
 )
 from local_lib.train.distributed import cleanup, init_distributed
 from local_lib.train.timing import StepTimer
@@ -49,7 +49,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--config", type=Path, required=True)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--base-model", type=Path, required=True, help="Grad-TTS of stage 4")
-    p.add_argument("--easpm", type=Path, required=True, help="EASPM of stage 3")
+    p.add_argument(
+        "--easpm", type=Path, required=True,
+        help="EASPM of stage 3, or [ours] an emotion classifier (rollout judge: finished)",
+    )  # fmt: skip
     p.add_argument("--train-dir", type=Path, required=True)
     p.add_argument("--feats-dir", type=Path, required=True, help="stage 2's dump of the train set")
     p.add_argument("--out-dir", type=Path, required=True)
@@ -69,16 +72,17 @@ def main(argv: list[str] | None = None) -> None:
     if dist.is_main:
         save_run_config(args.out_dir, conf)
     tts = load_gradtts(args.base_model)
-    easpm = load_easpm(args.easpm)
+    scorer = target_scorer(load_emotion_logits(args.easpm, tts.emotions, rollout_cfg.judge))
     prompts = load_prompts(args.train_dir, args.feats_dir, tts, cfg.max_frames)
     if dist.is_main:
         log.info("EASPO on %d prompts, %d process(es), k=%d kappa=%g t in [%g, %g] beta=%g "
-                 "loss=%s continuation=%s lr=%g", len(prompts.utts), dist.world_size,
-                 rollout_cfg.k, rollout_cfg.kappa, rollout_cfg.t_min, rollout_cfg.t_max,
-                 rollout_cfg.beta, rollout_cfg.loss, rollout_cfg.continuation, cfg.lr)  # fmt: skip
+                 "loss=%s continuation=%s judge=%s (%s) lr=%g", len(prompts.utts),
+                 dist.world_size, rollout_cfg.k, rollout_cfg.kappa, rollout_cfg.t_min,
+                 rollout_cfg.t_max, rollout_cfg.beta, rollout_cfg.loss, rollout_cfg.continuation,
+                 rollout_cfg.judge, args.easpm, cfg.lr)  # fmt: skip
     decoder_params = freeze_for_easpo(tts.model)
     timer = StepTimer()
-    module = EASPOPolicy(tts.model, easpm_scorer(easpm, tts.emotions), rollout_cfg, timer)
+    module = EASPOPolicy(tts.model, scorer, rollout_cfg, timer)
     optimizer = torch.optim.Adam(decoder_params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     trainer = Trainer(
         module, optimizer, cfg.trainer_config(args.out_dir), dist_info=dist, timer=timer

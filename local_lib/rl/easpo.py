@@ -15,14 +15,21 @@ choice against collapse) or from the winner (``continuation: winner``, ablation)
 stops after the last preference step: later steps carry no gradient. Only the decoder trains;
 the encoder and duration predictor are frozen (``freeze_for_easpo``).
 
+Where the scorer looks (``judge``): ``branch`` (the paper) scores the candidates themselves at
+their state time; ``finished`` **[ours]** first finishes each candidate to ``t = 0`` with the
+policy's deterministic ODE (no gradient) and scores the clean mel at ``t = 0``, so a scorer
+trained on clean speech (an emotion classifier) can judge what the branch leads to. Either way
+the loss is on the candidates' one-step log-likelihood ratios.
+
 Eligible steps: step index ``i ≥ ceil(κN)`` whose state time ``1 − i/N`` lies in
 ``[t_min, t_max]`` (``t = 1`` is pure noise, ``t = 0`` clean mel).
 
 Profile: a ``StepTimer`` gets the rollout's seconds in three parts: ``time/rollout`` (the prior,
 the reverse chain up to each branch point, the candidate draws and the continuation),
-``time/score`` (the scorer) and ``time/update`` (the policy's and reference's forward at each
-branch point, which give the candidates' mean and their log-probabilities, the ratios and the
-loss; the Trainer adds the backward and optimizer step to it).
+``time/score`` (the scorer, and with ``judge: finished`` the finishing chains) and
+``time/update`` (the policy's and reference's forward at each branch point, which give the
+candidates' mean and their log-probabilities, the ratios and the loss; the Trainer adds the
+backward and optimizer step to it).
 """
 
 from __future__ import annotations
@@ -40,6 +47,7 @@ from local_lib.models.gradtts import (
     GradTTS,
     log_ratio,
     prior_sample,
+    reverse_diffusion,
     reverse_step,
     step_time,
     transition_mean,
@@ -59,6 +67,7 @@ TIME_PARTS = (ROLLOUT_KEY, SCORE_KEY, UPDATE_KEY)
 
 LOSS_FORMS = ("spo", "mse")
 CONTINUATIONS = ("random", "winner")
+JUDGES = ("branch", "finished")
 
 
 @dataclass(frozen=True)
@@ -74,6 +83,7 @@ class EASPOConfig:
     beta: float = 1.0
     loss: str = "spo"
     continuation: str = "random"
+    judge: str = "branch"
     temperature: float = 1.0
     length_scale: float = 1.0
 
@@ -94,6 +104,8 @@ class EASPOConfig:
             raise ValueError(
                 f"continuation must be one of {CONTINUATIONS}, got {self.continuation!r}"
             )
+        if self.judge not in JUDGES:
+            raise ValueError(f"judge must be one of {JUDGES}, got {self.judge!r}")
         if self.beta <= 0 or self.temperature <= 0 or self.length_scale <= 0:
             raise ValueError("beta, temperature and length_scale must be positive")
         if self.continuation == "winner" and self.steps_per_chain == 1:
@@ -183,6 +195,31 @@ def preference_loss(
     raise ValueError(f"loss must be one of {LOSS_FORMS}, got {form!r}")
 
 
+def finish_candidates(
+    policy: GradTTS,
+    candidates: Tensor,
+    mu: Tensor,
+    mask: Tensor,
+    speaker: Tensor | None,
+    emotion: Tensor,
+    start: int,
+    n_steps: int,
+) -> Tensor:
+    """``[k, B, frames, n_mels]`` candidates at step ``start`` -> their clean mels
+    ``[k·B, frames, n_mels]`` (candidate-major, as the scorer sees them) by the policy's ODE."""
+    k = candidates.shape[0]
+    mu_k, mask_k, emotion_k = mu.repeat(k, 1, 1), mask.repeat(k, 1), emotion.repeat(k)
+    speaker_k = None if speaker is None else speaker.repeat(k)
+
+    def score_fn(x_t: Tensor, t: Tensor) -> Tensor:
+        return policy.score(x_t, mu_k, mask_k, t, speaker_k, emotion_k)
+
+    return reverse_diffusion(
+        score_fn, candidates.flatten(0, 1), mu_k, mask_k, n_steps, policy.schedule, True, None,
+        start,
+    )  # fmt: skip
+
+
 def freeze_for_easpo(model: GradTTS) -> list[nn.Parameter]:
     """Freeze encoder and duration predictor (dropout off), train the decoder; return its params."""
     model.encoder.requires_grad_(False)
@@ -253,11 +290,15 @@ def easpo_rollout(
         with timer(ROLLOUT_KEY), torch.no_grad():
             candidates = draw_candidates(mean_policy.detach(), beta_t, h, cfg.k, mask, generator)
         with timer(SCORE_KEY), torch.no_grad():
-            t_next = torch.full(
-                (cfg.k * batch,), 1.0 - (step + 1) * h, dtype=x.dtype, device=x.device
-            )
+            judged, t_judged = candidates.flatten(0, 1), 1.0 - (step + 1) * h
+            if cfg.judge == "finished":
+                judged = finish_candidates(
+                    policy, candidates, mu, mask, speaker, emotion, step + 1, n
+                )
+                t_judged = 0.0
+            t_judge = torch.full((cfg.k * batch,), t_judged, dtype=x.dtype, device=x.device)
             scores = scorer(
-                candidates.flatten(0, 1), t_next, mask.repeat(cfg.k, 1), emotion.repeat(cfg.k)
+                judged, t_judge, mask.repeat(cfg.k, 1), emotion.repeat(cfg.k)
             ).view(cfg.k, batch)
         with timer(UPDATE_KEY):
             win, lose = select_pair(scores)

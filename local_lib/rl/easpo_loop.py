@@ -1,7 +1,8 @@
 """The EASPO training loop: a trained Grad-TTS decoder tuned by stepwise preferences of EASPM.
 
-Pieces: the training prompts (train texts with their speaker and emotion), the scorer (EASPM
-with the Grad-TTS emotion ids mapped onto its own), and ``EASPOPolicy``, the module the Trainer
+Pieces: the training prompts (train texts with their speaker and emotion), the scorer (EASPM, or
+[ours] an emotion classifier judging finished mels, with the Grad-TTS emotion ids mapped onto its
+own), and ``EASPOPolicy``, the module the Trainer
 optimises. ``EASPOPolicy.forward`` runs one ``easpo_rollout`` so that DistributedDataParallel
 syncs the decoder's gradients; the frozen reference and the scorer are kept out of its
 parameters and state dict (never trained, never checkpointed) and the policy stays in eval mode
@@ -10,6 +11,8 @@ parameters and state dict (never trained, never checkpointed) and the policy sta
 
 from __future__ import annotations
 
+import pickle
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,7 +20,8 @@ import torch
 from torch import Tensor, nn
 
 from local_lib.data.kaldi_dir import load_data_dir, read_kv
-from local_lib.models.easpm import EASPMBundle
+from local_lib.models.easpm import EASPMBundle, load_easpm
+from local_lib.models.evaluators import ClassifierEvaluator, build_evaluator
 from local_lib.models.gradtts import GradTTSBundle
 from local_lib.rl.easpo import EASPOConfig, Scorer, easpo_rollout, frozen_reference
 from local_lib.train.config import TrainSection
@@ -91,14 +95,78 @@ def load_prompts(
     )
 
 
-def easpm_scorer(easpm: EASPMBundle, tts_emotions: list[str]) -> Scorer:
-    """``EASPM.score`` taking the TTS model's emotion ids (the two models order labels apart)."""
+EmotionLogits = Callable[[Tensor, Tensor, Tensor], Tensor]
+"""``(mel [N, frames, n_mels], t [N], mask [N, frames]) -> [N, E]``: how strongly each mel shows
+each of the TTS model's ``E`` emotions, in the TTS model's order; higher is stronger."""
+
+
+def _label_index(labels: list[str], tts_emotions: list[str], owner: str) -> Tensor:
+    missing = [e for e in tts_emotions if e not in labels]
+    if missing:
+        raise ValueError(f"{owner} has no label for the TTS emotions {missing} (labels {labels})")
+    return torch.tensor([labels.index(e) for e in tts_emotions])
+
+
+def easpm_logits(easpm: EASPMBundle, tts_emotions: list[str]) -> EmotionLogits:
+    """EASPM's scaled cosines against every emotion prompt, columns in the TTS model's order."""
     to_easpm = torch.tensor([easpm.emotion_id(e) for e in tts_emotions])
 
+    def logits(mel: Tensor, t: Tensor, mask: Tensor) -> Tensor:
+        return easpm.model.logits(mel, t, mask)[:, to_easpm]
+
+    return logits
+
+
+def classifier_logits(clf: ClassifierEvaluator, tts_emotions: list[str]) -> EmotionLogits:
+    """[ours] An utterance emotion classifier read on the mels themselves (no vocoder): its
+    log-posteriors over its own labels, columns in the TTS model's order. It was trained on
+    clean speech, so ``t`` is ignored: use it with ``judge: finished``."""
+    columns = _label_index(clf.labels, tts_emotions, "the emotion classifier")
+
+    def logits(mel: Tensor, t: Tensor, mask: Tensor) -> Tensor:
+        out, _ = clf.net(mel, mask.sum(-1))
+        return torch.log_softmax(out, dim=-1)[:, columns]
+
+    return logits
+
+
+def target_scorer(logits: EmotionLogits) -> Scorer:
+    """The scorer a rollout uses: each mel's value in the column of its own target emotion."""
+
     def score(mel: Tensor, t: Tensor, mask: Tensor, emotion: Tensor) -> Tensor:
-        return easpm.model.score(mel, t, mask, to_easpm[emotion])
+        return logits(mel, t, mask).gather(1, emotion[:, None])[:, 0]
 
     return score
+
+
+def easpm_scorer(easpm: EASPMBundle, tts_emotions: list[str]) -> Scorer:
+    """``EASPM.score`` taking the TTS model's emotion ids (the two models order labels apart)."""
+    return target_scorer(easpm_logits(easpm, tts_emotions))
+
+
+def load_emotion_logits(path: Path, tts_emotions: list[str], judge: str) -> EmotionLogits:
+    """The preference model of ``path``: an EASPM file, or [ours] an emotion classifier (an
+    evaluator-format checkpoint of stage 3), which only ``judge: finished`` may use."""
+    path = Path(path)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as err:
+        raise ValueError(f"{path}: cannot read a preference model file: {err}") from err
+    if not (isinstance(state, dict) and state.get("kind") == "evaluator"):
+        return easpm_logits(load_easpm(path), tts_emotions)
+    clf = build_evaluator(state)
+    if not isinstance(clf, ClassifierEvaluator):
+        raise ValueError(f"{path}: an evaluator checkpoint but not a classifier")
+    if judge != "finished":
+        raise ValueError(
+            f"{path}: an emotion classifier judges clean speech; the rollout needs judge: "
+            f"finished, not {judge!r}"
+        )
+    clf.net.requires_grad_(False)
+    try:
+        return classifier_logits(clf, tts_emotions)
+    except ValueError as err:
+        raise ValueError(f"{path}: {err}") from err
 
 
 @dataclass

@@ -161,6 +161,45 @@ def test_cli_writes_resumes_and_extends(tmp_path: Path) -> None:
         run(2)
 
 
+def test_classifier_judges_finished_mels(tmp_path: Path) -> None:
+    """[ours] A classifier as the preference model scores the ODE-finished candidates, so its
+    branch gap is its gap on the finished mels; with the branch judge it is refused."""
+    data = write_fake_corpus(tmp_path, "dev", n_sentences=1, seed=0)
+    texts = [line.split(maxsplit=1)[1] for line in (data / "text").read_text().splitlines()]
+    tiny_bundle(texts).save(tmp_path / "tts.pt")
+    net_cfg = EvaluatorNetConfig(kind="emotion", n_mels=N_MELS, channels=8, embed_dim=4)
+    feats = {"sample_rate": 16000, "n_fft": 256, "win_length": 256, "hop_length": 64,
+             "n_mels": N_MELS, "f_max": 8000.0}  # fmt: skip
+    for name, seed in (("emotion.pt", 2), ("clf.pt", 3)):
+        torch.manual_seed(seed)
+        torch.save({"kind": "evaluator", "net_config": dataclasses.asdict(net_cfg),
+                    "mel_config": feats, "labels": ["Sad", "Angry", "Neutral"],
+                    "model": UtteranceClassifierNet(net_cfg, 3).state_dict()},
+                   tmp_path / name)  # fmt: skip
+    (tmp_path / "feats.yaml").write_text("".join(f"{k}: {v}\n" for k, v in feats.items()))
+    rollout = "rollout: {n_steps: 4, k: 3, kappa: 0.25, t_max: 0.75, judge: %s}\n"
+
+    def run(judge: str) -> list[dict]:
+        (tmp_path / "easpo.yaml").write_text(rollout % judge)
+        out = tmp_path / f"agree_{judge}"
+        easpm_agreement.main([
+            "--config", str(tmp_path / "easpo.yaml"), "--model", str(tmp_path / "tts.pt"),
+            "--easpm", str(tmp_path / "clf.pt"), "--emotion", str(tmp_path / "emotion.pt"),
+            "--data-dir", str(data), "--feats-config", str(tmp_path / "feats.yaml"),
+            "--out-dir", str(out), "--num-prompts", "1", "--vocoder-iters", "2",
+        ])  # fmt: skip
+        with (out / "agreement.tsv").open() as f:
+            return list(csv.DictReader(f, delimiter="\t"))
+
+    rows = run("finished")
+    assert [r["step"] for r in rows] == ["1", "2", "3"]
+    for r in rows:
+        assert float(r["final_gap"]) == pytest.approx(float(r["score_gap"]), abs=1e-5)
+        assert float(r["score_gap"]) > 0.0  # three random candidates do not tie
+    with pytest.raises(ValueError, match="clf.pt: an emotion classifier .* judge: finished"):
+        run("branch")
+
+
 def test_headroom_cell_by_hand() -> None:
     """Mean and bootstrap interval over prompts; a non-finite value leaves the bare mean."""
     assert easpm_agreement._mean_with_interval([0.1, 0.1, 0.1], "+.3f") == "+0.100 [+0.100, +0.100]"

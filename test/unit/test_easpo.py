@@ -10,13 +10,14 @@ import pytest
 import torch
 
 from local_lib.config import ConfigError, load_config
-from local_lib.models.gradtts import GradTTS, GradTTSConfig, log_ratio
+from local_lib.models.gradtts import GradTTS, GradTTSConfig, log_ratio, reverse_diffusion
 from local_lib.rl.easpo import (
     EASPOConfig,
     choose_continuation,
     draw_candidates,
     easpo_rollout,
     eligible_steps,
+    finish_candidates,
     freeze_for_easpo,
     frozen_reference,
     preference_loss,
@@ -224,3 +225,66 @@ def test_rollout_is_reproducible_and_continuation_matters() -> None:
     assert runs[0]["ratio_margin"] != 0.0 and runs[0]["ratio_std"] > 0.0
     assert 0.0 <= runs[0]["acc"] <= 1.0
     assert runs[2] != runs[0]  # the winner continuation takes another path through the chain
+
+
+def test_finish_candidates_runs_each_candidate_by_the_ode() -> None:
+    policy, batch = _policy_and_batch()
+    with torch.no_grad():
+        enc = policy.encode(batch["text"], batch["text_lengths"], None, batch["emotion"])
+        mu, mask, _ = policy.expand_prior(enc, 1.0)
+        cand = torch.randn((3, *mu.shape), generator=torch.Generator().manual_seed(1))
+        cand = cand * mask[None, ..., None]
+        done = finish_candidates(policy, cand, mu, mask, None, batch["emotion"], 4, 6)
+        assert done.shape == (3 * mu.shape[0], *mu.shape[1:])
+        for j in range(3):  # candidate-major: row j*B + b is candidate j of item b
+            for b in range(mu.shape[0]):
+
+                def score_fn(x: torch.Tensor, t: torch.Tensor, b: int = b) -> torch.Tensor:
+                    emo = batch["emotion"][b : b + 1]
+                    return policy.score(x, mu[b : b + 1], mask[b : b + 1], t, None, emo)
+
+                alone = reverse_diffusion(
+                    score_fn, cand[j, b : b + 1], mu[b : b + 1], mask[b : b + 1], 6,
+                    policy.schedule, True, None, 4,
+                )  # fmt: skip
+                row = done[j * mu.shape[0] + b]
+                assert torch.allclose(row, alone[0], atol=1e-5)
+        # the ODE moved them: finishing is not the identity
+        assert not torch.allclose(done, cand.flatten(0, 1))
+
+
+def test_finished_judge_scores_the_finished_mels_at_t0() -> None:
+    policy, batch = _policy_and_batch()
+    freeze_for_easpo(policy)
+    reference = frozen_reference(policy)
+    seen: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    def recording_scorer(mel, t, mask, emo):  # type: ignore[no-untyped-def]
+        seen.append((mel.clone(), t.clone()))
+        return fake_scorer(mel, t, mask, emo)
+
+    cfg = EASPOConfig(n_steps=6, k=3, steps_per_chain=1, kappa=0.0, t_max=1.0)
+    outs = {}
+    for judge in ("branch", "finished"):
+        seen.clear()
+        outs[judge] = easpo_rollout(
+            policy, reference, recording_scorer, **batch,
+            cfg=dataclasses.replace(cfg, judge=judge), generator=torch.Generator().manual_seed(2),
+        )  # fmt: skip
+        assert len(seen) == 1
+        outs[judge + "_seen"] = seen[0]
+    (branch_mel, branch_t), (fin_mel, fin_t) = outs["branch_seen"], outs["finished_seen"]
+    # the same draws (same seed): the branch judge sees the candidates at their state time
+    # 1 - (step + 1)/N, the finished judge those candidates after the ODE, at t = 0
+    step = round((1.0 - float(branch_t[0])) * 6) - 1
+    assert torch.allclose(branch_t, torch.full_like(branch_t, 1.0 - (step + 1) / 6))
+    assert torch.equal(fin_t, torch.zeros_like(fin_t))
+    with torch.no_grad():
+        enc = policy.encode(batch["text"], batch["text_lengths"], None, batch["emotion"])
+        mu, mask, _ = policy.expand_prior(enc, 1.0)
+        expected = finish_candidates(
+            policy, branch_mel.view(3, *mu.shape), mu, mask, None, batch["emotion"], step + 1, 6
+        )
+    assert torch.allclose(fin_mel, expected, atol=1e-5)
+    with pytest.raises(ValueError, match="judge must be one of"):
+        EASPOConfig(judge="noisy")

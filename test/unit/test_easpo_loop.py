@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from pathlib import Path
 
@@ -14,7 +15,15 @@ from local_lib.data.text_tokenizer import CharTokenizer
 from local_lib.models.easpm import EASPM, EASPMBundle, EASPMConfig, load_easpm, save_easpm
 from local_lib.models.gradtts import GradTTS, GradTTSBundle, GradTTSConfig, load_gradtts
 from local_lib.rl.easpo import TIME_PARTS, EASPOConfig, freeze_for_easpo
-from local_lib.rl.easpo_loop import EASPOPolicy, easpm_scorer, load_prompts, prompt_batch
+from local_lib.models.evaluator_nets import EvaluatorNetConfig, UtteranceClassifierNet
+from local_lib.rl.easpo_loop import (
+    EASPOPolicy,
+    easpm_scorer,
+    load_emotion_logits,
+    load_prompts,
+    prompt_batch,
+    target_scorer,
+)
 from local_lib.train.trainer import read_metrics
 
 TINY_TTS = GradTTSConfig(
@@ -25,7 +34,7 @@ TINY_TTS = GradTTSConfig(
 TINY_EASPM = EASPMConfig(n_mels=N_MELS, dim=16, heads=2, layers=1, ff_dim=32, dropout=0.0,
                          embed_dim=8)  # fmt: skip
 CONFIG = """rollout: {{n_steps: 4, k: 3, kappa: 0.25, t_max: 0.75, steps_per_chain: 2,
-  beta: 1.0, loss: spo, continuation: {continuation}}}
+  beta: 1.0, loss: spo, continuation: {continuation}, judge: {judge}}}
 train: {{num_steps: {steps}, batch_size: 2, lr: 0.01, log_every: 1, save_every: 2, max_frames: 30}}
 """
 
@@ -47,12 +56,15 @@ def recipe(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def run(root: Path, out: str, steps: int, continuation: str = "random") -> Path:
-    conf = root / f"easpo_{continuation}_{steps}.yaml"
-    conf.write_text(CONFIG.format(steps=steps, continuation=continuation))
+def run(
+    root: Path, out: str, steps: int, continuation: str = "random", scorer: str = "easpm.pt",
+    judge: str = "branch",
+) -> Path:  # fmt: skip
+    conf = root / f"easpo_{continuation}_{judge}_{steps}.yaml"
+    conf.write_text(CONFIG.format(steps=steps, continuation=continuation, judge=judge))
     train_easpo.main([
         "--config", str(conf), "--seed", "3", "--base-model", str(root / "base.pt"),
-        "--easpm", str(root / "easpm.pt"), "--train-dir", str(root / "data/train"),
+        "--easpm", str(root / scorer), "--train-dir", str(root / "data/train"),
         "--feats-dir", str(root / "dump/train"), "--out-dir", str(root / out),
     ])  # fmt: skip
     return root / out
@@ -117,6 +129,56 @@ def test_scorer_maps_tts_emotion_ids(recipe: Path) -> None:
     assert torch.allclose(score(mel, t, mask, tts_ids), expected)
     with pytest.raises(ValueError, match="unknown emotion 'Happy'"):
         easpm_scorer(easpm, ["Happy"])
+
+
+def save_classifier(path: Path, labels: list[str]) -> UtteranceClassifierNet:
+    """A random tiny emotion classifier in the evaluator format of stage 3."""
+    cfg = EvaluatorNetConfig(kind="emotion", n_mels=N_MELS, channels=8, embed_dim=4)
+    torch.manual_seed(4)
+    net = UtteranceClassifierNet(cfg, len(labels)).eval()
+    torch.save({"kind": "evaluator", "net_config": dataclasses.asdict(cfg), "mel_config": {},
+                "labels": labels, "model": net.state_dict()}, path)  # fmt: skip
+    return net
+
+
+def test_classifier_scorer_by_hand(tmp_path: Path) -> None:
+    net = save_classifier(tmp_path / "clf.pt", ["Sad", "Happy", "Angry", "Neutral"])
+    logits = load_emotion_logits(tmp_path / "clf.pt", list(EMOTIONS), "finished")
+    mel = torch.randn(3, 12, N_MELS)
+    mask = torch.ones(3, 12, dtype=torch.bool)
+    mask[2, 7:] = False
+    got = logits(mel, torch.zeros(3), mask)
+    with torch.no_grad():
+        out, _ = net(mel, torch.tensor([12, 12, 7]))  # frame counts from the mask
+    log_post = torch.log_softmax(out, dim=-1)  # over all four of its labels
+    # TTS order Angry, Neutral, Sad -> the classifier's columns 2, 3, 0; Happy is never read
+    assert torch.allclose(got, log_post[:, [2, 3, 0]], atol=1e-6)
+    score = target_scorer(logits)(mel, torch.zeros(3), mask, torch.tensor([2, 0, 1]))
+    assert torch.allclose(score, log_post[[0, 1, 2], [0, 2, 3]], atol=1e-6)
+
+
+def test_classifier_scorer_refusals(tmp_path: Path) -> None:
+    save_classifier(tmp_path / "clf.pt", list(EMOTIONS))
+    with pytest.raises(ValueError, match="clf.pt: an emotion classifier .* not 'branch'"):
+        load_emotion_logits(tmp_path / "clf.pt", list(EMOTIONS), "branch")
+    save_classifier(tmp_path / "two.pt", ["Angry", "Neutral"])
+    with pytest.raises(ValueError, match=r"two.pt: .* no label for the TTS emotions \['Sad'\]"):
+        load_emotion_logits(tmp_path / "two.pt", list(EMOTIONS), "finished")
+    (tmp_path / "junk.pt").write_text("not a model")
+    with pytest.raises(ValueError, match="junk.pt: cannot read"):
+        load_emotion_logits(tmp_path / "junk.pt", list(EMOTIONS), "finished")
+
+
+def test_easpo_cli_with_a_classifier_judging_finished_mels(recipe: Path) -> None:
+    save_classifier(recipe / "clf.pt", list(EMOTIONS))
+    out = run(recipe, "exp/tts_easpo_clf", steps=2, scorer="clf.pt", judge="finished")
+    metrics = read_metrics(out / "metrics.jsonl")
+    assert [m["step"] for m in metrics] == [1, 2]
+    assert metrics[0]["loss"] == pytest.approx(0.6931472, abs=1e-5)
+    assert all(m["score_gap"] > 0 for m in metrics)  # log-posteriors of distinct mels differ
+    assert "judge: finished" in (out / "config.yaml").read_text()
+    with pytest.raises(ValueError, match="judge: finished"):
+        run(recipe, "exp/tts_easpo_clf_branch", steps=1, scorer="clf.pt")
 
 
 def test_policy_module_keeps_dropout_off_and_reference_out(recipe: Path) -> None:
