@@ -40,7 +40,9 @@ given_base_model() {
 # [ours] A method variant V whose recipe has conf/easpm_V${S}.yaml is judged by an EASPM of its
 # own, which needs the base: stage 5 first trains it (local_lib.bin.train_easpm --base-model, e.g.
 # base negatives) into exp/easpm_V<tag>/ (the tag, as it is made from that tag's base), and the
-# variant's EASPO reads it there; every other system reads stage 3's exp/easpm.
+# variant's EASPO reads it there. [ours] A variant V named like one of stage 3's reward models
+# (--reward_models, e.g. the emotion classifier emotion_clf) is judged by exp/V; every other
+# system reads stage 3's exp/easpm.
 # variant_scorers: the names easpm_V of those EASPMs, one a line.
 variant_scorers() {
   local system variant
@@ -57,6 +59,8 @@ system_scorer() {
   local variant=${1#"${method}"_}
   if [ "$1" != "${method}" ] && [ -f "conf/easpm_${variant}${config_suffix}.yaml" ]; then
     echo "exp/easpm_${variant}${tag_suffix}/model.pt"
+  elif [ "$1" != "${method}" ] && [[ " ${reward_models} " == *" ${variant} "* ]]; then
+    echo "exp/${variant}/model.pt"
   else
     echo exp/easpm/model.pt
   fi

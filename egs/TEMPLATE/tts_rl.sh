@@ -374,10 +374,11 @@ if run_stage 3; then
       link_model 3 "exp/${name}/model.pt" "${given[${name}]}"
       continue
     fi
-    # Evaluators and CTC reward ASRs (*_ctc) share the evaluator trainer, which reads audio
-    # only; the others have their own and also get the family's stage3_model_args.
+    # Evaluators, CTC reward ASRs (*_ctc) and reward classifiers (*_clf) share the evaluator
+    # trainer, which reads audio only; the others have their own and also get the family's
+    # stage3_model_args.
     case "${name}" in
-      eval_* | *_ctc) tool=train_evaluator extra=() ;;
+      eval_* | *_ctc | *_clf) tool=train_evaluator extra=() ;;
       *) tool="train_${name}" extra=("${stage3_model_args[@]}") ;;
     esac
     extra+=(--token-list "${token_list}")  # the ASRs' units; the other models ignore it

@@ -14,7 +14,7 @@ from local_lib.models.gradtts import load_gradtts
 from local_lib.train.trainer import read_metrics
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(3600)]
-SYSTEMS = ("easpo", "easpo_k2", "easpo_winner", "easpo_baseneg")
+SYSTEMS = ("easpo", "easpo_k2", "easpo_winner", "easpo_baseneg", "easpo_emotion_clf")
 # CI's budget cannot score six systems on all 300 test utterances: the test set here is two
 # sentences in every emotion from each speaker (20 utterances), made with utils/subset_data_dir.sh.
 TEST_SET = "test_small"
@@ -90,6 +90,19 @@ def test_the_baseneg_variant_trains_and_reads_its_own_easpm(easpo_recipe):
     ).read_text()
     assert "--easpm exp/easpm/model.pt" in (recipe_dir / "exp/tts_easpo/command.sh").read_text()
     assert "loss_base" not in (recipe_dir / "exp/easpm/metrics.jsonl").read_text()
+
+
+def test_the_emotion_clf_variant_is_judged_by_the_reward_classifier(easpo_recipe):
+    """Stage 3 trains the reward classifier with the evaluators' trainer; the variant's EASPO
+    reads it and finishes its candidates before judging them."""
+    recipe_dir, _ = easpo_recipe
+    clf = recipe_dir / "exp/emotion_clf"
+    assert "conf/emotion_clf_debug.yaml" in (clf / "command.sh").read_text()
+    system = recipe_dir / "exp/tts_easpo_emotion_clf"
+    assert "--easpm exp/emotion_clf/model.pt" in (system / "command.sh").read_text()
+    assert "judge: finished" in (system / "config.yaml").read_text()
+    assert "judge=finished" in (system / "log/train.log").read_text()
+    assert "judge: branch" in (recipe_dir / "exp/tts_easpo/config.yaml").read_text()
 
 
 def test_easpm_agreement_runs_on_the_variant(easpo_recipe):

@@ -62,6 +62,7 @@ CONFIG_CLASSES = {
     "dpo": DPOLoopConfig,
     "easpm": EASPMRecipeConfig,
     "easpo": EASPORecipeConfig,
+    "emotion_clf": EvaluatorRecipeConfig,
     "eval_": EvaluatorRecipeConfig,
     "feats": LogMelConfig,
     "gradtts": GradTTSRecipeConfig,
@@ -90,7 +91,7 @@ def test_template_config_loads_as_its_tool_reads_it(conf: Path):
 
 @pytest.mark.parametrize(
     "conf",
-    [p for p in TEMPLATE_CONFS if p.name.startswith(("eval_", "reward_ctc"))],
+    [p for p in TEMPLATE_CONFS if p.name.startswith(("eval_", "reward_ctc", "emotion_clf"))],
     ids=lambda p: p.name,
 )
 def test_evaluator_config_builds_a_model_that_runs(conf: Path):
