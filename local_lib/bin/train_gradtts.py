@@ -6,7 +6,10 @@
 
 Prior + duration + diffusion losses (``GradTTS.compute_losses``) through the shared Trainer:
 checkpoints/ (a killed run resumes), metrics.jsonl, tensorboard/, train.log. Dev losses on a
-fixed subset every ``train.valid_every`` steps are logged as ``dev/<loss>``. The result is
+fixed subset every ``train.valid_every`` steps are logged as ``dev/<loss>``. With
+``train.decoder_steps`` the joint steps are followed by a decoder phase: the encoder and duration
+predictor stay as the joint steps left them (learning rate 0, no dropout) while the decoder
+trains on their μ with its own schedule (``decoder_lr_factor``). The result is
 ``<out-dir>/model.pt`` (``load_gradtts``), written by rank 0 once the step budget is reached.
 """
 
@@ -15,6 +18,7 @@ from __future__ import annotations
 import argparse
 import logging
 import math
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -124,17 +128,60 @@ def build(items: TTSItems, cfg_model, seed: int) -> GradTTSBundle:
 
 
 def lr_factor(step: int, cfg: GradTTSTrainSection) -> float:
-    """Multiplier of ``cfg.lr`` for optimizer step ``step`` (0-based): linear warm-up, then
-    constant or a cosine from 1 down to ``min_lr_ratio`` at the last step."""
+    """Multiplier of ``cfg.lr`` for joint optimizer step ``step`` (0-based): linear warm-up, then
+    constant or a cosine from 1 down to ``min_lr_ratio`` at the last joint step."""
     warmup = max(1, cfg.warmup_steps)
     if step + 1 < warmup or cfg.lr_schedule == "constant":
         return min(1.0, (step + 1) / warmup)
-    progress = min(1.0, (step + 1 - warmup) / max(1, cfg.num_steps - warmup))
-    return cfg.min_lr_ratio + (1.0 - cfg.min_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
+    return cosine(min(1.0, (step + 1 - warmup) / max(1, cfg.num_steps - warmup)), cfg.min_lr_ratio)
+
+
+def cosine(progress: float, floor: float) -> float:
+    """From 1 at progress 0 down to ``floor`` at progress 1."""
+    return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def in_decoder_phase(step: int, cfg: GradTTSTrainSection) -> bool:
+    """Whether 0-based optimizer step ``step`` trains the decoder alone."""
+    return cfg.decoder_steps > 0 and step >= cfg.num_steps
+
+
+def decoder_lr_factor(step: int, cfg: GradTTSTrainSection) -> float:
+    """Multiplier of ``cfg.lr`` for the decoder at step ``step``: the joint schedule, then in the
+    decoder phase a cosine from ``decoder_lr`` to ``min_lr_ratio·decoder_lr`` at its last step."""
+    if not in_decoder_phase(step, cfg):
+        return lr_factor(step, cfg)
+    progress = min(1.0, (step + 1 - cfg.num_steps) / max(1, cfg.decoder_steps))
+    return cfg.decoder_lr / cfg.lr * cosine(progress, cfg.min_lr_ratio)
+
+
+def encoder_lr_factor(step: int, cfg: GradTTSTrainSection) -> float:
+    """The joint schedule, then 0: the decoder phase leaves encoder and duration predictor be."""
+    return 0.0 if in_decoder_phase(step, cfg) else lr_factor(step, cfg)
+
+
+def param_groups(model: GradTTS) -> list[dict]:
+    """The decoder first (the group whose rate the Trainer logs, never 0), then the encoder (text
+    encoder and duration predictor), so each can follow its own schedule; every parameter is in
+    exactly one."""
+    encoder = list(model.encoder.parameters())
+    ids = {id(p) for p in encoder}
+    return [{"params": [p for p in model.parameters() if id(p) not in ids]}, {"params": encoder}]
+
+
+def with_zero_gradients(loss: torch.Tensor, frozen: Iterable[torch.nn.Parameter]) -> torch.Tensor:
+    """``loss`` plus 0·Σθ over the frozen parameters: their gradients become zeros instead of
+    None, which DDP requires of every parameter it was built with (and at learning rate 0 Adam
+    leaves them where they are)."""
+    return loss + 0.0 * sum(p.sum() for p in frozen)
 
 
 def lr_schedule(optimizer: torch.optim.Optimizer, cfg: GradTTSTrainSection):
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, cfg))
+    """Per group of ``param_groups``: the decoder's and the encoder's factors."""
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimizer,
+        [lambda s: decoder_lr_factor(s, cfg), lambda s: encoder_lr_factor(s, cfg)],
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -166,7 +213,7 @@ def main(argv: list[str] | None = None) -> None:
         [train.mels[i].shape[0] for i in keep], tcfg.batch_size, args.seed, dist_info.rank
     )
     model = bundle.model.to(dist_info.device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=tcfg.lr, weight_decay=tcfg.weight_decay)
+    optimizer = torch.optim.Adam(param_groups(model), lr=tcfg.lr, weight_decay=tcfg.weight_decay)
     trainer = Trainer(
         model,
         optimizer,
@@ -175,29 +222,38 @@ def main(argv: list[str] | None = None) -> None:
         dist_info=dist_info,
     )
 
-    def next_batch(k: int) -> tuple[Batch, torch.Generator, bool]:
+    def next_batch(k: int) -> tuple[Batch, torch.Generator, bool, bool]:
         step = k // tcfg.grad_accum + 1
         last_micro = k % tcfg.grad_accum == tcfg.grad_accum - 1
-        validate = last_micro and (step % tcfg.valid_every == 0 or step == tcfg.num_steps)
+        validate = last_micro and (step % tcfg.valid_every == 0 or step == tcfg.total_steps)
         indices = [keep[i] for i in sampler(k)]
-        return make_batch(bundle, train, indices), sampler.generator(k), validate
+        decoder_phase = in_decoder_phase(step - 1, tcfg)
+        return make_batch(bundle, train, indices), sampler.generator(k), validate, decoder_phase
 
-    def loss_fn(net: torch.nn.Module, item: tuple[Batch, torch.Generator, bool]):
-        batch, g, validate = item
-        losses = net(**{k: v.to(dist_info.device) for k, v in batch.items()}, generator=g)
+    def loss_fn(net: torch.nn.Module, item: tuple[Batch, torch.Generator, bool, bool]):
+        batch, g, validate, decoder_phase = item
+        if decoder_phase:  # after the Trainer's train(): μ without dropout, as at synthesis
+            unwrap(net).encoder.eval()
+        batch = {k: v.to(dist_info.device) for k, v in batch.items()}
+        losses = net(**batch, generator=g, train_encoder=not decoder_phase)
+        loss = losses["loss"]
+        if decoder_phase:
+            loss = with_zero_gradients(loss, unwrap(net).encoder.parameters())
         stats = {k: float(v.detach()) for k, v in losses.items() if k != "loss"}
         if validate and dist_info.is_main:
             # Summed into the step's stats by the trainer, which divides by grad_accum.
             dev = dev_losses(unwrap(net), valid_batches, args.seed)
             stats.update({k: v * tcfg.grad_accum for k, v in dev.items()})
-        return losses["loss"], stats
+        return loss, stats
 
     log.info(
         "Grad-TTS: %d train utterances (%d dev), vocabulary %d, speakers %s, emotions %s, "
-        "%d encoder + %d decoder parameters, %d steps of batch %d on %d process(es)",
+        "%d encoder + %d decoder parameters, %d joint steps and %d of the decoder alone, "
+        "batch %d, on %d process(es)",
         len(keep), len(valid_idx), bundle.tokenizer.vocab_size, bundle.speakers,
         bundle.emotions, sum(p.numel() for p in model.encoder.parameters()),
-        sum(p.numel() for p in model.decoder.parameters()), tcfg.num_steps, tcfg.batch_size,
+        sum(p.numel() for p in model.decoder.parameters()), tcfg.num_steps,
+        tcfg.decoder_steps, tcfg.batch_size,
         dist_info.world_size,
     )  # fmt: skip
     trainer.fit(loss_fn, next_batch)

@@ -95,6 +95,26 @@ def test_duration_loss_does_not_reach_encoder() -> None:
     assert model.encoder.duration.proj.weight.grad.abs().sum() > 0
 
 
+def test_frozen_encoder_gives_the_same_losses_and_only_the_decoders_gradient() -> None:
+    torch.manual_seed(0)
+    model = GradTTS(TINY, vocab_size=12, n_speakers=2, n_emotions=3).eval()  # no dropout
+    batch = toy_batch()
+    joint = model.compute_losses(**batch, generator=torch.Generator().manual_seed(1))
+    joint["diffusion"].backward()
+    decoder_grads = {n: p.grad.clone() for n, p in model.decoder.named_parameters()}
+    model.zero_grad(set_to_none=True)
+    frozen = model.compute_losses(
+        **batch, generator=torch.Generator().manual_seed(1), train_encoder=False
+    )
+    for key in ("prior", "duration", "diffusion", "loss"):
+        assert torch.equal(frozen[key], joint[key]), key
+    assert not frozen["prior"].requires_grad and not frozen["duration"].requires_grad
+    frozen["loss"].backward()
+    assert all(p.grad is None for p in model.encoder.parameters())
+    for name, param in model.decoder.named_parameters():
+        assert torch.allclose(param.grad, decoder_grads[name], rtol=1e-4, atol=1e-6), name
+
+
 def test_segments_crop_diffusion_loss() -> None:
     torch.manual_seed(0)
     model = GradTTS(

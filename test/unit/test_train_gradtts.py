@@ -9,7 +9,12 @@ import pytest
 import torch
 import yaml
 
-from local_lib.bin.train_gradtts import lr_factor
+from local_lib.bin.train_gradtts import (
+    decoder_lr_factor,
+    encoder_lr_factor,
+    lr_factor,
+    param_groups,
+)
 from local_lib.data.text_tokenizer import CharTokenizer
 from local_lib.models.gradtts import GradTTS, GradTTSBundle, load_gradtts
 from local_lib.models.gradtts.recipe_config import GradTTSTrainSection
@@ -93,15 +98,18 @@ model: {{cond_dim: 8, enc_channels: 16, enc_filter_channels: 32, enc_layers: 1,
         prenet_layers: 1, dp_filter_channels: 16, dec_kind: conv1d, dec_blocks: 2,
         dec_dim: 16, dec_groups: 4, segment_frames: 16}}
 train: {{num_steps: {steps}, batch_size: 4, lr: 0.002, warmup_steps: 2, log_every: 2,
-        save_every: 2, valid_every: 2, valid_utts: 4}}
+        save_every: 2, valid_every: 2, valid_utts: 4, decoder_steps: {decoder_steps},
+        keep_checkpoints: 0}}
 """
 
 
-def train(tmp_path: Path, data: Path, dump: Path, out: Path, steps: int) -> None:
+def train(
+    tmp_path: Path, data: Path, dump: Path, out: Path, steps: int, decoder_steps: int = 0
+) -> None:
     from local_lib.bin import train_gradtts
 
-    conf = tmp_path / f"gradtts_{steps}.yaml"
-    conf.write_text(TRAIN_YAML.format(steps=steps))
+    conf = tmp_path / f"gradtts_{steps}_{decoder_steps}.yaml"
+    conf.write_text(TRAIN_YAML.format(steps=steps, decoder_steps=decoder_steps))
     train_gradtts.main([
         "--config", str(conf), "--train-dir", str(data), "--valid-dir", str(data),
         "--feats-dir", str(dump), "--valid-feats-dir", str(dump), "--out-dir", str(out),
@@ -160,3 +168,56 @@ def test_lr_factor_warms_up_then_holds_or_anneals_by_cosine() -> None:
     assert got[2] == pytest.approx(0.55)
     with pytest.raises(ValueError, match="lr_schedule"):
         GradTTSTrainSection(lr_schedule="linear")
+
+
+def test_decoder_phase_schedules_by_hand() -> None:
+    cfg = GradTTSTrainSection(
+        num_steps=10, warmup_steps=2, lr=2e-3, lr_schedule="cosine", min_lr_ratio=0.1,
+        decoder_steps=4, decoder_lr=5e-4,
+    )  # fmt: skip
+    assert cfg.total_steps == 14 and cfg.trainer_config(Path("x")).num_steps == 14
+    for s in range(10):  # the joint steps: both groups follow the joint schedule
+        assert encoder_lr_factor(s, cfg) == decoder_lr_factor(s, cfg) == lr_factor(s, cfg)
+    assert [encoder_lr_factor(s, cfg) for s in range(10, 14)] == [0.0] * 4
+    # decoder phase step j = 0..3: 0.25·(0.1 + 0.9·(1 + cos(π(j+1)/4))/2), decoder_lr/lr = 0.25
+    expected = [0.25 * (0.1 + 0.45 * (1 + math.cos(math.pi * (j + 1) / 4))) for j in range(4)]
+    assert [decoder_lr_factor(s, cfg) for s in range(10, 14)] == pytest.approx(expected)
+    assert decoder_lr_factor(13, cfg) == pytest.approx(0.025)  # min_lr_ratio · decoder_lr / lr
+    with pytest.raises(ValueError, match="decoder_steps"):
+        GradTTSTrainSection(decoder_steps=-1)
+    with pytest.raises(ValueError, match="decoder_lr"):
+        GradTTSTrainSection(decoder_lr=0.0)
+
+
+def test_param_groups_split_the_decoder_from_the_encoder() -> None:
+    model = tiny_bundle().model
+    rest, encoder = param_groups(model)
+    enc_ids = {id(p) for p in model.encoder.parameters()}
+    dec_ids = {id(p) for p in model.decoder.parameters()}
+    assert {id(p) for p in encoder["params"]} == enc_ids
+    assert {id(p) for p in rest["params"]} == dec_ids
+    assert len(encoder["params"]) + len(rest["params"]) == len(list(model.parameters()))
+
+
+def test_decoder_phase_leaves_the_encoder_and_trains_the_decoder(tmp_path: Path) -> None:
+    from local_lib.train.checkpoint import latest_checkpoint, load_checkpoint
+    from local_lib.train.trainer import read_metrics
+
+    data, dump = write_data(tmp_path)
+    out = tmp_path / "phased"
+    train(tmp_path, data, dump, out, steps=2, decoder_steps=4)
+    final = load_gradtts(out / "model.pt").model
+    joint = GradTTS(final.cfg, final.vocab_size, n_speakers=2, n_emotions=2)
+    load_checkpoint(out / "checkpoints" / "checkpoint_00000002.pt", joint)
+    assert latest_checkpoint(out / "checkpoints").name == "checkpoint_00000006.pt"
+    for key, value in joint.encoder.state_dict().items():
+        assert torch.equal(final.encoder.state_dict()[key], value), key
+    moved = [
+        key for key, value in joint.decoder.state_dict().items()
+        if not torch.equal(final.decoder.state_dict()[key], value)
+    ]  # fmt: skip
+    assert moved, "the decoder did not train in its phase"
+    records = read_metrics(out / "metrics.jsonl")
+    assert [r["step"] for r in records] == [2, 4, 6]
+    assert records[-1]["lr"] == pytest.approx(5e-5)  # the decoder's: 0.1 · decoder_lr
+    assert all(math.isfinite(r["dev/diffusion"]) for r in records)

@@ -150,8 +150,12 @@ class GradTTS(nn.Module):
         speaker: Tensor | None = None,
         emotion: Tensor | None = None,
         generator: torch.Generator | None = None,
+        train_encoder: bool = True,
     ) -> dict[str, Tensor]:
-        """Prior, duration and diffusion losses and their sum under ``loss``."""
+        """Prior, duration and diffusion losses and their sum under ``loss``. With
+        ``train_encoder=False`` the encoder runs without autograd: only the diffusion loss has a
+        gradient, and only into the decoder (stage 4's decoder phase; the encoder's backward is
+        skipped, not just zeroed)."""
         n_mels = self.cfg.n_mels
         if mel.dim() != 3 or mel.shape[-1] != n_mels or mel.shape[0] != text.shape[0]:
             raise ValueError(
@@ -163,8 +167,9 @@ class GradTTS(nn.Module):
                 f"batch items {short} have fewer mel frames than text tokens; "
                 "MAS needs at least one frame per token"
             )
-        enc = self.encode(text, text_lengths, speaker, emotion)
-        mu_y, durations = self.aligned_prior(enc, mel, mel_lengths)
+        with torch.set_grad_enabled(train_encoder and torch.is_grad_enabled()):
+            enc = self.encode(text, text_lengths, speaker, emotion)
+            mu_y, durations = self.aligned_prior(enc, mel, mel_lengths)
         mel_mask = sequence_mask(mel_lengths, mel.shape[1])
         fmask = mel_mask.unsqueeze(-1).to(mel.dtype)
         n_valid = mel_mask.sum() * n_mels
@@ -204,10 +209,11 @@ class GradTTS(nn.Module):
         speaker: Tensor | None = None,
         emotion: Tensor | None = None,
         generator: torch.Generator | None = None,
+        train_encoder: bool = True,
     ) -> dict[str, Tensor]:
         """The training losses (``compute_losses``); through ``forward`` so DDP syncs gradients."""
         return self.compute_losses(
-            text, text_lengths, mel, mel_lengths, speaker, emotion, generator
+            text, text_lengths, mel, mel_lengths, speaker, emotion, generator, train_encoder
         )
 
     def expand_prior(

@@ -6,10 +6,12 @@ sampler and vocoder. Read with ``local_lib.config.load_config(path, GradTTSRecip
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
 
 from local_lib.models.gradtts.config import GradTTSConfig
 from local_lib.train.config import TrainSection
+from local_lib.train.trainer import TrainerConfig
 
 LR_SCHEDULES = ("constant", "cosine")
 
@@ -27,12 +29,23 @@ class GradTTSTrainSection(TrainSection):
     min_lr_ratio: float = 0.1
     valid_every: int = 100
     valid_utts: int = 32
+    # [ours] After the num_steps joint updates, decoder_steps more that train the decoder alone
+    # on the settled encoder's μ (encoder and duration predictor at learning rate 0 and without
+    # dropout), from decoder_lr down by cosine to min_lr_ratio·decoder_lr. Jointly, the decoder
+    # chases a μ that moves until the end; 0 = no decoder phase.
+    decoder_steps: int = 0
+    decoder_lr: float = 5e-4
 
     def __post_init__(self) -> None:
         super().__post_init__()
         for name in ("batch_size", "valid_every", "valid_utts"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.decoder_steps < 0 or self.decoder_lr <= 0:
+            raise ValueError(
+                f"need decoder_steps >= 0 and decoder_lr > 0, got {self.decoder_steps}, "
+                f"{self.decoder_lr}"
+            )
         if self.valid_every % self.log_every:
             raise ValueError(
                 f"valid_every {self.valid_every} must be a multiple of log_every {self.log_every}"
@@ -44,6 +57,14 @@ class GradTTSTrainSection(TrainSection):
             raise ValueError(f"min_lr_ratio must lie in [0, 1], got {self.min_lr_ratio}")
         if self.warmup_steps < 0:
             raise ValueError(f"warmup_steps must be >= 0, got {self.warmup_steps}")
+
+    @property
+    def total_steps(self) -> int:
+        """Optimizer updates of stage 4: the joint ones, then the decoder phase."""
+        return self.num_steps + self.decoder_steps
+
+    def trainer_config(self, out_dir: Path) -> TrainerConfig:
+        return replace(super().trainer_config(out_dir), num_steps=self.total_steps)
 
 
 @dataclass(frozen=True)
