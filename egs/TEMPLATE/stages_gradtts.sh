@@ -18,6 +18,7 @@ prompted_by_speaker=false
 # family_needs: the inputs of this family's stages that earlier stages write (run_state.sh).
 family_needs() {
   local system
+  check_variant_reward_models
   # A given base (--pretrained tts_base=DIR) is linked, not trained.
   [ -n "${given_base}" ] || needs 4 2 "dump/${train_set}/feats.scp" "dump/${dev_set}/feats.scp"
   needs 5 2 "dump/${train_set}/feats.scp"
@@ -64,6 +65,23 @@ system_scorer() {
   else
     echo exp/easpm/model.pt
   fi
+}
+
+# check_variant_reward_models: a variant named like a stage-3 reward model (it has a
+# conf/V${S}.yaml) is judged by that model, so when stage 5 runs --reward_models must name it;
+# without this check such a variant would be judged by exp/easpm without a word.
+check_variant_reward_models() {
+  local system variant
+  run_stage 5 || return 0
+  for system in ${source_systems}; do
+    variant=${system#"${method}"_}
+    [ "${system}" != "${method}" ] && [ -f "conf/${variant}${config_suffix}.yaml" ] || continue
+    [[ " ${reward_models} " == *" ${variant} "* ]] && continue
+    echo "$0: method variant ${variant} is judged by the stage-3 reward model ${variant}" \
+      "(conf/${variant}${config_suffix}.yaml), which --reward_models (${reward_models}) does" \
+      "not name; add it there (trained in stage 3, or given with --pretrained ${variant}=FILE)" >&2
+    exit 1
+  done
 }
 
 # gradtts_out_dir NAME: where stages 4-5 train NAME (base, a method system or a variant's EASPM).

@@ -204,3 +204,19 @@ def test_a_bad_pretrained_model_is_named(tmp_path, spec, message):
     result = run_recipe(recipe_dir, "--stage", "3", "--stop-stage", "3", "--pretrained", spec)
     assert result.returncode != 0
     assert message in result.output
+
+
+def test_a_variant_judged_by_a_reward_model_not_named_is_refused(tmp_path):
+    """emotion_clf is judged by the stage-3 classifier of that name; without it in
+    --reward_models stage 5 would quietly judge it by exp/easpm, so the run stops first."""
+    recipe_dir = make_sandbox(tmp_path, "esd/easpo")
+    result = run_recipe(
+        recipe_dir, "--stage", "5", "--stop-stage", "5", "--config_suffix", "_debug",
+        "--method_variants", "k2 emotion_clf", "--reward_models", "easpm",
+    )  # fmt: skip
+    assert result.returncode != 0
+    assert "method variant emotion_clf is judged by the stage-3 reward model emotion_clf" in (
+        result.output
+    )
+    assert "--reward_models (easpm) does not name" in result.output
+    assert not (recipe_dir / "exp").exists() or not any((recipe_dir / "exp").iterdir())
