@@ -221,3 +221,38 @@ def test_decoder_phase_leaves_the_encoder_and_trains_the_decoder(tmp_path: Path)
     assert [r["step"] for r in records] == [2, 4, 6]
     assert records[-1]["lr"] == pytest.approx(5e-5)  # the decoder's: 0.1 · decoder_lr
     assert all(math.isfinite(r["dev/diffusion"]) for r in records)
+
+
+@pytest.mark.slow
+def test_decoder_phase_under_two_gloo_processes(tmp_path: Path) -> None:
+    """DDP needs a gradient for every parameter it was built with: in the decoder phase the frozen
+    encoder's come as zeros, so two processes train through the phase and agree on the weights."""
+    import os
+    import subprocess
+    import sys
+
+    from local_lib.train.checkpoint import load_checkpoint
+
+    repo = Path(__file__).resolve().parents[2]
+    data, dump = write_data(tmp_path)
+    conf = tmp_path / "gradtts.yaml"
+    conf.write_text(TRAIN_YAML.format(steps=2, decoder_steps=2))
+    out = tmp_path / "ddp"
+    cmd = [
+        "bash", str(repo / "utils" / "launch.sh"), "--nproc", "2", "--python", sys.executable,
+        "--", "local_lib.bin.train_gradtts", "--config", str(conf), "--train-dir", str(data),
+        "--valid-dir", str(data), "--feats-dir", str(dump), "--valid-feats-dir", str(dump),
+        "--out-dir", str(out),
+    ]  # fmt: skip
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(repo))
+    proc = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    final = load_gradtts(out / "model.pt").model
+    joint = GradTTS(final.cfg, final.vocab_size, n_speakers=2, n_emotions=2)
+    load_checkpoint(out / "checkpoints" / "checkpoint_00000002.pt", joint)
+    for key, value in joint.encoder.state_dict().items():
+        assert torch.equal(final.encoder.state_dict()[key], value), key
+    assert any(
+        not torch.equal(final.decoder.state_dict()[k], v)
+        for k, v in joint.decoder.state_dict().items()
+    )
