@@ -146,15 +146,20 @@ def complete(rows: Sequence[Mapping[str, Any]], n: int) -> bool:
     return whole and [r["k"] for r in rows] == [str(k) for k in range(n)]
 
 
-def finished_texts(tsv: Path, n: int) -> dict[str, TextSamples]:
-    """The texts whose ``n`` samples ``tsv`` holds. The file is (re)written with those alone, so
-    a text a kill cut short is sampled again rather than doubled."""
+def complete_rows(tsv: Path, n: int) -> dict[str, list[dict[str, Any]]]:
+    """The rows of each text whose ``n`` samples ``tsv`` holds, in file order."""
     by_utt: dict[str, list[dict[str, Any]]] = {}
     if tsv.is_file():
         with tsv.open(newline="", encoding="utf-8") as f:
             for row in csv.DictReader(f, delimiter="\t"):
                 by_utt.setdefault(row["utt"], []).append(row)
-    done = {utt: rows for utt, rows in by_utt.items() if complete(rows, n)}
+    return {utt: rows for utt, rows in by_utt.items() if complete(rows, n)}
+
+
+def finished_texts(tsv: Path, n: int) -> dict[str, TextSamples]:
+    """The texts whose ``n`` samples ``tsv`` holds. The file is (re)written with those alone, so
+    a text a kill cut short is sampled again rather than doubled."""
+    done = complete_rows(tsv, n)
     with atomic_path(tsv) as tmp, tmp.open("w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, COLUMNS, delimiter="\t")
         writer.writeheader()

@@ -6,6 +6,7 @@ reference lengths it is corpus-level WER/CER. Resampling uses one seeded generat
 is reproducible.
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -59,6 +60,22 @@ def bootstrap_interval(
     num, den = _as_arrays(num, den)
     idx = _resample_indices(num.size, n_resamples, seed)
     return _interval(_ratio(num, den), _ratio(num[idx], den[idx]), num.size, confidence)
+
+
+def bootstrap_statistic(
+    statistic: Callable[[np.ndarray], float],
+    n: int,
+    n_resamples: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> Interval:
+    """Interval of any statistic of ``n`` units, given as a function of the units' indices
+    (``np.arange(n)`` for the point estimate): for statistics that are not one ratio of sums,
+    such as a slope fitted on the same resample it is applied to."""
+    if n < 1:
+        raise ValueError("bootstrap needs at least one utterance")
+    draws = np.array([statistic(idx) for idx in _resample_indices(n, n_resamples, seed)])
+    return _interval(statistic(np.arange(n)), draws, n, confidence)
 
 
 def paired_bootstrap_interval(

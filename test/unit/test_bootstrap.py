@@ -3,7 +3,11 @@
 import numpy as np
 import pytest
 
-from local_lib.eval.bootstrap import bootstrap_interval, paired_bootstrap_interval
+from local_lib.eval.bootstrap import (
+    bootstrap_interval,
+    bootstrap_statistic,
+    paired_bootstrap_interval,
+)
 
 
 def test_constant_data_has_a_point_interval():
@@ -54,3 +58,20 @@ def test_bad_input_is_rejected():
         bootstrap_interval([1.0, float("nan")])
     with pytest.raises(ValueError):
         paired_bootstrap_interval([1, 2], [1, 2, 3])
+
+
+def test_statistic_of_indices_matches_the_mean_interval_and_refits_per_resample():
+    values = np.random.default_rng(3).normal(size=30)
+    mean = bootstrap_statistic(lambda idx: values[idx].mean(), 30, n_resamples=200, seed=4)
+    same = bootstrap_interval(values, n_resamples=200, seed=4)
+    assert (mean.estimate, mean.low, mean.high, mean.n) == pytest.approx(
+        (same.estimate, same.low, same.high, same.n)
+    )
+    # a statistic of two columns fitted on each resample: a slope through the origin
+    x = np.arange(1.0, 31.0)
+    y = 2.0 * x + np.random.default_rng(5).normal(size=30)
+    slope = bootstrap_statistic(lambda idx: (x[idx] @ y[idx]) / (x[idx] @ x[idx]), 30, seed=0)
+    assert slope.estimate == pytest.approx((x @ y) / (x @ x))
+    assert slope.low < slope.estimate < slope.high and 1.9 < slope.low and slope.high < 2.1
+    with pytest.raises(ValueError, match="at least one"):
+        bootstrap_statistic(lambda idx: 0.0, 0)
