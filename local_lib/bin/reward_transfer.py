@@ -11,8 +11,9 @@ other setting the same (texts, N, seed, sampling, reward and its model, evaluato
 settings are compared through each out-dir's ``config.yaml`` and a difference other than
 ``base_dir`` is refused. The arithmetic, and how to read it: ``local_lib.eval.reward_transfer``.
 
-Writes ``REWARD_TRANSFER.md`` (also printed), ``config.yaml`` and ``command.sh`` under
-``--out-dir``.
+Writes ``REWARD_TRANSFER.md`` (also printed; it links the figure), ``reward_transfer.png`` (a
+panel per system: each text's reward gain against its WER change, with the line the slope
+predicts), ``config.yaml`` and ``command.sh`` under ``--out-dir``.
 """
 
 from __future__ import annotations
@@ -25,9 +26,10 @@ from local_lib.atomic_io import write_text_atomic
 from local_lib.bin.best_of_n import SAMPLES, complete_rows, text_samples
 from local_lib.config import RUN_CONFIG, load_yaml, save_run_config
 from local_lib.eval.picks import TextSamples
+from local_lib.eval.report_plots import transfer_scatter
 from local_lib.eval.reward_transfer import render, transfer
 
-REPORT = "REWARD_TRANSFER.md"
+REPORT, FIGURE = "REWARD_TRANSFER.md", "reward_transfer.png"
 OWN = ("base_dir",)  # the settings a system's samples may differ from the base's in
 
 
@@ -103,12 +105,16 @@ def main(argv: list[str] | None = None) -> None:
         + f"- reward: {base_cfg['reward_model']}; evaluator ASR: {base_cfg['evaluator_asr']}; "
         f"{base_cfg['n']} samples per text\n\n"
         + render(results, len(base), args.seed)
+        + f"\n![each text's reward gain against its WER change]({FIGURE})\n"
     )
     args.out_dir.mkdir(parents=True, exist_ok=True)
     run = {"base": args.base, "systems": args.systems, "seed": args.seed}
     command = None if argv is None else ["python", "-m", __spec__.name, *argv]
     save_run_config(args.out_dir, run, command)
     write_text_atomic(args.out_dir / REPORT, text)
+    changes = {n: (list(t.text_reward_gains), list(t.text_wer_changes)) for n, t in results.items()}
+    slope = next(iter(results.values())).slope.estimate
+    transfer_scatter(changes, slope, args.out_dir / FIGURE)
     print(text)
 
 

@@ -1,4 +1,5 @@
-"""The report's PNG figures: training curves, per-utterance scatter, metric bars.
+"""The report's PNG figures: training curves, per-utterance scatter, metric bars; and the
+reward-transfer scatter of ``local_lib.bin.reward_transfer``.
 
 Matplotlib runs on the Agg backend (no display on cluster nodes); each figure is written
 atomically, so a killed stage 8 never leaves a truncated PNG that a re-run would link.
@@ -110,4 +111,24 @@ def plot_bars(
         ax.set_xticks(range(len(systems)), systems, rotation=30, ha="right", fontsize=8)
         ax.set_title(metric, fontsize=9)
         ax.grid(axis="y", alpha=0.3)
+    _save(fig, path)
+
+
+def transfer_scatter(
+    changes: dict[str, tuple[list[float], list[float]]], slope: float, path: Path
+) -> None:
+    """A panel per system: each text's reward gain against its WER change (points), with the
+    line the base's within-text slope predicts; points above the line are WER the gain did not
+    buy."""
+    fig, axes = _grid(len(changes))
+    for ax, (name, (gains, wers)) in zip(axes, changes.items()):
+        ax.scatter(gains, wers, s=12, alpha=0.7)
+        low, high = min(0.0, *gains), max(0.0, *gains)
+        ax.plot([low, high], [slope * low, slope * high], color="C3", lw=1, label="predicted")
+        ax.axhline(0.0, color="grey", lw=0.5)
+        ax.axvline(0.0, color="grey", lw=0.5)
+        ax.set_title(name, fontsize=9)
+        ax.set_xlabel("reward gain")
+        ax.set_ylabel("WER change (points)")
+        ax.legend(fontsize=7)
     _save(fig, path)

@@ -44,6 +44,8 @@ class Transfer:
     wer_change: Interval
     predicted: Interval
     shortfall: Interval
+    text_reward_gains: tuple[float, ...]  # per text, the base's order
+    text_wer_changes: tuple[float, ...]
 
 
 def matched(
@@ -101,6 +103,8 @@ def transfer(
         wer_change=interval(lambda idx: d_wer[idx].mean()),
         predicted=interval(predicted),
         shortfall=interval(lambda idx: d_wer[idx].mean() - predicted(idx)),
+        text_reward_gains=tuple(d_reward.tolist()),
+        text_wer_changes=tuple(d_wer.tolist()),
     )
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from PIL import Image
 
 from local_lib.bin import best_of_n, reward_transfer
 from local_lib.eval.picks import TextSamples
@@ -29,6 +30,8 @@ def test_reward_gained_without_wer_is_a_shortfall_by_hand():
         TextSamples("a", reward=[2.0, 2.0], wer=[0.4, 0.4], cer=[0.2, 0.2]),
     ]
     t = transfer(BASE, system, seed=0)
+    assert t.text_reward_gains == pytest.approx((1.5, 1.0))  # the base's order: a, b
+    assert t.text_wer_changes == pytest.approx((0.0, 0.0), abs=1e-12)
     assert t.slope.estimate == pytest.approx(-20.0)
     assert t.reward_gain.estimate == pytest.approx(1.25)
     assert t.wer_change.estimate == pytest.approx(0.0)
@@ -95,6 +98,9 @@ def test_cli_reports_and_refuses_other_settings(tmp_path, capsys):
     assert "| sys | +1.250 [" in report and "| +25.00 [" in report
     assert "exp/tts_sys/model" in report and "exp/tts_base/model" in report
     assert "--system" in (out / "command.sh").read_text()
+    assert f"]({reward_transfer.FIGURE})" in report
+    with Image.open(out / reward_transfer.FIGURE) as image:
+        assert image.format == "PNG" and image.size[0] == 360  # one 3.6-inch panel at 100 dpi
     assert "+25.00" in capsys.readouterr().out
 
     seeded = _out_dir(tmp_path, "seeded", system, seed=1)
