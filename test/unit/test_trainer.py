@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from spawn_ranks import spawn_ranks
 from torch import nn
 
 from local_lib.train.distributed import DistInfo, cleanup
@@ -143,10 +144,11 @@ def _ddp_worker(rank: int, init_file: str, out_dir: str, result_file: str) -> No
 
 @pytest.mark.slow  # two spawned processes each import torch: tens of seconds on 2 cores
 def test_ddp_on_cpu_keeps_ranks_in_sync(tmp_path: Path) -> None:
-    torch.multiprocessing.spawn(
+    spawn_ranks(
         _ddp_worker,
-        args=(str(tmp_path / "init"), str(tmp_path / "run"), str(tmp_path / "w")),
-        nprocs=2,
+        (str(tmp_path / "init"), str(tmp_path / "run"), str(tmp_path / "w")),
+        2,
+        [tmp_path / f"w.{r}" for r in (0, 1)],
     )
     rank0, rank1 = (torch.load(tmp_path / f"w.{r}") for r in (0, 1))
     assert all(torch.equal(rank0[k], rank1[k]) for k in rank0)

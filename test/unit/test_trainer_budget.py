@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from spawn_ranks import spawn_ranks
 from torch import nn
 
 from local_lib.train.checkpoint import latest_checkpoint, load_checkpoint
@@ -133,10 +134,11 @@ def _ddp_worker(rank: int, init_file: str, out_dir: str, result_file: str) -> No
 
 @pytest.mark.slow  # two spawned processes each import torch
 def test_ranks_sum_their_seconds_and_stop_together(tmp_path: Path) -> None:
-    torch.multiprocessing.spawn(
+    spawn_ranks(
         _ddp_worker,
-        args=(str(tmp_path / "init"), str(tmp_path / "run"), str(tmp_path / "steps")),
-        nprocs=2,
+        (str(tmp_path / "init"), str(tmp_path / "run"), str(tmp_path / "steps")),
+        2,
+        [tmp_path / f"steps.{r}" for r in (0, 1)],
     )
     assert [(tmp_path / f"steps.{r}").read_text() for r in (0, 1)] == ["3", "3"]  # 15, 30, 45
     records = read_metrics(tmp_path / "run" / METRICS_FILE)
