@@ -66,14 +66,34 @@ def settings(out_dir: Path) -> dict[str, Any]:
 
 def same_settings(base: dict[str, Any], other: dict[str, Any], where: Path) -> None:
     """Refuse samples drawn otherwise than the base's, apart from the policy."""
-    keys = sorted((set(base) | set(other)) - set(OWN))
-    differ = [k for k in keys if base.get(k) != other.get(k)]
+    differ = differing_keys(base, other, exclude=OWN)
     if differ:
-        k = differ[0]
+        key = differ[0]
         raise ValueError(
-            f"{where / RUN_CONFIG}: sampled otherwise than the base: {k} is {other.get(k)!r}, "
-            f"the base's {base.get(k)!r} (differing: {', '.join(differ)})"
+            f"{where / RUN_CONFIG}: sampled otherwise than the base: {key} is "
+            f"{lookup(other, key)!r}, the base's {lookup(base, key)!r} "
+            f"(differing: {', '.join(differ)})"
         )
+
+
+def differing_keys(
+    a: dict[str, Any], b: dict[str, Any], exclude: tuple[str, ...] = ()
+) -> list[str]:
+    """Dotted paths of the values that differ, into nested mappings (``rollout.temperature``)."""
+    out = []
+    for key in sorted((set(a) | set(b)) - set(exclude)):
+        x, y = a.get(key), b.get(key)
+        if isinstance(x, dict) and isinstance(y, dict):
+            out += [f"{key}.{sub}" for sub in differing_keys(x, y)]
+        elif x != y:
+            out.append(key)
+    return out
+
+
+def lookup(mapping: dict[str, Any], dotted: str) -> Any:
+    for part in dotted.split("."):
+        mapping = mapping.get(part) if isinstance(mapping, dict) else None
+    return mapping
 
 
 def load_samples(out_dir: Path, cfg: dict[str, Any]) -> list[TextSamples]:
@@ -85,7 +105,13 @@ def load_samples(out_dir: Path, cfg: dict[str, Any]) -> list[TextSamples]:
             f"{tsv}: {len(rows)} texts with all {n} samples, the run wanted {cfg['texts']}: "
             "finish it (re-run its best_of_n command; it resumes)"
         )
-    return [text_samples(utt, r) for utt, r in rows.items()]
+    texts = []
+    for utt, text_rows in rows.items():
+        try:
+            texts.append(text_samples(utt, text_rows))
+        except ValueError as err:  # a score that is not a number
+            raise ValueError(f"{tsv}: text {utt}: {err}") from err
+    return texts
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -115,3 +115,17 @@ def test_cli_reports_and_refuses_other_settings(tmp_path, capsys):
         run(f"s={short}")
     with pytest.raises(SystemExit):
         run("nodir")
+    warm = _out_dir(tmp_path, "warm", system, rollout={"temperature": 1.0, "top_k": 0})
+    (base / "config.yaml").write_text(yaml.safe_dump(
+        {**yaml.safe_load((base / "config.yaml").read_text()),
+         "rollout": {"temperature": 0.6, "top_k": 0}}))  # fmt: skip
+    with pytest.raises(ValueError, match=r"rollout.temperature is 1.0, the base's 0.6 "
+                                         r"\(differing: rollout.temperature\)"):  # fmt: skip
+        run(f"s={warm}")
+    (base / "config.yaml").write_text(yaml.safe_dump({**yaml.safe_load(
+        (base / "config.yaml").read_text()), "rollout": {"temperature": 1.0, "top_k": 0}}))
+    bad = _out_dir(tmp_path, "bad", system, rollout={"temperature": 1.0, "top_k": 0})
+    tsv = bad / best_of_n.SAMPLES
+    tsv.write_text(tsv.read_text().replace("\t3.0\t", "\tnan?\t"))
+    with pytest.raises(ValueError, match=r"bad/samples.tsv: text b: could not convert"):
+        run(f"s={bad}")
