@@ -174,6 +174,27 @@ def to_mapping(cfg: Any) -> Any:
     return cfg
 
 
+def differing_keys(
+    a: dict[str, Any], b: dict[str, Any], exclude: tuple[str, ...] = ()
+) -> list[str]:
+    """Dotted paths of the values that differ, into nested mappings (``rollout.temperature``)."""
+    out = []
+    for key in sorted((set(a) | set(b)) - set(exclude)):
+        x, y = a.get(key), b.get(key)
+        if isinstance(x, dict) and isinstance(y, dict):
+            out += [f"{key}.{sub}" for sub in differing_keys(x, y)]
+        elif x != y:
+            out.append(key)
+    return out
+
+
+def lookup(mapping: dict[str, Any], dotted: str) -> Any:
+    """The value at a dotted path of ``differing_keys`` (None where a level is missing)."""
+    for part in dotted.split("."):
+        mapping = mapping.get(part) if isinstance(mapping, dict) else None
+    return mapping
+
+
 def save_run_config(out_dir: str | Path, cfg: Any, argv: list[str] | None = None) -> None:
     """Write ``config.yaml`` (the resolved ``cfg``, the same bytes for equal configs) and
     ``command.sh`` (``argv``, default this process's command line) into ``out_dir``."""

@@ -54,7 +54,15 @@ import yaml
 
 from local_lib.atomic_io import atomic_path, write_text_atomic
 from local_lib.bin.train_grpo import reward_scorer
-from local_lib.config import RUN_CONFIG, from_mapping, load_yaml, save_run_config, to_mapping
+from local_lib.config import (
+    RUN_CONFIG,
+    differing_keys,
+    from_mapping,
+    load_yaml,
+    lookup,
+    save_run_config,
+    to_mapping,
+)
 from local_lib.data.audio import load_audio
 from local_lib.data.kaldi_dir import read_kv
 from local_lib.data.speech_tokens import PromptPool
@@ -120,9 +128,11 @@ def check_settings(out_dir: Path, settings: Settings) -> None:
     has_samples = tsv.is_file() and len(tsv.read_text(encoding="utf-8").splitlines()) > 1
     if has_samples and path.is_file():
         old = load_yaml(path)
-        changed = [k for k in {**old, **new} if old.get(k) != new.get(k)]
+        changed = differing_keys(old, new)
         if changed:
-            diffs = "; ".join(f"{k}: {old.get(k)!r} there, {new.get(k)!r} now" for k in changed)
+            diffs = "; ".join(
+                f"{k}: {lookup(old, k)!r} there, {lookup(new, k)!r} now" for k in changed
+            )
             raise SystemExit(
                 f"{path}: {tsv} holds samples of other settings ({diffs}); "
                 f"use another --out-dir, or remove {out_dir} to start again"

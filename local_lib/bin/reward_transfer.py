@@ -24,7 +24,7 @@ from typing import Any
 
 from local_lib.atomic_io import write_text_atomic
 from local_lib.bin.best_of_n import SAMPLES, complete_rows, text_samples
-from local_lib.config import RUN_CONFIG, load_yaml, save_run_config
+from local_lib.config import RUN_CONFIG, differing_keys, load_yaml, lookup, save_run_config
 from local_lib.eval.picks import TextSamples
 from local_lib.eval.report_plots import transfer_scatter
 from local_lib.eval.reward_transfer import render, transfer
@@ -74,26 +74,6 @@ def same_settings(base: dict[str, Any], other: dict[str, Any], where: Path) -> N
             f"{lookup(other, key)!r}, the base's {lookup(base, key)!r} "
             f"(differing: {', '.join(differ)})"
         )
-
-
-def differing_keys(
-    a: dict[str, Any], b: dict[str, Any], exclude: tuple[str, ...] = ()
-) -> list[str]:
-    """Dotted paths of the values that differ, into nested mappings (``rollout.temperature``)."""
-    out = []
-    for key in sorted((set(a) | set(b)) - set(exclude)):
-        x, y = a.get(key), b.get(key)
-        if isinstance(x, dict) and isinstance(y, dict):
-            out += [f"{key}.{sub}" for sub in differing_keys(x, y)]
-        elif x != y:
-            out.append(key)
-    return out
-
-
-def lookup(mapping: dict[str, Any], dotted: str) -> Any:
-    for part in dotted.split("."):
-        mapping = mapping.get(part) if isinstance(mapping, dict) else None
-    return mapping
 
 
 def load_samples(out_dir: Path, cfg: dict[str, Any]) -> list[TextSamples]:

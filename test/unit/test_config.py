@@ -12,9 +12,11 @@ import pytest
 
 from local_lib.config import (
     ConfigError,
+    differing_keys,
     from_mapping,
     load_config,
     load_yaml,
+    lookup,
     save_run_config,
     to_mapping,
 )
@@ -214,3 +216,11 @@ def test_train_section_maps_to_the_trainer() -> None:
     for bad in ({"lr": 0}, {"grad_accum": 0}, {"grad_clip": 0}, {"keep_checkpoints": -1}):
         with pytest.raises(ConfigError):
             from_mapping(TrainSection, bad, "t")
+
+
+def test_differing_keys_name_nested_paths():
+    old = {"n": 8, "seed": 0, "rollout": {"temperature": 0.6, "top_k": 0}, "base_dir": "a"}
+    new = {"n": 8, "seed": 1, "rollout": {"temperature": 1.0, "top_k": 0}, "base_dir": "b"}
+    assert differing_keys(old, new, exclude=("base_dir",)) == ["rollout.temperature", "seed"]
+    assert lookup(new, "rollout.temperature") == 1.0 and lookup(new, "rollout.nope") is None
+    assert differing_keys({"a": {"x": 1}}, {"a": 2}) == ["a"]  # a mapping against a value
